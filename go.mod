@@ -1,0 +1,3 @@
+module github.com/cuelet/cuelet
+
+go 1.26.0
