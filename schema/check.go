@@ -38,16 +38,25 @@ type File struct {
 // looks again (see Check).
 const maxRounds = 4
 
-// Check unifies the files of one unit with #Manifest and returns the
-// unified value, with every default filled in, and the unit's issues sorted
-// by position. The value is only meaningful when there are no issues.
+// Result is what Check found out about a unit.
+type Result struct {
+	// Value is the unit unified with #Manifest, every default filled in;
+	// only meaningful when there are no Issues.
+	Value cue.Value
+	// Issues are sorted by position.
+	Issues []Issue
+	// Places tells where the user wrote a field, for checks made later.
+	Places *Places
+}
+
+// Check unifies the files of one unit with #Manifest.
 //
 // CUE stops looking into a struct once something in it is wrong, and drops
 // "required" errors when there are others, so a misspelt field can hide a
 // missing image. When a unit has errors, Check therefore takes the fields it
 // found wrong out of the syntax and validates again, a few rounds at most,
 // keeping what is new and not about a field it took out.
-func (c *Checker) Check(files []File) (cue.Value, []Issue) {
+func (c *Checker) Check(files []File) *Result {
 	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}}
 	syntax := make([]*ast.File, 0, len(files))
 	for _, f := range files {
@@ -59,7 +68,7 @@ func (c *Checker) Check(files []File) (cue.Value, []Issue) {
 		syntax = append(syntax, x)
 	}
 	if len(r.issues) > 0 {
-		return cue.Value{}, r.sorted()
+		return &Result{Issues: r.sorted(), Places: &Places{}}
 	}
 	r.places = indexFiles(syntax)
 	var first cue.Value
@@ -89,7 +98,7 @@ func (c *Checker) Check(files []File) (cue.Value, []Issue) {
 			break
 		}
 	}
-	return first, r.sorted()
+	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
 }
 
 // takeOut deletes the fields that issues were found in from the syntax and

@@ -19,6 +19,30 @@ type place struct {
 // positions. A field written twice keeps its first place.
 type places map[string]place
 
+// Places tells where the user wrote the fields of a unit.
+type Places struct{ m places }
+
+// Label is the position of the label of the field at path, or of its
+// nearest enclosing field that the user wrote; for a list element, the
+// element's. The zero Position when there is none.
+func (p *Places) Label(path ...string) token.Position {
+	pl, _ := p.m.find(path)
+	return pl.label.Position()
+}
+
+// Value is the position of the value of the field at path; when the user
+// did not write that field, the label of the nearest enclosing one.
+func (p *Places) Value(path ...string) token.Position {
+	pl, exact := p.m.find(path)
+	if exact {
+		return pl.value.Position()
+	}
+	return pl.label.Position()
+}
+
+// FormatPath writes a path the way problems show it.
+func FormatPath(path ...string) string { return formatPath(path) }
+
 // indexFiles records every field of the files, including the fields of
 // structs written inline, shorthand (a: b: c: 1) and list elements.
 func indexFiles(files []*ast.File) places {
