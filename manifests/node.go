@@ -79,4 +79,3 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	return netip.AddrFrom4(a)
 }
-
