@@ -102,25 +102,43 @@ func CrossUnitProblems(units []*Unit) map[*Unit][]Problem {
 		return fmt.Sprintf("portalIP %s is also used by %s", ip, where(other))
 	})
 
+	// Pods by label, so that matching a selector looks at the pods that
+	// carry one of its labels rather than at every pod of the node.
+	type podRef struct {
+		u   *Unit
+		pod *Pod
+	}
+	byLabel := map[string][]podRef{}
+	for _, u := range valid {
+		for i := range u.Pods {
+			for k, v := range u.Pods[i].Labels {
+				byLabel[k+"="+v] = append(byLabel[k+"="+v], podRef{u, &u.Pods[i]})
+			}
+		}
+	}
 	for _, u := range valid {
 		for _, s := range u.Services {
 			if len(s.Selector) == 0 {
 				continue
 			}
+			var candidates []podRef
+			for k, v := range s.Selector {
+				if c := byLabel[k+"="+v]; candidates == nil || len(c) < len(candidates) {
+					candidates = c
+				}
+			}
 			for i, port := range s.Ports {
 				if port.TargetPort.Name == "" {
 					continue
 				}
-				for _, pu := range valid {
-					for _, pod := range pu.Pods {
-						if !selects(s.Selector, pod.Labels) || declares(&pod, port.TargetPort.Name) {
-							continue
-						}
-						path := []string{"services", s.Name, "ports", strconv.Itoa(i), "targetPort"}
-						out[u] = append(out[u], u.problem(path, true, fmt.Sprintf(
-							"targetPort %q is not a port of any container of pod %q (%s), which the selector picks",
-							port.TargetPort.Name, pod.Name, strings.Join(pu.Files, ", "))))
+				for _, c := range candidates {
+					if !selects(s.Selector, c.pod.Labels) || declares(c.pod, port.TargetPort.Name) {
+						continue
 					}
+					path := []string{"services", s.Name, "ports", strconv.Itoa(i), "targetPort"}
+					out[u] = append(out[u], u.problem(path, true, fmt.Sprintf(
+						"targetPort %q is not a port of any container of pod %q (%s), which the selector picks",
+						port.TargetPort.Name, c.pod.Name, strings.Join(c.u.Files, ", "))))
 				}
 			}
 		}

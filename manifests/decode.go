@@ -28,6 +28,7 @@ type (
 // decode turns a unit's value, unified with #Manifest and valid, into the
 // model. The schema has filled in every default, so JSON carries it all.
 func decode(v cue.Value) (Manifest, error) {
+	// MarshalJSON and encoding/json are faster here than Value.Decode.
 	b, err := v.MarshalJSON()
 	if err != nil {
 		return Manifest{}, fmt.Errorf("export the unit: %w", err)

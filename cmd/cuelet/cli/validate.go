@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/cuelet/cuelet/manifests"
 )
@@ -28,6 +29,10 @@ Exits 1 if anything is invalid.`,
 			rules.Register(fs)
 			fs.BoolVar(&asJSON, "json", false, "print problems as a JSON array on stdout")
 			return func(ctx context.Context, paths []string) error {
+				// A short-lived process whose heap is mostly CUE values:
+				// collecting less often saves a third of the CPU time on
+				// 1,000 units (bench/validate) for some 200 MB of memory.
+				debug.SetGCPercent(400)
 				if len(paths) == 0 {
 					paths = []string{dir}
 				}
