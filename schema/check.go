@@ -57,7 +57,7 @@ type Result struct {
 // found wrong out of the syntax and validates again, a few rounds at most,
 // keeping what is new and not about a field it took out.
 func (c *Checker) Check(files []File) *Result {
-	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}}
+	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]bool{}}
 	syntax := make([]*ast.File, 0, len(files))
 	for _, f := range files {
 		x, err := parser.ParseFile(f.Name, f.Data)
@@ -98,6 +98,7 @@ func (c *Checker) Check(files []File) *Result {
 			break
 		}
 	}
+	r.consequences()
 	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
 }
 

@@ -20,6 +20,9 @@ type report struct {
 	user   cue.Value // the user's files alone
 	issues []Issue
 	seen   map[string]bool
+	// checks marks the issues of the schema's comprehension rules (see
+	// consequences).
+	checks map[int]bool
 
 	// removable holds the labels and paths of fields found wrong in this
 	// round; removed the paths of fields taken out in earlier rounds.
@@ -37,6 +40,7 @@ const (
 )
 
 func (r *report) add(path []string, at anchor, fallback token.Pos, msg string) {
+	check := len(path) > 0 && strings.HasPrefix(path[len(path)-1], "#") && path[len(path)-1] != "#name"
 	path, at = checkField(path, at)
 	p := formatPath(path)
 	for _, gone := range r.removed {
@@ -61,6 +65,9 @@ func (r *report) add(path []string, at anchor, fallback token.Pos, msg string) {
 	// the next round; list elements cannot (the ones after would move).
 	if exact && pl.label != pl.value {
 		r.removable[pl.label] = p
+	}
+	if check {
+		r.checks[len(r.issues)] = true
 	}
 	r.issues = append(r.issues, Issue{Pos: pos.Position(), Path: p, Message: msg})
 }
@@ -97,6 +104,37 @@ func (r *report) addErr(err error) {
 	}
 }
 
+// consequences drops the issues of comprehension rules (a probe names one
+// action, a service has a selector or endpoints...) on a struct that has
+// another issue inside, or that lost a field between rounds: a wrong
+// value inside makes `x != _|_` false and such a rule misfire, and the
+// issue inside is the one to fix.
+func (r *report) consequences() {
+	out := r.issues[:0]
+	for i, is := range r.issues {
+		if r.checks[i] && r.hasInside(is.Path) {
+			continue
+		}
+		out = append(out, is)
+	}
+	r.issues = out
+	clear(r.checks)
+}
+
+func (r *report) hasInside(p string) bool {
+	for _, is := range r.issues {
+		if strings.HasPrefix(is.Path, p+".") {
+			return true
+		}
+	}
+	for _, gone := range r.removed {
+		if strings.HasPrefix(gone, p+".") {
+			return true
+		}
+	}
+	return false
+}
+
 // kinds of CUE error message, from least to most telling.
 type kind int
 
@@ -118,6 +156,7 @@ type cueErr struct {
 var (
 	reConflict = regexp.MustCompile(`^conflicting values (.+?) and (.+?)(?: \(mismatched types (\w+) and (\w+)\))?$`)
 	reBound    = regexp.MustCompile(`^invalid value (.+) \(out of bound (<=|>=|<|>|!=|=~|!~)(.+)\)$`)
+	reLengths  = regexp.MustCompile(`^incompatible list lengths \((\d+) and (\d+)\)$`)
 	reValidate = regexp.MustCompile(`^invalid value (.+) \(does not satisfy ([\w.]+)(?:\((.*)\))?\)(?:: .*)?$`)
 )
 
@@ -211,14 +250,22 @@ func isLiteral(s string) bool {
 
 func (r *report) addOne(path []string, c cueErr) {
 	fallback := userPos(c.err)
-	format, _ := c.err.Msg()
+	format, args := c.err.Msg()
 	switch {
 	case format == "field not allowed":
 		r.addNotAllowed(path, fallback)
 	case format == "field is required but not present":
 		r.add(path, atLabel, fallback, last(path)+" is required")
+	case format == "required field missing: %s":
+		name := fmt.Sprint(args...)
+		r.addRequired(append(path[:len(path):len(path)], name), name)
 	case strings.HasPrefix(format, "incomplete value"):
-		r.add(path, atValue, fallback, fmt.Sprintf("%s needs a concrete value, not %s", last(path), r.userText(path)))
+		// Only a value the user wrote, like `image: string`: a field
+		// the user left to a default is incomplete because of another
+		// problem (targetPort: *port when port is wrong).
+		if _, exact := r.places.find(path); exact {
+			r.add(path, atValue, fallback, fmt.Sprintf("%s needs a concrete value, not %s", last(path), r.userText(path)))
+		}
 	case c.kind == kindMismatch:
 		r.add(path, atValue, fallback, r.mismatch(path, c))
 	case c.kind == kindConflict:
@@ -302,6 +349,12 @@ func (r *report) reword(path []string, msg string) string {
 			}
 			return fmt.Sprintf("%s does not match %s", val, lim)
 		}
+	}
+	if m := reLengths.FindStringSubmatch(msg); m != nil {
+		if m[2] == "1" {
+			return last(path) + " must not be empty"
+		}
+		return fmt.Sprintf("%s has %s elements, needs %s", last(path), m[1], m[2])
 	}
 	if m := reValidate.FindStringSubmatch(msg); m != nil {
 		val, fn, arg := m[1], m[2], m[3]
