@@ -53,6 +53,9 @@ func (f *finder) load(ctx context.Context, opts Options) ([]*Unit, error) {
 
 // checkAll checks the groups on every core: a cue.Context serves one
 // goroutine at a time, so each worker has a schema.Checker of its own.
+// Checkers are made afresh for every load (3 ms each): a cue.Context keeps
+// every label it has seen, so one kept for the agent's lifetime would grow
+// with every edit of the manifests.
 func checkAll(ctx context.Context, groups []group, units []*Unit, opts Options) error {
 	workers := min(runtime.GOMAXPROCS(0), len(groups))
 	next := make(chan int)
@@ -62,7 +65,7 @@ func checkAll(ctx context.Context, groups []group, units []*Unit, opts Options) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := checker(w)
+			c, err := schema.NewChecker()
 			if err != nil {
 				errs[w] = err
 				for range next {
@@ -92,15 +95,6 @@ feed:
 		}
 	}
 	return err
-}
-
-// checker gives worker 0 the schema compiled once per process, and every
-// other worker one of its own.
-func checker(worker int) (*schema.Checker, error) {
-	if worker == 0 {
-		return schema.Default()
-	}
-	return schema.NewChecker()
 }
 
 // checkUnit reads, checks and decodes one unit.

@@ -22,7 +22,7 @@ func container(body string) string {
 // issues checks one file and formats its issues as LINE:COL: PATH: MESSAGE.
 func issues(t *testing.T, src string) []string {
 	t.Helper()
-	c, err := schema.Default()
+	c, err := schema.NewChecker()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +77,8 @@ func TestSchemaRules(t *testing.T) {
 			`2:11: pods.web.replicas: -1 is below the minimum 0`}},
 		{"replicas_as_a_string_is_rejected", pod("replicas: \"two\"\ncontainers: app: " + img), []string{
 			`2:11: pods.web.replicas: "two" is not an integer`}},
+		{"replicas_as_a_float_is_rejected", pod("replicas: 2.5\ncontainers: app: " + img), []string{
+			`2:11: pods.web.replicas: 2.5 is not an integer`}},
 		{"restart_policy_must_be_one_of_three", pod("restartPolicy: \"Sometimes\"\ncontainers: app: " + img), []string{
 			`2:16: pods.web.restartPolicy: "Sometimes" is not one of "Always", "Never", "OnFailure"`}},
 		{"restart_policy_never_is_valid", pod("restartPolicy: \"Never\"\ncontainers: app: " + img), nil},

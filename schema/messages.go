@@ -229,7 +229,8 @@ func (r *report) choices(path []string, errs []cueErr) ([]string, bool) {
 		if other == mine {
 			other = c.b
 		}
-		if !isLiteral(other) {
+		// 2e9999 against 1 and int: not a choice among literals.
+		if !isLiteral(other) || other == mine || slices.Contains(out, other) {
 			return nil, false
 		}
 		out = append(out, other)
