@@ -57,7 +57,7 @@ type Result struct {
 // found wrong out of the syntax and validates again, a few rounds at most,
 // keeping what is new and not about a field it took out.
 func (c *Checker) Check(files []File) *Result {
-	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]bool{}}
+	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]string{}}
 	syntax := make([]*ast.File, 0, len(files))
 	for _, f := range files {
 		x, err := parser.ParseFile(f.Name, f.Data)

@@ -20,9 +20,9 @@ type report struct {
 	user   cue.Value // the user's files alone
 	issues []Issue
 	seen   map[string]bool
-	// checks marks the issues of the schema's comprehension rules (see
-	// consequences).
-	checks map[int]bool
+	// checks marks the issues of the schema's comprehension rules with
+	// the rule's check field (see consequences).
+	checks map[int]string
 
 	// removable holds the labels and paths of fields found wrong in this
 	// round; removed the paths of fields taken out in earlier rounds.
@@ -40,7 +40,10 @@ const (
 )
 
 func (r *report) add(path []string, at anchor, fallback token.Pos, msg string) {
-	check := len(path) > 0 && strings.HasPrefix(path[len(path)-1], "#") && path[len(path)-1] != "#name"
+	check := ""
+	if n := len(path); n > 0 && ruleFields[path[n-1]] != nil {
+		check = path[n-1]
+	}
 	path, at = checkField(path, at)
 	p := formatPath(path)
 	for _, gone := range r.removed {
@@ -66,8 +69,8 @@ func (r *report) add(path []string, at anchor, fallback token.Pos, msg string) {
 	if exact && pl.label != pl.value {
 		r.removable[pl.label] = p
 	}
-	if check {
-		r.checks[len(r.issues)] = true
+	if check != "" {
+		r.checks[len(r.issues)] = check
 	}
 	r.issues = append(r.issues, Issue{Pos: pos.Position(), Path: p, Message: msg})
 }
@@ -104,15 +107,25 @@ func (r *report) addErr(err error) {
 	}
 }
 
-// consequences drops the issues of comprehension rules (a probe names one
-// action, a service has a selector or endpoints...) on a struct that has
-// another issue inside, or that lost a field between rounds: a wrong
-// value inside makes `x != _|_` false and such a rule misfire, and the
-// issue inside is the one to fix.
+// ruleFields names, for each check field of the schema's comprehension
+// rules, the fields the rule looks at. A wrong value in one of them makes
+// `x != _|_` false, so the rule misfires; see consequences.
+var ruleFields = map[string][]string{
+	"#containers":          {"containers"},
+	"#action":              {"exec", "tcpSocket", "httpGet"},
+	"#source":              {"emptyDir", "persistent", "hostPath", "files"},
+	"#selectorOrEndpoints": {"selector", "endpoints"},
+	"#ports":               {"ports", "endpoints"},
+	"#unnamed":             {"name"},
+}
+
+// consequences drops the issues of comprehension rules whose fields have
+// an issue of their own, or lost a field between rounds: the issue inside
+// is the one to fix, the rule's may only follow from it.
 func (r *report) consequences() {
 	out := r.issues[:0]
 	for i, is := range r.issues {
-		if r.checks[i] && r.hasInside(is.Path) {
+		if check := r.checks[i]; check != "" && r.hasInside(is.Path, ruleFields[check]) {
 			continue
 		}
 		out = append(out, is)
@@ -121,14 +134,22 @@ func (r *report) consequences() {
 	clear(r.checks)
 }
 
-func (r *report) hasInside(p string) bool {
+func (r *report) hasInside(p string, fields []string) bool {
+	under := func(q string) bool {
+		for _, f := range fields {
+			if prefix := p + "." + formatPath([]string{f}); q == prefix || strings.HasPrefix(q, prefix+".") {
+				return true
+			}
+		}
+		return false
+	}
 	for _, is := range r.issues {
-		if strings.HasPrefix(is.Path, p+".") {
+		if under(is.Path) {
 			return true
 		}
 	}
 	for _, gone := range r.removed {
-		if strings.HasPrefix(gone, p+".") {
+		if under(gone) {
 			return true
 		}
 	}
