@@ -182,6 +182,9 @@ func TestSchemaRules(t *testing.T) {
 		// Reporting.
 		{"syntax_error_is_reported_at_its_position", "pods: web: {\n", []string{
 			`1:14: : expected '}', found 'EOF'`}},
+		{"import_outside_the_standard_library_is_rejected_once", "import \"example.com/foo\"\n\npods: web: containers: app: image: foo.image\n", []string{
+			`1:8: : import "example.com/foo" is not available: a manifest may import only CUE's standard library`}},
+		{"import_of_the_standard_library_is_valid", "import \"strings\"\n\npods: web: containers: app: image: strings.ToLower(\"X\")\n", nil},
 		{"problems_come_sorted_by_position", "services: web: {selector: app: \"web\", ports: [{port: 0}]}\n" + pod("replicas: 101\ncontainers: app: {}"), []string{
 			`1:54: services.web.ports.0.port: 0 is below the minimum 1`,
 			`3:11: pods.web.replicas: 101 is above the maximum 100`,

@@ -177,6 +177,7 @@ type cueErr struct {
 var (
 	reConflict = regexp.MustCompile(`^conflicting values (.+?) and (.+?)(?: \(mismatched types (\w+) and (\w+)\))?$`)
 	reBound    = regexp.MustCompile(`^invalid value (.+) \(out of bound (<=|>=|<|>|!=|=~|!~)(.+)\)$`)
+	reImport   = regexp.MustCompile(`^package "(.+)" imported but not defined in.*$`)
 	reLengths  = regexp.MustCompile(`^incompatible list lengths \((\d+) and (\d+)\)$`)
 	reValidate = regexp.MustCompile(`^invalid value (.+) \(does not satisfy ([\w.]+)(?:\((.*)\))?\)(?:: .*)?$`)
 )
@@ -288,6 +289,8 @@ func (r *report) addOne(path []string, c cueErr) {
 		if _, exact := r.places.find(path); exact {
 			r.add(path, atValue, fallback, fmt.Sprintf("%s needs a concrete value, not %s", last(path), r.userText(path)))
 		}
+	case strings.HasPrefix(c.msg, "import ") && strings.HasSuffix(c.msg, " not found"):
+		// A use of an import that failed: the import itself is reported.
 	case c.kind == kindMismatch:
 		r.add(path, atValue, fallback, r.mismatch(path, c))
 	case c.kind == kindConflict:
@@ -371,6 +374,9 @@ func (r *report) reword(path []string, msg string) string {
 			}
 			return fmt.Sprintf("%s does not match %s", val, lim)
 		}
+	}
+	if m := reImport.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("import %q is not available: a manifest may import only CUE's standard library", m[1])
 	}
 	if m := reLengths.FindStringSubmatch(msg); m != nil {
 		if m[2] == "1" {
