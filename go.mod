@@ -2,7 +2,10 @@ module github.com/cuelet/cuelet
 
 go 1.26.0
 
-require cuelang.org/go v0.17.1
+require (
+	cuelang.org/go v0.17.1
+	github.com/rogpeppe/go-internal v1.16.0
+)
 
 require (
 	github.com/cockroachdb/apd/v3 v3.2.3 // indirect
@@ -13,6 +16,8 @@ require (
 	github.com/protocolbuffers/txtpbfmt v0.0.0-20260420112717-c39628bde8b5 // indirect
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/net v0.56.0 // indirect
+	golang.org/x/sys v0.46.0 // indirect
 	golang.org/x/text v0.38.0 // indirect
+	golang.org/x/tools v0.45.0 // indirect
 	google.golang.org/protobuf v1.33.0 // indirect
 )

@@ -3,6 +3,9 @@ package manifests
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+
+	"github.com/cuelet/cuelet/schema"
 )
 
 // Problem is one thing wrong with the input, positioned in the user's file.
@@ -14,8 +17,12 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
-// String formats the problem as FILE:LINE:COL: PATH: MESSAGE.
+// String formats the problem as FILE:LINE:COL: PATH: MESSAGE, or as
+// FILE:LINE:COL: MESSAGE when it is about no field (a syntax error).
 func (p Problem) String() string {
+	if p.Path == "" {
+		return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Column, p.Message)
+	}
 	return fmt.Sprintf("%s:%d:%d: %s: %s", p.File, p.Line, p.Column, p.Path, p.Message)
 }
 
@@ -38,6 +45,20 @@ type Unit struct {
 
 	// Problems, when not empty, make the whole unit invalid.
 	Problems []Problem
+
+	// places tells where the unit's fields are written, for the problems
+	// found after the schema: node and cross-unit rules.
+	places *schema.Places
+}
+
+// Clone returns a copy of the unit that CheckCrossUnit can change without
+// touching u. Pods, services and sources are shared: they are not changed.
+func (u *Unit) Clone() *Unit {
+	c := *u
+	c.Problems = slices.Clone(u.Problems)
+	c.Pods = slices.Clip(u.Pods)
+	c.Services = slices.Clip(u.Services)
+	return &c
 }
 
 // Valid reports whether the unit has no problems.

@@ -1,0 +1,36 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cuelet/cuelet/cmd/cuelet/cli"
+)
+
+// TestMain lets the scripts run "cuelet": testscript runs this test binary
+// as the command, which calls the same Main as the real one.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"cuelet": func() { os.Exit(cli.Main()) },
+	})
+}
+
+// TestScripts runs testdata/script/*.txtar. $EXAMPLES is the repository's
+// examples folder and $SCHEMA the schema file, for comparisons.
+func TestScripts(t *testing.T) {
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("EXAMPLES", filepath.Join(root, "examples"))
+			env.Setenv("SCHEMA", filepath.Join(root, "schema", "cuelet.cue"))
+			return nil
+		},
+	})
+}

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+func validateCommand() *Command {
+	return &Command{
+		Name: "validate",
+		Args: "[PATH...]",
+		Short: `Validate manifest files or folders (default: the manifest directory)
+against the built-in schema and the node's rules. Needs neither podman nor
+root. Prints one line per problem, FILE:LINE:COL: PATH: MESSAGE, on stderr,
+or with --json an array of {file, line, column, path, message} on stdout.
+Exits 1 if anything is invalid.`,
+		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
+			var (
+				dir    string
+				rules  NodeRules
+				asJSON bool
+			)
+			registerManifests(fs, &dir)
+			rules.Register(fs)
+			fs.BoolVar(&asJSON, "json", false, "print problems as a JSON array on stdout")
+			return func(ctx context.Context, paths []string) error {
+				// A short-lived process whose heap is mostly CUE values:
+				// collecting less often saves a third of the CPU time on
+				// 1,000 units (bench/validate) for some 200 MB of memory.
+				debug.SetGCPercent(400)
+				if len(paths) == 0 {
+					paths = []string{dir}
+				}
+				units, err := manifests.Load(ctx, paths, rules.Options())
+				if err != nil {
+					return err
+				}
+				problems := []manifests.Problem{}
+				for _, u := range units {
+					problems = append(problems, u.Problems...)
+				}
+				if asJSON {
+					b, err := json.MarshalIndent(problems, "", "  ")
+					if err != nil {
+						return fmt.Errorf("encode problems: %w", err)
+					}
+					fmt.Fprintf(env.Stdout, "%s\n", b)
+				} else {
+					for _, p := range problems {
+						fmt.Fprintln(env.Stderr, p)
+					}
+				}
+				if len(problems) > 0 {
+					return errInvalid
+				}
+				return nil
+			}
+		},
+	}
+}

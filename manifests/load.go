@@ -1,0 +1,167 @@
+package manifests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"cuelang.org/go/cue/token"
+
+	"github.com/cuelet/cuelet/schema"
+)
+
+// Load finds and checks every unit under each root, a file or a folder.
+// FILE in problems is the root as given joined with the path below it,
+// and so are the units' IDs. Cross-unit rules are checked too (see
+// CheckCrossUnit). The error is only for a root that cannot be read at
+// all; everything wrong inside is a Problem of some unit.
+func Load(ctx context.Context, roots []string, opts Options) ([]*Unit, error) {
+	var f finder
+	for _, root := range roots {
+		if err := f.find(root, root); err != nil {
+			return nil, err
+		}
+	}
+	return f.load(ctx, opts)
+}
+
+// LoadDir is Load for the agent's manifest directory: FILE in problems and
+// the units' IDs are relative to dir, so they stay the same wherever the
+// directory is.
+func LoadDir(ctx context.Context, dir string, opts Options) ([]*Unit, error) {
+	var f finder
+	if err := f.find(dir, "."); err != nil {
+		return nil, err
+	}
+	return f.load(ctx, opts)
+}
+
+func (f *finder) load(ctx context.Context, opts Options) ([]*Unit, error) {
+	groups := groupSources(f.sources)
+	units := make([]*Unit, len(groups))
+	if err := checkAll(ctx, groups, units, opts); err != nil {
+		return nil, err
+	}
+	for _, p := range f.loops {
+		units = append(units, &Unit{ID: p.File, Files: []string{p.File}, Problems: []Problem{p}})
+	}
+	CheckCrossUnit(units)
+	return units, nil
+}
+
+// checkAll checks the groups on every core: a cue.Context serves one
+// goroutine at a time, so each worker has a schema.Checker of its own.
+// Checkers are made afresh for every load (3 ms each): a cue.Context keeps
+// every label it has seen, so one kept for the agent's lifetime would grow
+// with every edit of the manifests.
+func checkAll(ctx context.Context, groups []group, units []*Unit, opts Options) error {
+	workers := min(runtime.GOMAXPROCS(0), len(groups))
+	next := make(chan int)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := schema.NewChecker()
+			if err != nil {
+				errs[w] = err
+				for range next {
+				}
+				return
+			}
+			for i := range next {
+				units[i] = checkUnit(c, groups[i], opts)
+			}
+		}()
+	}
+	var err error
+feed:
+	for i := range groups {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return err
+}
+
+// checkUnit reads, checks and decodes one unit.
+func checkUnit(c *schema.Checker, g group, opts Options) *Unit {
+	u := &Unit{ID: g.id, Source: map[string][]byte{}}
+	files := make([]schema.File, 0, len(g.sources))
+	for _, s := range g.sources {
+		u.Files = append(u.Files, s.display)
+		if s.err != nil {
+			u.Problems = append(u.Problems, Problem{File: s.display, Line: 1, Column: 1, Message: fmt.Sprintf("cannot read: %v", s.err)})
+			continue
+		}
+		u.Source[s.display] = s.data
+		files = append(files, schema.File{Name: s.display, Data: s.data})
+	}
+	if len(u.Problems) > 0 {
+		return u
+	}
+	res := c.Check(files)
+	u.places = res.Places
+	for _, is := range res.Issues {
+		u.Problems = append(u.Problems, problemAt(is.Pos.Filename, is.Pos.Line, is.Pos.Column, is.Path, is.Message, g))
+	}
+	if len(u.Problems) > 0 {
+		return u
+	}
+	m, err := decode(res.Value)
+	if err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			u.Problems = append(u.Problems, u.problem(fe.path, true, fe.err.Error()))
+		} else {
+			u.Problems = append(u.Problems, Problem{File: u.Files[0], Line: 1, Column: 1, Message: err.Error()})
+		}
+		return u
+	}
+	u.Pods, u.Services = m.Pods, m.Services
+	u.Problems = nodeProblems(u, opts)
+	if len(u.Problems) > 0 {
+		u.Pods, u.Services = nil, nil
+	}
+	return u
+}
+
+// problemAt builds a Problem; an issue without a position (rare: a value
+// built by a comprehension) points at the unit's first file.
+func problemAt(file string, line, col int, path, msg string, g group) Problem {
+	if file == "" || line == 0 {
+		file, line, col = g.sources[0].display, 1, 1
+	}
+	return Problem{File: file, Line: line, Column: col, Path: path, Message: msg}
+}
+
+// problem positions a message at path in the unit: at the value the user
+// wrote there, or at the label of the field (or of the nearest enclosing
+// field that the user wrote).
+func (u *Unit) problem(path []string, atValue bool, msg string) Problem {
+	var pos token.Position
+	if u.places != nil {
+		if atValue {
+			pos = u.places.Value(path...)
+		} else {
+			pos = u.places.Label(path...)
+		}
+	}
+	if !pos.IsValid() {
+		pos = token.Position{Filename: u.Files[0], Line: 1, Column: 1}
+	}
+	return Problem{File: pos.Filename, Line: pos.Line, Column: pos.Column, Path: schema.FormatPath(path...), Message: msg}
+}
