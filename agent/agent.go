@@ -1,0 +1,259 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+)
+
+// Syncer brings the node to the desired state once: read the manifests,
+// reconcile podman, program the proxies. It is level-triggered: it never
+// learns what triggered it, it looks at everything.
+type Syncer interface {
+	Sync(ctx context.Context) *Report
+}
+
+// EventWatcher follows podman's event stream. WatchEvents calls changed for
+// every event that may need a sync (a container died or started, a pod was
+// removed) and returns when the stream ends or ctx is done.
+type EventWatcher interface {
+	WatchEvents(ctx context.Context, changed func()) error
+}
+
+// Config holds the agent's settings; the zero value of each optional field
+// turns that part off (tests use that).
+type Config struct {
+	ManifestDir string
+	// KeepFile is the loader's file-name filter, so that editor leftovers
+	// wake nothing.
+	KeepFile       func(name string) bool
+	RunDir         string        // status socket; "" serves none
+	MetricsAddress string        // "" serves no metrics
+	Resync         time.Duration // 0: no periodic resync
+	// Quiet is the debounce window for bursts of triggers.
+	Quiet time.Duration
+	// Reload delivers SIGHUP.
+	Reload <-chan os.Signal
+	// Components run beside the loops for the agent's lifetime (the proxy).
+	Components []func(context.Context) error
+	Log        zerolog.Logger
+}
+
+// Agent is the long-running loop of `cuelet run`.
+type Agent struct {
+	cfg     Config
+	syncer  Syncer
+	events  EventWatcher
+	notify  Notifier
+	metrics *metrics
+	runner  *Runner
+
+	latest        atomic.Pointer[Report]
+	reloadPending atomic.Bool
+	firstDone     bool
+	lastProblems  []string // pass-level errors last logged, to log once per change
+	retry         backoff
+}
+
+// New returns an agent. events may be nil (no podman events: resync only).
+func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
+	if cfg.Quiet == 0 {
+		cfg.Quiet = 150 * time.Millisecond
+	}
+	if cfg.KeepFile == nil {
+		cfg.KeepFile = func(string) bool { return true }
+	}
+	return &Agent{
+		cfg:     cfg,
+		syncer:  syncer,
+		events:  events,
+		metrics: newMetrics(),
+		// Bursts are coalesced, but a change still takes effect well
+		// within the 2 s SPEC §4.4 promises.
+		runner: NewRunner(cfg.Quiet, time.Second),
+		retry:  backoff{min: time.Second, max: 30 * time.Second},
+	}
+}
+
+// Registerer is where other components (the proxy) register metrics.
+func (a *Agent) Registerer() prometheus.Registerer { return a.metrics.registry }
+
+// Latest is the report of the last finished sync pass, nil before the first.
+func (a *Agent) Latest() *Report { return a.latest.Load() }
+
+// Kick asks for a sync pass.
+func (a *Agent) Kick() { a.runner.Kick() }
+
+// Run runs the agent until ctx is done. It returns an error only when a
+// part of it cannot start (the metrics address taken, the run dir not
+// writable); a failing sync is reported, not returned.
+func (a *Agent) Run(ctx context.Context) error {
+	watcher, err := NewWatcher(a.cfg.ManifestDir, a.cfg.KeepFile, a.cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.runner.Run(ctx, a.sync) })
+	g.Go(func() error { return watcher.Run(ctx, a.runner.Kick) })
+	if a.cfg.Resync > 0 {
+		g.Go(func() error { return every(ctx, a.cfg.Resync, a.runner.Kick) })
+	}
+	if a.events != nil {
+		g.Go(func() error { return a.followEvents(ctx) })
+	}
+	if a.cfg.RunDir != "" {
+		g.Go(func() error { return serveStatus(ctx, a.cfg.RunDir, a.Latest) })
+	}
+	if a.cfg.MetricsAddress != "" {
+		g.Go(func() error { return a.metrics.serve(ctx, a.cfg.MetricsAddress) })
+	}
+	if d := a.notify.WatchdogInterval(); d > 0 {
+		g.Go(func() error { return every(ctx, d, a.notify.Watchdog) })
+	}
+	if a.cfg.Reload != nil {
+		g.Go(func() error { return a.reloads(ctx) })
+	}
+	for _, c := range a.cfg.Components {
+		g.Go(func() error { return c(ctx) })
+	}
+	a.runner.Kick()
+	<-ctx.Done()
+	a.notify.Stopping()
+	return g.Wait()
+}
+
+// sync runs one pass and publishes its report.
+func (a *Agent) sync(ctx context.Context) {
+	reloading := a.reloadPending.Swap(false)
+	start := time.Now()
+	rep := a.syncer.Sync(ctx)
+	if ctx.Err() != nil {
+		return // stopping: a pass cut short says nothing about the node
+	}
+	rep.Time, rep.Duration = start, time.Since(start)
+	a.latest.Store(rep)
+	a.metrics.observe(rep)
+	a.logChanges(rep)
+	a.notify.Status(rep.Summary())
+	if !a.firstDone || reloading {
+		// READY=1 comes after the first pass even when units are invalid
+		// or pods failed (SPEC §7): those show in STATUS=.
+		a.firstDone = true
+		a.metrics.ready.Store(true)
+		a.notify.Ready()
+		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
+	}
+	if rep.PodmanDown {
+		// Podman events cannot wake us when podman is gone: retry on our
+		// own, slower each time.
+		time.AfterFunc(a.retry.next(), a.runner.Kick)
+	} else {
+		a.retry.reset()
+	}
+}
+
+// logChanges logs pass-level errors when they change, not every pass: a
+// podman that is down for an hour gives two lines, not 3600.
+func (a *Agent) logChanges(rep *Report) {
+	errs := slices.Clone(rep.Errors)
+	slices.Sort(errs)
+	if slices.Equal(errs, a.lastProblems) {
+		return
+	}
+	if len(errs) == 0 {
+		a.cfg.Log.Info().Str("action", "sync").Msg("sync pass clean again")
+	}
+	for _, e := range errs {
+		if !slices.Contains(a.lastProblems, e) {
+			a.cfg.Log.Error().Str("action", "sync").Str("error", e).Msg("sync pass problem")
+		}
+	}
+	a.lastProblems = errs
+}
+
+// reloads turns SIGHUP into a sync bracketed by RELOADING=1 and READY=1.
+func (a *Agent) reloads(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.cfg.Reload:
+			a.cfg.Log.Info().Str("action", "reload").Msg("SIGHUP: reading everything again")
+			a.notify.Reloading()
+			a.reloadPending.Store(true)
+			a.runner.Kick()
+		}
+	}
+}
+
+// followEvents keeps a podman event stream open, reconnecting with
+// backoff. Every reconnect asks for a full sync: events may have been
+// missed while the stream was down.
+func (a *Agent) followEvents(ctx context.Context) error {
+	b := backoff{min: time.Second, max: 30 * time.Second}
+	for {
+		connected := time.Now()
+		err := a.events.WatchEvents(ctx, a.runner.Kick)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(connected) > time.Minute {
+			b.reset() // the stream was healthy for a while
+		}
+		if err == nil {
+			err = errors.New("event stream ended")
+		}
+		a.cfg.Log.Debug().Err(err).Str("action", "events").Msg("podman event stream lost; reconnecting")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(b.next()):
+		}
+		a.runner.Kick()
+	}
+}
+
+// every calls fn every d until ctx is done.
+func every(ctx context.Context, d time.Duration, fn func()) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
+// backoff doubles a delay from min up to max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// String makes a Config readable in a debug log.
+func (c Config) String() string {
+	return fmt.Sprintf("manifests=%s run-dir=%s metrics=%s resync=%s", c.ManifestDir, c.RunDir, c.MetricsAddress, c.Resync)
+}

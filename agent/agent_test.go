@@ -1,0 +1,257 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// fakeSyncer counts passes and returns a report that a test can change.
+type fakeSyncer struct {
+	mu     sync.Mutex
+	passes int
+	report Report
+}
+
+func (f *fakeSyncer) Sync(ctx context.Context) *Report {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.passes++
+	r := f.report
+	return &r
+}
+
+func (f *fakeSyncer) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.passes
+}
+
+func (f *fakeSyncer) set(r Report) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.report = r
+}
+
+// freeAddr returns a loopback TCP address nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type runningAgent struct {
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher) *runningAgent {
+	t.Helper()
+	cfg.Log = zerolog.Nop()
+	a := New(cfg, s, ev)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningAgent{agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Error("agent did not stop within 10 s")
+		}
+	})
+	return r
+}
+
+func TestAgent_ready_after_first_pass_then_status_line(t *testing.T) {
+	ch := listenNotify(t)
+	s := &fakeSyncer{report: Report{Pods: []PodStatus{{Replica: "web", State: "Running"}}, Units: []UnitStatus{{ID: "bad.cue"}}}}
+	startAgent(t, Config{ManifestDir: t.TempDir()}, s, nil)
+	if got := nextNotify(t, ch); got != "STATUS=1 pod, 0 services, 1 invalid unit" {
+		t.Fatalf("first notification %q", got)
+	}
+	if got := nextNotify(t, ch); got != "READY=1" {
+		t.Fatalf("second notification %q, want READY=1", got)
+	}
+}
+
+func TestAgent_manifest_change_syncs_within_two_seconds(t *testing.T) {
+	dir := t.TempDir()
+	s := &fakeSyncer{}
+	startAgent(t, Config{ManifestDir: dir, KeepFile: keepCue}, s, nil)
+	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 })
+	start := time.Now()
+	write(t, filepath.Join(dir, "web.cue"), "pods: {}\n")
+	waitFor(t, 5*time.Second, func() bool { return s.count() == 2 })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("sync %s after the write, want within 2 s", took)
+	}
+}
+
+func TestAgent_SIGHUP_reloads_with_RELOADING_and_READY(t *testing.T) {
+	ch := listenNotify(t)
+	hup := make(chan os.Signal, 1)
+	s := &fakeSyncer{}
+	startAgent(t, Config{ManifestDir: t.TempDir(), Reload: hup}, s, nil)
+	nextNotify(t, ch) // STATUS=
+	nextNotify(t, ch) // READY=1
+	hup <- syscall.SIGHUP
+	if got := nextNotify(t, ch); !strings.HasPrefix(got, "RELOADING=1") {
+		t.Fatalf("got %q, want RELOADING=1", got)
+	}
+	if got := nextNotify(t, ch); !strings.HasPrefix(got, "STATUS=") {
+		t.Fatalf("got %q, want STATUS=", got)
+	}
+	if got := nextNotify(t, ch); got != "READY=1" {
+		t.Fatalf("got %q, want READY=1 after the reload pass", got)
+	}
+	if s.count() != 2 {
+		t.Fatalf("passes = %d, want 2", s.count())
+	}
+}
+
+func TestAgent_status_socket_serves_latest_report_with_mode_0600(t *testing.T) {
+	run := t.TempDir()
+	s := &fakeSyncer{report: Report{Services: []ServiceStatus{{Name: "web", PortalIP: "10.96.0.20"}}}}
+	startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run}, s, nil)
+	var rep *Report
+	waitFor(t, 5*time.Second, func() bool {
+		var err error
+		rep, err = FetchStatus(context.Background(), run)
+		return err == nil
+	})
+	if len(rep.Services) != 1 || rep.Services[0].PortalIP != "10.96.0.20" {
+		t.Fatalf("status = %+v", rep)
+	}
+	fi, err := os.Stat(filepath.Join(run, SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("socket mode %o, want 600", perm)
+	}
+}
+
+func TestFetchStatus_without_agent_is_ErrNoAgent(t *testing.T) {
+	_, err := FetchStatus(context.Background(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), ErrNoAgent.Error()) {
+		t.Fatalf("err = %v, want %v", err, ErrNoAgent)
+	}
+}
+
+func TestAgent_metrics_and_readyz(t *testing.T) {
+	addr := freeAddr(t)
+	block := make(chan struct{})
+	s := &blockingSyncer{release: block}
+	startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr}, s, nil)
+	waitFor(t, 5*time.Second, func() bool { _, err := http.Get("http://" + addr + "/healthz"); return err == nil })
+	if code := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before first pass = %d, want 503", code)
+	}
+	close(block)
+	waitFor(t, 5*time.Second, func() bool { return get(t, "http://"+addr+"/readyz") == http.StatusOK })
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"cuelet_sync_total 1", "cuelet_sync_duration_seconds_count 1", `cuelet_units{state="valid"} 0`, `cuelet_pods{state="Running"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+type blockingSyncer struct{ release chan struct{} }
+
+func (b *blockingSyncer) Sync(ctx context.Context) *Report {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return &Report{Pods: []PodStatus{{Replica: "web", State: "Running"}}}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestAgent_podman_down_retries_on_its_own(t *testing.T) {
+	s := &fakeSyncer{report: Report{PodmanDown: true, Errors: []string{"cannot reach podman"}}}
+	startAgent(t, Config{ManifestDir: t.TempDir()}, s, nil)
+	// No resync ticker, no events: only the backoff retry (1 s, 2 s) can
+	// give further passes.
+	waitFor(t, 8*time.Second, func() bool { return s.count() >= 3 })
+}
+
+// eventSource delivers one event per send on ch.
+type eventSource struct {
+	ch       chan struct{}
+	connects atomic.Int32
+}
+
+func (e *eventSource) WatchEvents(ctx context.Context, changed func()) error {
+	e.connects.Add(1)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-e.ch:
+			if !ok {
+				return io.EOF
+			}
+			changed()
+		}
+	}
+}
+
+func TestAgent_podman_event_triggers_a_sync(t *testing.T) {
+	ev := &eventSource{ch: make(chan struct{})}
+	s := &fakeSyncer{}
+	startAgent(t, Config{ManifestDir: t.TempDir()}, s, ev)
+	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 && ev.connects.Load() == 1 })
+	ev.ch <- struct{}{}
+	waitFor(t, 5*time.Second, func() bool { return s.count() == 2 })
+}
+
+func TestAgent_stops_promptly_when_cancelled(t *testing.T) {
+	r := startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: t.TempDir(), MetricsAddress: freeAddr(t), Resync: time.Second}, &fakeSyncer{}, nil)
+	time.Sleep(200 * time.Millisecond) // let every loop start
+	start := time.Now()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		r.done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("stop took %s", took)
+	}
+}

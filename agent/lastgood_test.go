@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLastGood_save_get_forget(t *testing.T) {
+	state := t.TempDir()
+	l := NewLastGood(state)
+	if _, ok, err := l.Get("web.cue"); ok || err != nil {
+		t.Fatalf("Get before Save: ok=%v err=%v", ok, err)
+	}
+	files := map[string][]byte{"web.cue": []byte("pods: web: {}\n")}
+	if err := l.Save("web.cue", files); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Save("team:billing", map[string][]byte{"team/a.cue": []byte("package billing\n")}); err != nil {
+		t.Fatal(err)
+	}
+	// A new LastGood on the same dir (an agent restart) sees it.
+	got, ok, err := NewLastGood(state).Get("web.cue")
+	if err != nil || !ok || string(got["web.cue"]) != "pods: web: {}\n" {
+		t.Fatalf("Get after restart = %q ok=%v err=%v", got, ok, err)
+	}
+	if err := l.Forget(map[string]bool{"team:billing": true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.Get("web.cue"); ok {
+		t.Fatal("web.cue kept after Forget")
+	}
+	if _, ok, _ := l.Get("team:billing"); !ok {
+		t.Fatal("team:billing forgotten although kept")
+	}
+}
+
+func TestLastGood_unchanged_content_is_not_rewritten(t *testing.T) {
+	l := NewLastGood(t.TempDir())
+	files := map[string][]byte{"a.cue": []byte("x: 1\n")}
+	if err := l.Save("a.cue", files); err != nil {
+		t.Fatal(err)
+	}
+	p := l.path("a.cue")
+	before, _ := os.Stat(p)
+	if err := l.Save("a.cue", files); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(p)
+	if !os.SameFile(before, after) {
+		t.Fatal("file replaced although content is the same")
+	}
+}
+
+func TestLastGood_damaged_file_is_an_error(t *testing.T) {
+	l := NewLastGood(t.TempDir())
+	if err := l.Save("a.cue", map[string][]byte{"a.cue": nil}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.path("a.cue"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get("a.cue"); err == nil {
+		t.Fatalf("no error for a damaged file in %s", filepath.Dir(l.path("a.cue")))
+	}
+}

@@ -1,0 +1,87 @@
+package agent
+
+import (
+	"fmt"
+	"time"
+)
+
+// Report is what one sync pass saw and did. The agent keeps the latest one
+// for `cuelet status`, the metrics and systemd's STATUS= line.
+type Report struct {
+	Time     time.Time       `json:"time"`
+	Duration time.Duration   `json:"duration"`
+	Pods     []PodStatus     `json:"pods"`
+	Services []ServiceStatus `json:"services"`
+	Units    []UnitStatus    `json:"units"`
+	// Errors are problems of the pass that are not a unit's: podman not
+	// answering, the empty-directory guard, a pod podman refused.
+	Errors []string `json:"errors,omitempty"`
+	// PodmanDown is set when podman could not be reached; the proxies then
+	// keep serving from the last view.
+	PodmanDown bool `json:"podmanDown,omitempty"`
+}
+
+// PodStatus is one managed pod replica.
+type PodStatus struct {
+	Replica  string    `json:"replica"`
+	Pod      string    `json:"pod"`
+	Unit     string    `json:"unit"`
+	State    string    `json:"state"` // podman's pod state: Running, Degraded, Exited, …
+	Ready    bool      `json:"ready"`
+	Restarts int       `json:"restarts"`
+	Created  time.Time `json:"created"`
+	IP       string    `json:"ip,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// ServiceStatus is one service with its portal and current endpoints.
+type ServiceStatus struct {
+	Name      string       `json:"name"`
+	Unit      string       `json:"unit"`
+	PortalIP  string       `json:"portalIP"`
+	Ports     []PortStatus `json:"ports"`
+	Endpoints []string     `json:"endpoints"` // ready endpoints of the first port, HOST:PORT
+	Error     string       `json:"error,omitempty"`
+}
+
+// PortStatus is one port of a service.
+type PortStatus struct {
+	Name         string   `json:"name,omitempty"`
+	Protocol     string   `json:"protocol"`
+	Port         int      `json:"port"`
+	ExternalPort int      `json:"externalPort,omitempty"`
+	Endpoints    []string `json:"endpoints"`
+}
+
+// UnitStatus says whether a unit validated; an invalid one keeps its last
+// known good state, which LastGood tells.
+type UnitStatus struct {
+	ID       string   `json:"id"`
+	Valid    bool     `json:"valid"`
+	Problems []string `json:"problems,omitempty"` // FILE:LINE:COL: PATH: MESSAGE
+	LastGood bool     `json:"lastGood,omitempty"` // an invalid unit whose last good version is applied
+}
+
+// Summary is the one-line STATUS= text: "12 pods, 4 services, 1 invalid unit".
+func (r *Report) Summary() string {
+	invalid := 0
+	for _, u := range r.Units {
+		if !u.Valid {
+			invalid++
+		}
+	}
+	s := fmt.Sprintf("%s, %s, %s", plural(len(r.Pods), "pod"), plural(len(r.Services), "service"), plural(invalid, "invalid unit"))
+	if r.PodmanDown {
+		s += "; podman unreachable"
+	} else if len(r.Errors) > 0 {
+		s += "; " + plural(len(r.Errors), "error")
+	}
+	return s
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

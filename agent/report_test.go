@@ -1,0 +1,43 @@
+package agent
+
+import "testing"
+
+func TestReport_Summary(t *testing.T) {
+	tests := []struct {
+		name   string
+		report Report
+		want   string
+	}{
+		{
+			name:   "empty_node",
+			report: Report{},
+			want:   "0 pods, 0 services, 0 invalid units",
+		},
+		{
+			name: "singulars_and_an_invalid_unit",
+			report: Report{
+				Pods:     []PodStatus{{Replica: "web"}},
+				Services: []ServiceStatus{{Name: "web"}},
+				Units:    []UnitStatus{{ID: "a.cue", Valid: true}, {ID: "b.cue"}},
+			},
+			want: "1 pod, 1 service, 1 invalid unit",
+		},
+		{
+			name:   "podman_down_is_said",
+			report: Report{PodmanDown: true, Errors: []string{"cannot reach podman"}},
+			want:   "0 pods, 0 services, 0 invalid units; podman unreachable",
+		},
+		{
+			name:   "other_errors_are_counted",
+			report: Report{Errors: []string{"a", "b"}},
+			want:   "0 pods, 0 services, 0 invalid units; 2 errors",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.report.Summary(); got != tt.want {
+				t.Fatalf("Summary() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"time"
+)
+
+// Runner runs a function once per burst of Kick calls and never runs it
+// twice at the same time. It is the bounded-frequency runner of the kubelet
+// and kube-proxy reduced to what a level-triggered sync needs: every trigger
+// only says "something may have changed", so any number of kicks while a run
+// is pending or under way collapse into one more run.
+type Runner struct {
+	// Quiet is how long the runner waits after a kick for more kicks before
+	// it runs, so an editor's save (write temp, rename, touch backup) or a
+	// git checkout becomes one run instead of several.
+	Quiet time.Duration
+	// MaxDelay bounds the wait: a steady trickle of kicks still runs at
+	// least this often.
+	MaxDelay time.Duration
+
+	kick chan struct{}
+}
+
+// NewRunner returns a runner with the given debounce window and bound.
+func NewRunner(quiet, maxDelay time.Duration) *Runner {
+	return &Runner{Quiet: quiet, MaxDelay: maxDelay, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks for a run. It never blocks.
+func (r *Runner) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // a run is already pending; it will see this change too
+	}
+}
+
+// Run calls fn for every burst of kicks until ctx is done.
+func (r *Runner) Run(ctx context.Context, fn func(context.Context)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kick:
+		}
+		if !r.settle(ctx) {
+			return nil
+		}
+		fn(ctx)
+	}
+}
+
+// settle waits until no kick has come for Quiet, or MaxDelay has passed
+// since the first one. It reports false when ctx ended meanwhile.
+func (r *Runner) settle(ctx context.Context) bool {
+	if r.Quiet <= 0 {
+		return ctx.Err() == nil
+	}
+	deadline := time.NewTimer(r.MaxDelay)
+	defer deadline.Stop()
+	quiet := time.NewTimer(r.Quiet)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-quiet.C:
+			return true
+		case <-r.kick:
+			quiet.Reset(r.Quiet)
+		}
+	}
+}
