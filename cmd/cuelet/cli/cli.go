@@ -37,6 +37,7 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		validateCommand(),
+		statusCommand(),
 		schemaCommand(),
 		versionCommand(),
 	}

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/cuelet/cuelet/agent"
+)
+
+func TestPrintStatus_tables(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	rep := &agent.Report{
+		Pods: []agent.PodStatus{
+			{Replica: "web", State: "Running", Ready: true, Restarts: 1, Created: now.Add(-3 * time.Minute), Unit: "web.cue"},
+			{Replica: "web-1", State: "Degraded", Created: now.Add(-50 * time.Hour), Unit: "web.cue", Error: "image missing"},
+		},
+		Services: []agent.ServiceStatus{
+			{Name: "web", PortalIP: "10.96.0.20", Ports: []agent.PortStatus{{Protocol: "TCP", Port: 80, ExternalPort: 30080}}, Endpoints: []string{"10.88.0.5:8080"}},
+			{Name: "dns", PortalIP: "10.96.0.53", Ports: []agent.PortStatus{{Protocol: "UDP", Port: 53}}},
+		},
+		Units: []agent.UnitStatus{
+			{ID: "web.cue", Valid: true},
+			{ID: "bad.cue", LastGood: true, Problems: []string{"bad.cue:2:12: pods.x.replicas: 200 is above the maximum 100", "bad.cue:3:1: other"}},
+		},
+		Errors: []string{"cannot reach podman"},
+	}
+	var b bytes.Buffer
+	printStatus(&b, rep, now)
+	want := `POD    STATE                     READY  RESTARTS  AGE  UNIT
+web    Running                   true   1         3m   web.cue
+web-1  Degraded (image missing)  false  0         2d   web.cue
+
+SERVICE  PORTAL      PORTS   EXTERNAL   ENDPOINTS
+web      10.96.0.20  80/TCP  30080/TCP  10.88.0.5:8080
+dns      10.96.0.53  53/UDP  -          <none>
+
+UNIT     STATE                     PROBLEM
+web.cue  valid                     
+bad.cue  invalid (last good kept)  bad.cue:2:12: pods.x.replicas: 200 is above the maximum 100 (+1 more)
+error: cannot reach podman
+`
+	if got := b.String(); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
