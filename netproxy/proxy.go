@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -56,6 +57,8 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	dialer net.Dialer
+
 	mu        sync.Mutex
 	closed    bool
 	ports     map[portKey]*servicePort
@@ -76,6 +79,12 @@ type listenerKey struct {
 
 func (k listenerKey) String() string { return k.protocol + " " + k.addr.String() }
 
+// keepAlive turns TCP keep-alive on with the kernel's timings (two hours
+// idle by default, tunable with the net.ipv4.tcp_keepalive_* sysctls):
+// dead peers are found eventually, at the cost of one setsockopt per
+// connection instead of Go's four.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+
 // New returns a Proxy; it listens on nothing until Update.
 func New(cfg Config) (*Proxy, error) {
 	cfg.ExternalAddress = cmp.Or(cfg.ExternalAddress, netip.IPv4Unspecified())
@@ -91,6 +100,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Proxy{
+		dialer:    net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
 		cfg:       cfg,
 		log:       cfg.Logger.With().Str("component", "proxy").Logger(),
 		metrics:   m,

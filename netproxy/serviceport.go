@@ -141,7 +141,7 @@ func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
 	if lk.addr.Addr().Is6() {
 		network = network[:3] + "6"
 	}
-	lc := net.ListenConfig{Control: freebind}
+	lc := net.ListenConfig{Control: freebind, KeepAliveConfig: keepAlive}
 	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
 	switch lk.protocol {
 	case "TCP":

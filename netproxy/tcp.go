@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 // acceptTCP accepts until the listener is closed.
@@ -105,27 +107,84 @@ func (sp *servicePort) serveTCP(client *net.TCPConn) {
 	c.close()
 }
 
-// countChunk is how often long transfers update the byte counters.
+// countChunk is how much a bulk transfer moves with splice(2) before the
+// byte counter is updated and the copy looks again at the traffic.
 const countChunk = 1 << 20
 
-// copyCounted copies src to dst until EOF. It goes through
+// readBufSize is the buffer of the read/write path. A read that fills it
+// means bulk traffic, which then goes through splice.
+const readBufSize = 16 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// copyCounted copies src to dst until EOF (nil) or an error.
+//
+// Small messages (request/response traffic) are read and written through
+// a pooled buffer, inside RawConn.Read so that the buffer is taken only
+// once the socket is readable: an idle connection holds no buffer. For
+// small messages read(2)+write(2) is cheaper than splice(2), which moves
+// every message through a pipe with two calls plus page references.
+//
+// Bulk traffic (a read that fills the buffer) switches to
 // (*net.TCPConn).ReadFrom with an io.LimitedReader, which Go turns into
 // splice(2) between the two sockets: the bytes never enter user space.
-// The limit only makes the call return every countChunk bytes so the
-// counter moves during long transfers.
+// After countChunk bytes it comes back, so a connection that turns
+// interactive again gets the cheap path again.
 func copyCounted(dst, src *net.TCPConn, counter prometheus.Counter) error {
-	lr := &io.LimitedReader{R: src}
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
 	for {
-		lr.N = countChunk
-		n, err := dst.ReadFrom(lr)
-		if n > 0 {
-			counter.Add(float64(n))
-		}
-		if err != nil {
+		var eof, bulk bool
+		var opErr error
+		err := rc.Read(func(fd uintptr) bool {
+			bp := readBufs.Get().(*[]byte)
+			defer readBufs.Put(bp)
+			buf := *bp
+			for {
+				n, rerr := unix.Read(int(fd), buf)
+				switch {
+				case rerr == unix.EINTR:
+					continue
+				case rerr == unix.EAGAIN:
+					return false // drained: wait for readiness
+				case rerr != nil:
+					opErr = os.NewSyscallError("read", rerr)
+					return true
+				case n == 0:
+					eof = true
+					return true
+				}
+				if _, err := dst.Write(buf[:n]); err != nil {
+					opErr = err
+					return true
+				}
+				counter.Add(float64(n))
+				if n == len(buf) {
+					bulk = true
+					return true
+				}
+			}
+		})
+		switch {
+		case err != nil:
 			return err
-		}
-		if n < countChunk {
-			return nil // EOF: ReadFrom stops early only at EOF or on error
+		case opErr != nil:
+			return opErr
+		case eof:
+			return nil
+		case bulk:
+			n, err := dst.ReadFrom(&io.LimitedReader{R: src, N: countChunk})
+			if n > 0 {
+				counter.Add(float64(n))
+			}
+			if err != nil {
+				return err
+			}
+			if n < countChunk {
+				return nil // EOF: ReadFrom stops early only at EOF or on error
+			}
 		}
 	}
 }
@@ -135,7 +194,7 @@ func (sp *servicePort) dialTCP(client netip.Addr) (*net.TCPConn, netip.AddrPort,
 	if len(eps) == 0 {
 		return nil, netip.AddrPort{}, ErrNoEndpoints
 	}
-	d := net.Dialer{Timeout: sp.p.cfg.DialTimeout}
+	d := &sp.p.dialer
 	var errs []error
 	// Like the first kube-proxy, a failed dial moves on to the next
 	// endpoint; unlike it, every endpoint is tried once at most.
