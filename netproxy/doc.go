@@ -60,4 +60,52 @@
 // port's name, or its number when unnamed. Series of removed service ports
 // are deleted. Logs go to Config.Logger with the fields service, port,
 // action and error; per-connection warnings are sampled.
+//
+// # Portals on the node
+//
+// [NewNode] and [Node.Sync] program the node so that portal addresses are
+// local and the rest of the portal range is refused on the node and never
+// routed out (SPEC §3.9 and §7 "Portals"). Sync takes the allocated
+// portals (see package portal) and is idempotent; [Node.Cleanup] removes
+// everything again. Three pieces, each for a reason:
+//
+//  1. The link cuelet0 holds every portal as a /32 with scope host, so
+//     `ip addr show cuelet0` lists the portals and the proxy's listeners
+//     have a real local address (the kube-ipvs0 way). Scope host keeps
+//     the kernel from ever choosing a portal as the source address of
+//     traffic leaving the node. The link is a dummy, or, on kernels built
+//     without the dummy driver (like the VMs this project is tested on), a
+//     bridge without ports, which holds local addresses the same way.
+//  2. "local <portal-cidr> dev cuelet0 scope host" in the local routing
+//     table makes the whole range local. The local table is looked up
+//     before any other, so no address of the range can be routed out, and
+//     the kernel itself refuses what has no listener: a TCP reset, or an
+//     ICMP port unreachable for UDP, at once, from the node and from pods
+//     (whose packets to the range are delivered locally, not forwarded).
+//     This is what makes "refused, not a timeout" hold without per-address
+//     rules. Alternatives considered: a blackhole route (drops: clients
+//     time out), an unreachable or prohibit route (ICMP host unreachable
+//     or admin prohibited: an error, but not the reset or port unreachable
+//     SPEC §7 asks for), or nftables reject rules for every address
+//     without a service (a rule set to rewrite on every change).
+//  3. The nftables table cuelet (family ip) rejects anything addressed to
+//     the range in the forward hook, and in the output hook when it would
+//     leave through an interface other than lo (TCP with a reset, others
+//     with port unreachable). With the route in place these rules never
+//     match; they guard the moments without it (before the first Sync, or
+//     after someone deletes the route) and count what they catch. The rules
+//     are built as data and replaced in one atomic batch, and only when
+//     their comments differ from the kernel's.
+//
+// Portals answer whoever reaches them, like ClusterIPs on a Kubernetes
+// node: the guard stops the range from leaving the node, not other hosts
+// that route the range to it.
+//
+// # Wiring
+//
+// The agent calls, on every sync: portal.Allocator.Allocate for the
+// desired services, Node.Sync with the allocated addresses, then
+// Proxy.Update with the services, their portals and their ready endpoints
+// (from package probe). Portal listeners use IP_FREEBIND, so the order of
+// the last two does not matter.
 package netproxy

@@ -200,12 +200,16 @@ func (sp *servicePort) dialTCP(client netip.Addr) (*net.TCPConn, netip.AddrPort,
 	// endpoint; unlike it, every endpoint is tried once at most.
 	for i := range len(eps) {
 		ep := eps[(first+i)%len(eps)]
-		c, err := d.DialTCP(sp.p.ctx, "tcp", netip.AddrPort{}, ep)
+		// DialContext, not DialTCP with a zero local address: the latter
+		// binds 0.0.0.0:0 before connecting, which costs a system call
+		// and, worse, takes ephemeral ports that TIME_WAIT sockets could
+		// otherwise share, so a busy proxy runs out of ports.
+		c, err := d.DialContext(sp.p.ctx, "tcp", ep.String())
 		if err == nil {
 			if i > 0 {
 				sp.lb.stick(client, ep)
 			}
-			return c, ep, nil
+			return c.(*net.TCPConn), ep, nil
 		}
 		errs = append(errs, err)
 		sp.warn.Warn().Str("action", "dial").Str("endpoint", ep.String()).Err(err).Msg("endpoint did not answer, trying the next")
