@@ -94,14 +94,10 @@ func (sp *servicePort) serveTCP(client *net.TCPConn) {
 		defer close(done)
 		if err := copyCounted(backend, client, sp.m.toEndpoint); err != nil {
 			c.close()
-			return
 		}
-		backend.CloseWrite()
 	}()
 	if err := copyCounted(client, backend, sp.m.toClient); err != nil {
 		c.close()
-	} else {
-		client.CloseWrite()
 	}
 	<-done
 	c.close()
@@ -117,7 +113,8 @@ const readBufSize = 16 << 10
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
-// copyCounted copies src to dst until EOF (nil) or an error.
+// copyCounted copies src to dst until EOF, which it passes on as a
+// half-close of dst (and returns nil), or until an error.
 //
 // Small messages (request/response traffic) are read and written through
 // a pooled buffer, inside RawConn.Read so that the buffer is taken only
@@ -135,6 +132,10 @@ func copyCounted(dst, src *net.TCPConn, counter prometheus.Counter) error {
 	if err != nil {
 		return err
 	}
+	wc, err := dst.SyscallConn()
+	if err != nil {
+		return err
+	}
 	for {
 		var eof, bulk bool
 		var opErr error
@@ -143,20 +144,18 @@ func copyCounted(dst, src *net.TCPConn, counter prometheus.Counter) error {
 			defer readBufs.Put(bp)
 			buf := *bp
 			for {
-				n, rerr := unix.Read(int(fd), buf)
+				n, rerr := rawRead(fd, buf)
 				switch {
-				case rerr == unix.EINTR:
-					continue
 				case rerr == unix.EAGAIN:
 					return false // drained: wait for readiness
-				case rerr != nil:
+				case rerr != 0:
 					opErr = os.NewSyscallError("read", rerr)
 					return true
 				case n == 0:
 					eof = true
 					return true
 				}
-				if _, err := dst.Write(buf[:n]); err != nil {
+				if err := rawSendAll(wc, buf[:n]); err != nil {
 					opErr = err
 					return true
 				}
@@ -173,7 +172,7 @@ func copyCounted(dst, src *net.TCPConn, counter prometheus.Counter) error {
 		case opErr != nil:
 			return opErr
 		case eof:
-			return nil
+			return rawCloseWrite(wc)
 		case bulk:
 			n, err := dst.ReadFrom(&io.LimitedReader{R: src, N: countChunk})
 			if n > 0 {
@@ -183,7 +182,8 @@ func copyCounted(dst, src *net.TCPConn, counter prometheus.Counter) error {
 				return err
 			}
 			if n < countChunk {
-				return nil // EOF: ReadFrom stops early only at EOF or on error
+				// EOF: ReadFrom stops early only at EOF or on error.
+				return rawCloseWrite(wc)
 			}
 		}
 	}
