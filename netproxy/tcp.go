@@ -48,8 +48,16 @@ type tcpConn struct {
 	once            sync.Once
 }
 
+// close ends both sockets. Deadlines in the past first: a relay blocked
+// in a send to one socket holds a reference on the other (it is inside
+// that socket's RawConn.Read), and Close waits for references, so closing
+// one socket after the other could wait forever for a peer that does not
+// read. The deadlines wake every waiter at once.
 func (c *tcpConn) close() {
 	c.once.Do(func() {
+		past := time.Unix(1, 0)
+		c.client.SetDeadline(past)
+		c.backend.SetDeadline(past)
 		c.client.Close()
 		c.backend.Close()
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func svc(name string, port int, eps ...netip.AddrPort) Service {
@@ -439,5 +440,76 @@ func TestTCPAlternatingBulkAndSmallMessagesKeepFlowing(t *testing.T) {
 		if !bytes.Equal(got, msg) {
 			t.Fatalf("message %d (%d bytes) came back different", i, len(msg))
 		}
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a := dial(t, ln.Addr().(*net.TCPAddr).AddrPort())
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b.(*net.TCPConn)
+}
+
+func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
+	clientSide, proxyClient := tcpPair(t)
+	proxyBackend, backendSide := tcpPair(t)
+	_ = backendSide // never reads
+
+	// Fill the proxy→backend direction until a send would block.
+	// Big writes first, then single bytes to use up the room left in the
+	// last segment, so that even a 5-byte send must wait.
+	for _, size := range []int{64 << 10, 1} {
+		chunk := make([]byte, size)
+		proxyBackend.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			if _, err := proxyBackend.Write(chunk); err != nil {
+				break
+			}
+		}
+	}
+	proxyBackend.SetWriteDeadline(time.Time{})
+
+	// A small message: the relay reads it and blocks sending it on.
+	done := make(chan error, 1)
+	go func() {
+		done <- copyCounted(proxyBackend, proxyClient, prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}))
+	}()
+	clientSide.SetDeadline(time.Time{})
+	if _, err := clientSide.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	// Once the relay has read the message, it is stuck in the send.
+	rc, _ := proxyClient.SyscallConn()
+	eventually(t, "relay read the message", func() bool {
+		queued := -1
+		rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		return queued == 0
+	})
+
+	c := &tcpConn{client: proxyClient, backend: proxyBackend}
+	closed := make(chan struct{})
+	go func() { c.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(within):
+		t.Fatal("close hung on a relay blocked in a send")
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("relay ended without an error after close")
+		}
+	case <-time.After(within):
+		t.Fatal("relay did not end after close")
 	}
 }
