@@ -39,10 +39,14 @@
 //     open TCP connections and UDP sessions are closed at once (its replica
 //     stopped or failed readiness; a prompt close lets clients retry
 //     elsewhere, where the first kube-proxy kept them open forever).
-//   - TCP data is relayed by two goroutines per connection with io.Copy
-//     semantics between *net.TCPConn, which Go turns into splice(2): bytes
-//     never enter user space. A clean EOF becomes a half-close
-//     (CloseWrite) on the other side; an error closes both sides.
+//   - TCP data is relayed by two goroutines per connection. Small messages
+//     go through a pooled 16 KiB buffer with read(2)/send(2), taken only
+//     while the socket is readable; bulk transfers (a read that fills the
+//     buffer) switch to (*net.TCPConn).ReadFrom, which Go runs as splice(2)
+//     socket to socket, and come back every MiB. The relay's reads, sends
+//     and half-closes are raw system calls on non-blocking sockets, which
+//     spares the Go scheduler's sysmon handoffs (see rawio.go). A clean
+//     EOF becomes a half-close on the other side; an error closes both.
 //   - UDP: a session per client address, with a connected socket to the
 //     endpoint picked for it; replies leave from the address the client
 //     sent to (IP_PKTINFO on wildcard listeners). Sessions end after
