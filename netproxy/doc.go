@@ -22,8 +22,11 @@
 //
 //   - Every service port listens on PortalIP:Port and, with an external
 //     port, on Config.ExternalAddress:ExternalPort (default 0.0.0.0, so
-//     127.0.0.1 too), for TCP or UDP. Portal listeners use IP_FREEBIND, so
-//     they can be opened before the portal address is on the node.
+//     127.0.0.1 too), for TCP or UDP. Listeners use IP_FREEBIND, so a
+//     portal listener opens before its address is on the node, and
+//     SO_REUSEPORT, so an external port on 0.0.0.0 can have the same number
+//     as a portal port (the kernel hands each packet to the most specific
+//     listener).
 //   - Update diffs listeners by protocol and address: unchanged ones keep
 //     their socket (no gap), removed ones close with their connections,
 //     new ones open. A listener that cannot open (port in use) is an error

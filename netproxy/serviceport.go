@@ -141,7 +141,7 @@ func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
 	if lk.addr.Addr().Is6() {
 		network = network[:3] + "6"
 	}
-	lc := net.ListenConfig{Control: freebind, KeepAliveConfig: keepAlive}
+	lc := net.ListenConfig{Control: listenControl, KeepAliveConfig: keepAlive}
 	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
 	switch lk.protocol {
 	case "TCP":
@@ -189,25 +189,39 @@ func (l *listener) close() {
 	})
 }
 
-// freebind lets a portal listener bind its address before the address is
-// on the node (IP_FREEBIND), so the proxy does not depend on the order in
-// which the agent programs addresses and listeners, and a listener
-// survives the address being re-added. The kernel delivers to it as soon
-// as the address is local.
-func freebind(network, address string, c syscall.RawConn) error {
+// listenControl prepares every listening socket of the proxy:
+//
+//   - IP_FREEBIND lets a portal listener bind its address before the
+//     address is on the node, so the proxy does not depend on the order in
+//     which the agent programs addresses and listeners, and a listener
+//     survives the address being re-added. The kernel delivers to it as
+//     soon as the address is local.
+//   - SO_REUSEPORT lets an external port on 0.0.0.0 share its port number
+//     with portal listeners (web: port 80, externalPort 80 is a natural
+//     manifest). Without it Linux refuses a wildcard bind next to a
+//     specific one on the same port; with it the kernel sends each packet
+//     to the most specific listener, so portal traffic still reaches the
+//     portal's listener. A port held by another program is still an error,
+//     unless that program set SO_REUSEPORT too (rare); the proxy itself
+//     never opens the same address twice.
+func listenControl(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		if network == "tcp6" || network == "udp6" {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+		}
+		if serr != nil {
+			serr = fmt.Errorf("set IP_FREEBIND: %w", serr)
 			return
 		}
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
+		}
 	})
 	if err != nil {
 		return err
 	}
-	if serr != nil {
-		return fmt.Errorf("set IP_FREEBIND: %w", serr)
-	}
-	return nil
+	return serr
 }

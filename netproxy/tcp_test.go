@@ -513,3 +513,26 @@ func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
 		t.Fatal("relay did not end after close")
 	}
 }
+
+func TestExternalPortMayShareItsNumberWithAPortal(t *testing.T) {
+	web, other := startBackend(t, "web"), startBackend(t, "other")
+	p := startProxy(t, Config{})
+	port := freePort(t)
+	// web: port N and externalPort N; other: a portal on port N too.
+	s := svc("web", port, web.addr)
+	s.PortalIP = netip.MustParseAddr("127.0.0.2")
+	s.Ports[0].ExternalPort = port
+	o := svc("other", port, other.addr)
+	o.PortalIP = netip.MustParseAddr("127.0.0.3")
+	mustUpdate(t, p, s, o)
+
+	for addr, want := range map[string]string{
+		"127.0.0.1": "web",   // external port, any host address
+		"127.0.0.2": "web",   // web's portal
+		"127.0.0.3": "other", // other's portal, not the wildcard external port
+	} {
+		if got := hello(t, netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port))); got != want {
+			t.Errorf("%s:%d answered %q, want %q", addr, port, got, want)
+		}
+	}
+}

@@ -164,3 +164,21 @@ func TestUDPDeadEndpointSessionIsDroppedAndRepicked(t *testing.T) {
 		return err == nil && string(buf[:n]) == "live:retry"
 	})
 }
+
+func TestUDPExternalPortMayShareItsNumberWithAPortal(t *testing.T) {
+	web, other := startUDPBackend(t, "web"), startUDPBackend(t, "other")
+	p := startProxy(t, Config{})
+	port := freePort(t)
+	s := udpSvc("web", port, web)
+	s.Ports[0].ExternalPort = port
+	o := udpSvc("other", port, other)
+	o.PortalIP = netip.MustParseAddr("127.0.0.3")
+	mustUpdate(t, p, s, o)
+
+	for addr, want := range map[string]string{"127.0.0.1": "web:x", "127.0.0.3": "other:x"} {
+		to := netip.AddrPortFrom(netip.MustParseAddr(addr), uint16(port))
+		if got, from := exchange(t, udpClient(t), to, "x"); got != want || from != to {
+			t.Errorf("%s answered %q from %s, want %q from it", to, got, from, want)
+		}
+	}
+}
