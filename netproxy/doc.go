@@ -26,7 +26,10 @@
 //     portal listener opens before its address is on the node, and
 //     SO_REUSEPORT, so an external port on 0.0.0.0 can have the same number
 //     as a portal port (the kernel hands each packet to the most specific
-//     listener).
+//     listener). Because the whole portal range is local, a wildcard
+//     external listener would also get traffic for portal addresses at
+//     its port; with Config.PortalCIDR set it resets (TCP) or drops (UDP)
+//     that traffic, so the range stays refused where no service is.
 //   - Update diffs listeners by protocol and address: unchanged ones keep
 //     their socket (no gap), removed ones close with their connections,
 //     new ones open. A listener that cannot open (port in use) is an error

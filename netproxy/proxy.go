@@ -43,6 +43,13 @@ type Config struct {
 	DialTimeout time.Duration
 	// Now is the clock for ClientIP affinity; nil means time.Now.
 	Now func() time.Time
+	// PortalCIDR is the portal range (--portal-cidr). The node makes the
+	// whole range local (see Node), so a listener on a wildcard external
+	// address would also receive traffic for any portal address at its
+	// port number; with PortalCIDR set, such listeners reset those TCP
+	// connections and drop those datagrams, so that an address or port of
+	// the range without a service stays refused.
+	PortalCIDR netip.Prefix
 }
 
 // Proxy is the userspace proxy: it listens on every service port's portal

@@ -125,12 +125,15 @@ func (sp *servicePort) close() {
 
 // listener is one listening socket of a service port.
 type listener struct {
-	sp   *servicePort
-	key  listenerKey
-	tcp  *net.TCPListener
-	udp  *udpRelay
-	done chan struct{}
-	once sync.Once
+	sp  *servicePort
+	key listenerKey
+	// foreign is the portal range on a wildcard listener: destinations in
+	// it belong to portals, not to this external port.
+	foreign netip.Prefix
+	tcp     *net.TCPListener
+	udp     *udpRelay
+	done    chan struct{}
+	once    sync.Once
 }
 
 func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
@@ -143,6 +146,9 @@ func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
 	}
 	lc := net.ListenConfig{Control: listenControl, KeepAliveConfig: keepAlive}
 	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
+	if lk.addr.Addr().IsUnspecified() {
+		l.foreign = sp.p.cfg.PortalCIDR
+	}
 	switch lk.protocol {
 	case "TCP":
 		ln, err := lc.Listen(sp.p.ctx, network, lk.addr.String())
@@ -157,7 +163,7 @@ func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := newUDPRelay(sp, pc.(*net.UDPConn), lk.addr.Addr().IsUnspecified())
+		r, err := newUDPRelay(sp, pc.(*net.UDPConn), lk.addr.Addr().IsUnspecified(), l.foreign)
 		if err != nil {
 			pc.Close()
 			return nil, err

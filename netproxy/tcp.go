@@ -36,6 +36,13 @@ func (l *listener) acceptTCP() {
 			}
 		}
 		backoff = 0
+		if l.foreign.IsValid() {
+			if a, ok := c.LocalAddr().(*net.TCPAddr); ok && l.foreign.Contains(a.AddrPort().Addr().Unmap()) {
+				c.SetLinger(0)
+				c.Close()
+				continue
+			}
+		}
 		l.sp.p.wg.Add(1)
 		go l.sp.serveTCP(c)
 	}

@@ -536,3 +536,26 @@ func TestExternalPortMayShareItsNumberWithAPortal(t *testing.T) {
 		}
 	}
 }
+
+func TestWildcardExternalPortRefusesThePortalRange(t *testing.T) {
+	b := startBackend(t, "ext")
+	// 127.77.0.0/16 stands for the portal range: local, like the real one.
+	p := startProxy(t, Config{PortalCIDR: netip.MustParsePrefix("127.77.0.0/16")})
+	port, ext := freePort(t), freePort(t)
+	s := svc("web", port, b.addr)
+	s.PortalIP = netip.MustParseAddr("127.77.0.5")
+	s.Ports[0].ExternalPort = ext
+	mustUpdate(t, p, s)
+
+	if got := hello(t, netip.AddrPortFrom(loopback, uint16(ext))); got != "ext" {
+		t.Fatalf("external port on 127.0.0.1 answered %q", got)
+	}
+	if got := hello(t, netip.AddrPortFrom(s.PortalIP, uint16(port))); got != "ext" {
+		t.Fatalf("portal answered %q", got)
+	}
+	for _, a := range []string{"127.77.0.5", "127.77.0.99"} {
+		if err := resetOrClosed(netip.AddrPortFrom(netip.MustParseAddr(a), uint16(ext))); err != nil {
+			t.Errorf("%s:%d (portal range, no such service port): %v, want reset", a, ext, err)
+		}
+	}
+}

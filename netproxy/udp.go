@@ -26,6 +26,8 @@ type udpRelay struct {
 	// a wildcard listener, so that a reply leaves from the address the
 	// client used, not whatever address the route prefers.
 	pc *ipv4.PacketConn
+	// foreign: datagrams to these destinations are for portals, dropped.
+	foreign netip.Prefix
 
 	mu       sync.Mutex
 	closed   bool
@@ -42,8 +44,8 @@ type udpSession struct {
 	once    sync.Once
 }
 
-func newUDPRelay(sp *servicePort, conn *net.UDPConn, wildcard bool) (*udpRelay, error) {
-	r := &udpRelay{sp: sp, conn: conn, sessions: map[netip.AddrPort]*udpSession{}}
+func newUDPRelay(sp *servicePort, conn *net.UDPConn, wildcard bool, foreign netip.Prefix) (*udpRelay, error) {
+	r := &udpRelay{sp: sp, conn: conn, foreign: foreign, sessions: map[netip.AddrPort]*udpSession{}}
 	if wildcard && conn.LocalAddr().(*net.UDPAddr).IP.To4() != nil {
 		r.pc = ipv4.NewPacketConn(conn)
 		if err := r.pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
@@ -64,6 +66,9 @@ func (r *udpRelay) serve() {
 			}
 			// ICMP errors from earlier replies and the like: keep serving.
 			r.sp.warn.Warn().Str("action", "read").Err(err).Msg("UDP read failed")
+			continue
+		}
+		if local.IsValid() && r.foreign.IsValid() && r.foreign.Contains(local) {
 			continue
 		}
 		s := r.session(client, local)
