@@ -65,8 +65,8 @@
 // Metrics (registered on Config.Registerer; no global registry):
 // cuelet_proxy_connections_total{service,port} counts TCP connections and
 // UDP sessions; cuelet_proxy_bytes_total{service,port,direction} counts
-// relayed bytes, direction "to_endpoint" or "to_client" (TCP bytes are
-// added every MiB and when a connection ends). The port label is the
+// relayed bytes, direction "to_endpoint" or "to_client" (added as they
+// are relayed; at most a MiB late during bulk transfers). The port label is the
 // port's name, or its number when unnamed. Series of removed service ports
 // are deleted. Logs go to Config.Logger with the fields service, port,
 // action and error; per-connection warnings are sampled.

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"service", "port"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cuelet_proxy_bytes_total",
-			Help: "Bytes relayed by the userspace proxy, per service port and direction (to_endpoint, to_client). TCP bytes are counted per MiB and when a connection ends.",
+			Help: "Bytes relayed by the userspace proxy, per service port and direction (to_endpoint, to_client). During bulk TCP transfers the count is at most a MiB behind.",
 		}, []string{"service", "port", "direction"}),
 	}
 	if reg != nil {
