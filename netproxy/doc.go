@@ -23,10 +23,12 @@
 //   - Every service port listens on PortalIP:Port and, with an external
 //     port, on Config.ExternalAddress:ExternalPort (default 0.0.0.0, so
 //     127.0.0.1 too), for TCP or UDP. Listeners use IP_FREEBIND, so a
-//     portal listener opens before its address is on the node, and
-//     SO_REUSEPORT, so an external port on 0.0.0.0 can have the same number
-//     as a portal port (the kernel hands each packet to the most specific
-//     listener). Because the whole portal range is local, a wildcard
+//     portal listener opens before its address is on the node. Portal
+//     listeners, and an external listener on 0.0.0.0 whose number is also
+//     a portal port, set SO_REUSEPORT so that the two can share the number
+//     (the kernel hands each packet to the most specific listener); other
+//     external listeners do not, so a port another program holds is always
+//     an error. Because the whole portal range is local, a wildcard
 //     external listener would also get traffic for portal addresses at
 //     its port; with Config.PortalCIDR set it resets (TCP) or drops (UDP)
 //     that traffic, so the range stays refused where no service is.

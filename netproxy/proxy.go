@@ -82,6 +82,10 @@ type portKey struct {
 type listenerKey struct {
 	protocol string
 	addr     netip.AddrPort
+	// shared marks a wildcard external listener whose port number is also
+	// a portal port: it must share the port with the portal listeners
+	// (SO_REUSEPORT, see listenControl).
+	shared bool
 }
 
 func (k listenerKey) String() string { return k.protocol + " " + k.addr.String() }
@@ -197,6 +201,16 @@ func (p *Proxy) Update(services []Service) map[string]error {
 	desired := map[portKey]*desiredPort{}
 	wantListener := map[listenerKey]portKey{}
 	sorted := slices.SortedFunc(slices.Values(services), func(a, b Service) int { return cmp.Compare(a.Name, b.Name) })
+	type protoPort struct {
+		protocol string
+		port     int
+	}
+	portalPorts := map[protoPort]bool{}
+	for _, s := range sorted {
+		for _, port := range s.Ports {
+			portalPorts[protoPort{port.protocol(), port.Port}] = true
+		}
+	}
 	for _, s := range sorted {
 		if err := s.validate(); err != nil {
 			fail(s.Name, fmt.Errorf("service %s: %w", s.Name, err))
@@ -209,12 +223,15 @@ func (p *Proxy) Update(services []Service) map[string]error {
 				continue
 			}
 			d := &desiredPort{svc: s, port: port}
-			addrs := []netip.AddrPort{netip.AddrPortFrom(s.PortalIP, uint16(port.Port))}
+			keys := []listenerKey{{protocol: port.protocol(), addr: netip.AddrPortFrom(s.PortalIP, uint16(port.Port))}}
 			if port.ExternalPort != 0 {
-				addrs = append(addrs, netip.AddrPortFrom(p.cfg.ExternalAddress, uint16(port.ExternalPort)))
+				keys = append(keys, listenerKey{
+					protocol: port.protocol(),
+					addr:     netip.AddrPortFrom(p.cfg.ExternalAddress, uint16(port.ExternalPort)),
+					shared:   p.cfg.ExternalAddress.IsUnspecified() && portalPorts[protoPort{port.protocol(), port.ExternalPort}],
+				})
 			}
-			for _, a := range addrs {
-				lk := listenerKey{port.protocol(), a}
+			for _, lk := range keys {
 				if owner, taken := wantListener[lk]; taken {
 					fail(s.Name, fmt.Errorf("listen %s for service %s port %s: %w (service %s port %s)",
 						lk, s.Name, port.label(), ErrListenerConflict, owner.service, owner.port))

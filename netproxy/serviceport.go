@@ -144,7 +144,7 @@ func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
 	if lk.addr.Addr().Is6() {
 		network = network[:3] + "6"
 	}
-	lc := net.ListenConfig{Control: listenControl, KeepAliveConfig: keepAlive}
+	lc := net.ListenConfig{Control: listenControl(lk), KeepAliveConfig: keepAlive}
 	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
 	if lk.addr.Addr().IsUnspecified() {
 		l.foreign = sp.p.cfg.PortalCIDR
@@ -195,39 +195,48 @@ func (l *listener) close() {
 	})
 }
 
-// listenControl prepares every listening socket of the proxy:
+// listenControl returns the control function for a listener:
 //
 //   - IP_FREEBIND lets a portal listener bind its address before the
 //     address is on the node, so the proxy does not depend on the order in
 //     which the agent programs addresses and listeners, and a listener
 //     survives the address being re-added. The kernel delivers to it as
 //     soon as the address is local.
-//   - SO_REUSEPORT lets an external port on 0.0.0.0 share its port number
-//     with portal listeners (web: port 80, externalPort 80 is a natural
-//     manifest). Without it Linux refuses a wildcard bind next to a
-//     specific one on the same port; with it the kernel sends each packet
-//     to the most specific listener, so portal traffic still reaches the
-//     portal's listener. A port held by another program is still an error,
-//     unless that program set SO_REUSEPORT too (rare); the proxy itself
-//     never opens the same address twice.
-func listenControl(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if network == "tcp6" || network == "udp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+//   - SO_REUSEPORT on portal listeners, and on a wildcard external
+//     listener whose port number is also a portal port, lets the two
+//     share the number (web: port 80, externalPort 80 is a natural
+//     manifest): Linux refuses a wildcard bind next to a specific one on
+//     the same port unless both set it, and then hands each packet to the
+//     most specific listener, so portal traffic still reaches the portal's
+//     listener. Other external listeners do not set it, so a port held by
+//     another program, even one that sets SO_REUSEPORT itself (haproxy
+//     does by default), stays a clear "address already in use" instead of
+//     a port silently shared with it.
+func listenControl(lk listenerKey) func(network, address string, c syscall.RawConn) error {
+	wildcard := lk.addr.Addr().IsUnspecified()
+	reusePort := !wildcard || lk.shared
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if !wildcard {
+				level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+				if network == "tcp6" || network == "udp6" {
+					level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
+				}
+				if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
+					serr = fmt.Errorf("set IP_FREEBIND: %w", err)
+					return
+				}
+			}
+			if reusePort {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+					serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
+				}
+			}
+		})
+		if err != nil {
+			return err
 		}
-		if serr != nil {
-			serr = fmt.Errorf("set IP_FREEBIND: %w", serr)
-			return
-		}
-		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-			serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
-		}
-	})
-	if err != nil {
-		return err
+		return serr
 	}
-	return serr
 }

@@ -2,6 +2,7 @@ package netproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -257,11 +258,11 @@ func TestUpdateKeepsUnchangedListenersAndConnections(t *testing.T) {
 	p := startProxy(t, Config{})
 	port, other := freePort(t), freePort(t)
 	mustUpdate(t, p, svc("web", port, a.addr))
-	before := p.listeners[listenerKey{"TCP", portal(port)}]
+	before := p.listeners[listenerKey{protocol: "TCP", addr: portal(port)}]
 
 	c := dial(t, portal(port))
 	mustUpdate(t, p, svc("web", port, a.addr, b.addr), svc("new", other, b.addr))
-	if after := p.listeners[listenerKey{"TCP", portal(port)}]; after != before {
+	if after := p.listeners[listenerKey{protocol: "TCP", addr: portal(port)}]; after != before {
 		t.Fatal("the unchanged portal listener was replaced")
 	}
 	c.Write([]byte("x"))
@@ -557,5 +558,47 @@ func TestWildcardExternalPortRefusesThePortalRange(t *testing.T) {
 		if err := resetOrClosed(netip.AddrPortFrom(netip.MustParseAddr(a), uint16(ext))); err != nil {
 			t.Errorf("%s:%d (portal range, no such service port): %v, want reset", a, ext, err)
 		}
+	}
+}
+
+func TestExternalPortHeldWithReusePortByAnotherProgramIsStillAnError(t *testing.T) {
+	// haproxy, for one, sets SO_REUSEPORT on its listeners by default.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}}
+	taken, err := lc.Listen(context.Background(), "tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	b := startBackend(t, "")
+	p := startProxy(t, Config{})
+	s := svc("web", freePort(t), b.addr)
+	s.Ports[0].ExternalPort = taken.Addr().(*net.TCPAddr).Port
+	if errs := p.Update([]Service{s}); !errors.Is(errs["web"], syscall.EADDRINUSE) {
+		t.Fatalf("Update = %v, want address in use for web", errs)
+	}
+}
+
+func TestPortalPortAddedLaterNextToAWildcardExternalPort(t *testing.T) {
+	web, other := startBackend(t, "web"), startBackend(t, "other")
+	p := startProxy(t, Config{})
+	webPort, n := freePort(t), freePort(t)
+	s := svc("web", webPort, web.addr)
+	s.Ports[0].ExternalPort = n
+	mustUpdate(t, p, s)
+
+	// Later a service gets a portal port with the external port's number:
+	// the external listener is reopened to share it.
+	o := svc("other", n, other.addr)
+	o.PortalIP = netip.MustParseAddr("127.0.0.3")
+	mustUpdate(t, p, s, o)
+	if got := hello(t, netip.AddrPortFrom(loopback, uint16(n))); got != "web" {
+		t.Errorf("external port answered %q, want web", got)
+	}
+	if got := hello(t, netip.AddrPortFrom(o.PortalIP, uint16(n))); got != "other" {
+		t.Errorf("other's portal answered %q, want other", got)
 	}
 }
