@@ -47,7 +47,8 @@
 //     open TCP connections and UDP sessions are closed at once (its replica
 //     stopped or failed readiness; a prompt close lets clients retry
 //     elsewhere, where the first kube-proxy kept them open forever).
-//   - TCP data is relayed by two goroutines per connection. Small messages
+//   - TCP data is relayed by two goroutines per connection (pooled
+//     workers, see workers.go). Small messages
 //     go through a pooled 16 KiB buffer with read(2)/send(2), taken only
 //     while the socket is readable; bulk transfers (a read that fills the
 //     buffer) switch to (*net.TCPConn).ReadFrom, which Go runs as splice(2)

@@ -35,6 +35,8 @@ func startProxy(t *testing.T, cfg Config) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Idle workers leave soon, so goroutine counts settle fast.
+	p.workerIdle = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()

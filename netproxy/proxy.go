@@ -73,6 +73,9 @@ type Proxy struct {
 	errs      map[portKey]error // last listen errors, for Status
 
 	wg sync.WaitGroup // every goroutine the proxy starts
+
+	work       chan func() // hands tasks to idle workers (see spawn)
+	workerIdle time.Duration
 }
 
 type portKey struct {
@@ -111,15 +114,17 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Proxy{
-		dialer:    net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
-		cfg:       cfg,
-		log:       cfg.Logger.With().Str("component", "proxy").Logger(),
-		metrics:   m,
-		ctx:       ctx,
-		cancel:    cancel,
-		ports:     map[portKey]*servicePort{},
-		listeners: map[listenerKey]*listener{},
-		errs:      map[portKey]error{},
+		dialer:     net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("component", "proxy").Logger(),
+		metrics:    m,
+		ctx:        ctx,
+		cancel:     cancel,
+		ports:      map[portKey]*servicePort{},
+		listeners:  map[listenerKey]*listener{},
+		errs:       map[portKey]error{},
+		work:       make(chan func()),
+		workerIdle: defaultWorkerIdle,
 	}, nil
 }
 

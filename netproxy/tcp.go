@@ -43,8 +43,7 @@ func (l *listener) acceptTCP() {
 				continue
 			}
 		}
-		l.sp.p.wg.Add(1)
-		go l.sp.serveTCP(c)
+		l.sp.p.spawn(func() { l.sp.serveTCP(c) })
 	}
 }
 
@@ -71,7 +70,6 @@ func (c *tcpConn) close() {
 }
 
 func (sp *servicePort) serveTCP(client *net.TCPConn) {
-	defer sp.p.wg.Done()
 	sp.m.conns.Inc()
 	src := netip.Addr{}
 	if a, ok := client.RemoteAddr().(*net.TCPAddr); ok {
@@ -103,14 +101,12 @@ func (sp *servicePort) serveTCP(client *net.TCPConn) {
 	// working; an error in either direction closes both sockets, which
 	// ends the other copy at once.
 	done := make(chan struct{})
-	sp.p.wg.Add(1)
-	go func() {
-		defer sp.p.wg.Done()
+	sp.p.spawn(func() {
 		defer close(done)
 		if err := copyCounted(backend, client, sp.m.toEndpoint); err != nil {
 			c.close()
 		}
-	}()
+	})
 	if err := copyCounted(client, backend, sp.m.toClient); err != nil {
 		c.close()
 	}
