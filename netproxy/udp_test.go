@@ -64,7 +64,9 @@ func udpClient(t *testing.T) *net.UDPConn {
 
 func TestUDPRoundTripAnswersFromThePortalAndExpiresWhenIdle(t *testing.T) {
 	be := startUDPBackend(t, "a")
-	p := startProxy(t, Config{UDPIdleTimeout: 300 * time.Millisecond})
+	// Long enough that the session cannot expire between the two
+	// exchanges and the check on a stalled machine; expiry is polled.
+	p := startProxy(t, Config{UDPIdleTimeout: 1500 * time.Millisecond})
 	port := freePort(t)
 	mustUpdate(t, p, udpSvc("dns", port, be))
 
