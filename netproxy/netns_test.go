@@ -1,0 +1,237 @@
+package netproxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// requireRoot skips kernel tests for non-root users, except in CI, where
+// a skipped kernel test would hide a broken setup.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("kernel test needs root, and CI is set: run the tests as root")
+	}
+	t.Skip("kernel test needs root")
+}
+
+// newNetNS creates a network namespace that lives as long as the test
+// holds its handle; closing the handle at cleanup destroys it together
+// with every link and rule inside, so a failed test leaves nothing behind.
+func newNetNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	var ns netns.NsHandle
+	err := inNewThread(func() error {
+		var err error
+		ns, err = netns.New() // moves this (discarded) thread into it
+		return err
+	})
+	if err != nil {
+		t.Fatalf("create network namespace: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	if err := inNS(ns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(lo)
+	}); err != nil {
+		t.Fatalf("set lo up: %v", err)
+	}
+	return ns
+}
+
+// inNewThread runs f on an OS thread of its own that is thrown away
+// afterwards (the goroutine exits while locked), so a namespace switch in
+// f never leaks to other goroutines.
+func inNewThread(f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked on purpose
+		done <- f()
+	}()
+	return <-done
+}
+
+// inNS runs f inside ns. Sockets f creates stay in ns when used later from
+// other threads.
+func inNS(ns netns.NsHandle, f func() error) error {
+	return inNewThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("enter namespace: %w", err)
+		}
+		return f()
+	})
+}
+
+func mustInNS(t *testing.T, ns netns.NsHandle, f func() error) {
+	t.Helper()
+	if err := inNS(ns, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// vethPair connects namespaces a and b with a veth pair, addresses the
+// ends a /30, and returns the address of each end.
+func vethPair(t *testing.T, a, b netns.NsHandle, nameA, nameB string, subnet string) (netip.Addr, netip.Addr) {
+	t.Helper()
+	p := netip.MustParsePrefix(subnet)
+	addrA, addrB := p.Addr().Next(), p.Addr().Next().Next()
+	mustInNS(t, a, func() error {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = nameA
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: nameB, PeerNamespace: netlink.NsFd(b)}); err != nil {
+			return fmt.Errorf("add veth %s: %w", nameA, err)
+		}
+		return setAddrUp(nameA, addrA, p.Bits())
+	})
+	mustInNS(t, b, func() error { return setAddrUp(nameB, addrB, p.Bits()) })
+	return addrA, addrB
+}
+
+func setAddrUp(name string, a netip.Addr, bits int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
+		return fmt.Errorf("address %s: %w", name, err)
+	}
+	return netlink.LinkSetUp(link)
+}
+
+func defaultRoute(gw netip.Addr) error {
+	return netlink.RouteAdd(&netlink.Route{Gw: gw.AsSlice()})
+}
+
+// tcpRefused dials addr from ns and returns nil when the dial is refused
+// (reset or ICMP) within one second.
+func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
+	return inNS(ns, func() error {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("dial %s: connected, want refused", addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("dial %s: %v, want connection refused", addr, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			return fmt.Errorf("dial %s refused after %v, want within 1s", addr, d)
+		}
+		return nil
+	})
+}
+
+// udpRefused sends a datagram from a connected socket in ns and returns
+// nil when the ICMP port unreachable comes back as ECONNREFUSED on read.
+func udpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
+	return udpCheck(ns, addr, false)
+}
+
+// udpBlocked is udpRefused, but also accepts the send itself failing with
+// EPERM, which is how a datagram rejected in the node's own output path
+// (by nftables) is refused to a local sender.
+func udpBlocked(ns netns.NsHandle, addr netip.AddrPort) error {
+	return udpCheck(ns, addr, true)
+}
+
+func udpCheck(ns netns.NsHandle, addr netip.AddrPort, sendMayFail bool) error {
+	return inNS(ns, func() error {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("anyone?")); err != nil {
+			if sendMayFail && errors.Is(err, syscall.EPERM) {
+				return nil
+			}
+			return fmt.Errorf("send to %s: %w", addr, err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 100))
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("UDP to %s: read %v, want port unreachable (connection refused)", addr, err)
+		}
+		return nil
+	})
+}
+
+// tcpReaches dials addr from ns and expects the greeting want.
+func tcpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
+	return inNS(ns, func() error {
+		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
+		if err != nil {
+			return fmt.Errorf("dial %s: %w", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(within))
+		buf := make([]byte, len(want))
+		if _, err := c.Read(buf); err != nil || string(buf) != want {
+			return fmt.Errorf("dial %s: read %q, %v; want %q", addr, buf, err, want)
+		}
+		return nil
+	})
+}
+
+// greeter listens on addr in ns (TCP and UDP) and greets with name.
+// It counts TCP connections and UDP datagrams it receives.
+type greeter struct {
+	tcp, udp atomic.Int64
+}
+
+func startGreeter(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string) *greeter {
+	t.Helper()
+	g := &greeter{}
+	var ln net.Listener
+	var pc *net.UDPConn
+	mustInNS(t, ns, func() error {
+		var err error
+		if ln, err = net.Listen("tcp4", addr.String()); err != nil {
+			return err
+		}
+		pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	t.Cleanup(func() { ln.Close(); pc.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			g.tcp.Add(1)
+			c.Write([]byte(name))
+			c.Close()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			g.udp.Add(1)
+			pc.WriteToUDPAddrPort([]byte(name), from)
+		}
+	}()
+	return g
+}

@@ -1,0 +1,242 @@
+package netproxy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// servicePort is the runtime state of one service port: its rotation, its
+// counters and its open connections. Its listeners (portal and external
+// port) are owned by the Proxy, keyed by address, so that an unchanged
+// address keeps its socket across updates.
+type servicePort struct {
+	p   *Proxy
+	key portKey
+	log zerolog.Logger
+	// warn is a sampled logger for per-connection problems, so that a dead
+	// service under load does not flood the log.
+	warn zerolog.Logger
+	lb   *balancer
+	m    portMetrics
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*tcpConn]struct{}
+	relays map[*udpRelay]struct{}
+}
+
+func newServicePort(p *Proxy, key portKey) *servicePort {
+	log := p.log.With().Str("service", key.service).Str("port", key.port).Str("protocol", key.protocol).Logger()
+	return &servicePort{
+		p:      p,
+		key:    key,
+		log:    log,
+		warn:   log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
+		lb:     newBalancer(p.cfg.Now),
+		m:      p.metrics.forPort(key.service, key.port),
+		conns:  map[*tcpConn]struct{}{},
+		relays: map[*udpRelay]struct{}{},
+	}
+}
+
+// setEndpoints installs a new endpoint set. Connections and UDP sessions
+// to endpoints that left it are closed: an endpoint leaves because its
+// replica stopped or failed readiness, and a client is better served by a
+// prompt close it can retry than by a connection to a replica that is going
+// away (the first kube-proxy left them open forever).
+func (sp *servicePort) setEndpoints(eps []netip.AddrPort, affinity time.Duration) {
+	removed := sp.lb.set(eps, affinity)
+	if len(removed) == 0 {
+		return
+	}
+	sp.mu.Lock()
+	var doomed []*tcpConn
+	for c := range sp.conns {
+		if slices.Contains(removed, c.ep) {
+			doomed = append(doomed, c)
+		}
+	}
+	relays := make([]*udpRelay, 0, len(sp.relays))
+	for r := range sp.relays {
+		relays = append(relays, r)
+	}
+	sp.mu.Unlock()
+	for _, c := range doomed {
+		c.close()
+	}
+	for _, r := range relays {
+		r.closeSessions(func(s *udpSession) bool { return slices.Contains(removed, s.ep) })
+	}
+	sp.log.Info().Str("action", "endpoints").Int("endpoints", len(eps)).
+		Int("removed", len(removed)).Int("closed_connections", len(doomed)).Msg("endpoints changed")
+}
+
+// track registers an open connection; it refuses when the service port is
+// gone or the endpoint left the rotation since it was picked, so no
+// connection escapes setEndpoints or close.
+func (sp *servicePort) track(c *tcpConn) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.closed || !sp.lb.has(c.ep) {
+		return false
+	}
+	sp.conns[c] = struct{}{}
+	return true
+}
+
+func (sp *servicePort) untrack(c *tcpConn) {
+	sp.mu.Lock()
+	delete(sp.conns, c)
+	sp.mu.Unlock()
+}
+
+func (sp *servicePort) active() int {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	n := len(sp.conns)
+	for r := range sp.relays {
+		n += r.sessionCount()
+	}
+	return n
+}
+
+// close ends every connection of the service port. Its listeners are
+// closed by the Proxy before.
+func (sp *servicePort) close() {
+	sp.mu.Lock()
+	sp.closed = true
+	conns := make([]*tcpConn, 0, len(sp.conns))
+	for c := range sp.conns {
+		conns = append(conns, c)
+	}
+	sp.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+}
+
+// listener is one listening socket of a service port.
+type listener struct {
+	sp  *servicePort
+	key listenerKey
+	// foreign is the portal range on a wildcard listener: destinations in
+	// it belong to portals, not to this external port.
+	foreign netip.Prefix
+	tcp     *net.TCPListener
+	udp     *udpRelay
+	done    chan struct{}
+	once    sync.Once
+}
+
+func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
+	network := "tcp4"
+	if lk.protocol == "UDP" {
+		network = "udp4"
+	}
+	if lk.addr.Addr().Is6() {
+		network = network[:3] + "6"
+	}
+	lc := net.ListenConfig{Control: listenControl(lk), KeepAliveConfig: keepAlive}
+	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
+	if lk.addr.Addr().IsUnspecified() {
+		l.foreign = sp.p.cfg.PortalCIDR
+	}
+	switch lk.protocol {
+	case "TCP":
+		ln, err := lc.Listen(sp.p.ctx, network, lk.addr.String())
+		if err != nil {
+			return nil, err
+		}
+		l.tcp = ln.(*net.TCPListener)
+		sp.p.wg.Add(1)
+		go l.acceptTCP()
+	case "UDP":
+		pc, err := lc.ListenPacket(sp.p.ctx, network, lk.addr.String())
+		if err != nil {
+			return nil, err
+		}
+		r, err := newUDPRelay(sp, pc.(*net.UDPConn), lk.addr.Addr().IsUnspecified(), l.foreign)
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		l.udp = r
+		sp.mu.Lock()
+		sp.relays[r] = struct{}{}
+		sp.mu.Unlock()
+		sp.p.wg.Add(1)
+		go r.serve()
+	default:
+		return nil, fmt.Errorf("unknown protocol %q", lk.protocol)
+	}
+	return l, nil
+}
+
+func (l *listener) close() {
+	l.once.Do(func() {
+		close(l.done)
+		if l.tcp != nil {
+			l.tcp.Close()
+		}
+		if l.udp != nil {
+			l.sp.mu.Lock()
+			delete(l.sp.relays, l.udp)
+			l.sp.mu.Unlock()
+			l.udp.close()
+		}
+	})
+}
+
+// listenControl returns the control function for a listener:
+//
+//   - IP_FREEBIND lets a portal listener bind its address before the
+//     address is on the node, so the proxy does not depend on the order in
+//     which the agent programs addresses and listeners, and a listener
+//     survives the address being re-added. The kernel delivers to it as
+//     soon as the address is local.
+//   - SO_REUSEPORT on portal listeners, and on a wildcard external
+//     listener whose port number is also a portal port, lets the two
+//     share the number (web: port 80, externalPort 80 is a natural
+//     manifest): Linux refuses a wildcard bind next to a specific one on
+//     the same port unless both set it, and then hands each packet to the
+//     most specific listener, so portal traffic still reaches the portal's
+//     listener. Other external listeners do not set it, so a port held by
+//     another program, even one that sets SO_REUSEPORT itself (haproxy
+//     does by default), stays a clear "address already in use" instead of
+//     a port silently shared with it.
+func listenControl(lk listenerKey) func(network, address string, c syscall.RawConn) error {
+	wildcard := lk.addr.Addr().IsUnspecified()
+	reusePort := !wildcard || lk.shared
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if !wildcard {
+				level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+				if network == "tcp6" || network == "udp6" {
+					level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
+				}
+				if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
+					serr = fmt.Errorf("set IP_FREEBIND: %w", err)
+					return
+				}
+			}
+			if reusePort {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+					serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
