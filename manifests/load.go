@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
+	"strings"
 	"runtime"
 	"sync"
 
@@ -164,4 +167,24 @@ func (u *Unit) problem(path []string, atValue bool, msg string) Problem {
 		pos = token.Position{Filename: u.Files[0], Line: 1, Column: 1}
 	}
 	return Problem{File: pos.Filename, Line: pos.Line, Column: pos.Column, Path: schema.FormatPath(path...), Message: msg}
+}
+
+// LoadSource checks one unit whose files are already in memory, keyed by
+// the names Unit.Files shows: the agent's saved last known good version of
+// a unit that no longer validates. Cross-unit rules are not checked; the
+// caller runs CrossUnitProblems over the set it builds.
+func LoadSource(id string, files map[string][]byte, opts Options) (*Unit, error) {
+	c, err := schema.NewChecker()
+	if err != nil {
+		return nil, err
+	}
+	g := group{id: id}
+	for name, data := range files {
+		g.sources = append(g.sources, source{display: name, dir: path.Dir(name), data: data})
+	}
+	if len(g.sources) == 0 {
+		return nil, fmt.Errorf("unit %s: no files", id)
+	}
+	slices.SortFunc(g.sources, func(a, b source) int { return strings.Compare(a.display, b.display) })
+	return checkUnit(c, g, opts), nil
 }

@@ -271,3 +271,27 @@ func TestParseMemory(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadSource_checks_a_unit_from_memory_like_LoadDir(t *testing.T) {
+	files := map[string][]byte{
+		"team/a.cue": []byte("package team\npods: web: containers: app: image: \"busybox\"\n"),
+		"team/b.cue": []byte("package team\nservices: web: {selector: app: \"web\", ports: [{port: 80}]}\n"),
+	}
+	u, err := manifests.LoadSource("team:team", files, manifests.Options{PortalCIDR: netip.MustParsePrefix("10.96.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Valid() || len(u.Pods) != 1 || len(u.Services) != 1 || u.ID != "team:team" {
+		t.Fatalf("unit = %+v", u)
+	}
+	if got := strings.Join(u.Files, ","); got != "team/a.cue,team/b.cue" {
+		t.Fatalf("files = %s", got)
+	}
+	bad, err := manifests.LoadSource("x.cue", map[string][]byte{"x.cue": []byte("pods: web: replicas: 200\n")}, manifests.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad.Valid() || bad.Problems[0].File != "x.cue" {
+		t.Fatalf("problems = %v", bad.Problems)
+	}
+}
