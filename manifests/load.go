@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
-	"runtime"
 	"sync"
 
 	"cuelang.org/go/cue/token"
