@@ -1,0 +1,573 @@
+// Package podman is cuelet's adapter to podman's REST API: it implements
+// reconcile.Podman over the podman v4 bindings and hides their
+// connection-in-context, so callers pass one context per call.
+package podman
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containers/podman/v4/pkg/api/handlers"
+	"github.com/containers/podman/v4/pkg/bindings"
+	"github.com/containers/podman/v4/pkg/bindings/containers"
+	"github.com/containers/podman/v4/pkg/bindings/images"
+	"github.com/containers/podman/v4/pkg/bindings/pods"
+	"github.com/containers/podman/v4/pkg/bindings/system"
+	"github.com/containers/podman/v4/pkg/bindings/volumes"
+	"github.com/containers/podman/v4/pkg/domain/entities"
+	"github.com/containers/podman/v4/pkg/errorhandling"
+	"github.com/containers/podman/v4/pkg/specgen"
+	dockercontainer "github.com/docker/docker/api/types"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cuelet/cuelet/reconcile"
+)
+
+// DefaultURL is the default of --podman-url: $CONTAINER_HOST, else the
+// rootful podman socket.
+func DefaultURL() string {
+	if v := os.Getenv("CONTAINER_HOST"); v != "" {
+		return v
+	}
+	return "unix:///run/podman/podman.sock"
+}
+
+// UnavailableError says that podman did not answer at URL. It matches
+// reconcile.ErrPodmanUnavailable with errors.Is.
+type UnavailableError struct {
+	URL string
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("cannot reach podman at %s: %v; is podman.socket running?", e.URL, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, reconcile.ErrPodmanUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == reconcile.ErrPodmanUnavailable }
+
+// Client talks to one podman service. It is safe for concurrent use.
+type Client struct {
+	url  string
+	conn context.Context // holds the bindings' connection; never used for deadlines
+
+	writes atomic.Int64
+
+	mu    sync.Mutex
+	cache map[string]inspected // container ID → what only inspect tells
+}
+
+var _ reconcile.Podman = (*Client)(nil)
+
+// inspected is what ListPods needs from a container inspect. It is cached
+// by container ID and revalidated by PID and start time, so a no-op pass
+// over many pods costs two list calls.
+type inspected struct {
+	pid          int
+	startedAt    int64
+	restartCount int
+	ip           string
+}
+
+// Dial connects to podman at url (empty: DefaultURL) and checks that it
+// answers. An unreachable podman is an *UnavailableError.
+func Dial(ctx context.Context, url string) (*Client, error) {
+	if url == "" {
+		url = DefaultURL()
+	}
+	conn, err := bindings.NewConnection(ctx, url)
+	if err != nil {
+		return nil, &UnavailableError{URL: url, Err: unwrapConnect(err)}
+	}
+	// The bindings keep the context they were given for their own use;
+	// detach it from ctx so that the end of ctx does not end the client.
+	return &Client{url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
+}
+
+// URL is the address the client talks to.
+func (c *Client) URL() string { return c.url }
+
+// Writes counts the podman calls that changed something since the client
+// was made; a no-op reconcile pass must add none.
+func (c *Client) Writes() int64 { return c.writes.Load() }
+
+// callCtx gives the bindings the caller's deadline and cancellation with the
+// connection they look up as a context value.
+type callCtx struct {
+	context.Context
+	conn context.Context
+}
+
+func (c callCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.conn.Value(key)
+}
+
+func (c *Client) ctx(ctx context.Context) context.Context { return callCtx{ctx, c.conn} }
+
+// wrap turns a connection failure into an *UnavailableError and names the
+// operation.
+func (c *Client) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isConnError(err) {
+		return fmt.Errorf("%s: %w", op, &UnavailableError{URL: c.url, Err: err})
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+func isConnError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+}
+
+// unwrapConnect drops the bindings' generic prefix, keeping the cause.
+func unwrapConnect(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func isNotFound(err error) bool {
+	var e *errorhandling.ErrorModel
+	if errors.As(err, &e) {
+		return e.ResponseCode == 404
+	}
+	return false
+}
+
+// ListPods returns every pod with its containers (two list calls, plus an
+// inspect for each container not seen before or restarted since).
+func (c *Client) ListPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	cctx := c.ctx(ctx)
+	pl, err := pods.List(cctx, nil)
+	if err != nil {
+		return nil, c.wrap("list pods", err)
+	}
+	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
+	if err != nil {
+		return nil, c.wrap("list containers", err)
+	}
+	byPod := map[string][]entities.ListContainer{}
+	for _, ct := range cl {
+		if ct.Pod != "" {
+			byPod[ct.Pod] = append(byPod[ct.Pod], ct)
+		}
+	}
+
+	out := make([]reconcile.ObservedPod, 0, len(pl))
+	var need []string // containers to inspect
+	for _, p := range pl {
+		o := reconcile.ObservedPod{
+			Name: p.Name, ID: p.Id, Labels: p.Labels, State: p.Status,
+			InfraID: p.InfraId, Created: p.Created,
+		}
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		for _, ct := range byPod[p.Id] {
+			if ct.IsInfra || ct.ID == p.InfraId {
+				o.InfraState = ct.State
+				continue
+			}
+			o.Containers = append(o.Containers, reconcile.ObservedContainer{
+				Name: firstName(ct.Names), ID: ct.ID, Labels: ct.Labels, State: ct.State,
+				ExitCode: int(ct.ExitCode), StartedAt: time.Unix(ct.StartedAt, 0),
+			})
+		}
+		sort.Slice(o.Containers, func(i, j int) bool { return o.Containers[i].Name < o.Containers[j].Name })
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+
+	// Restart counts and the pod IP only come from inspect; managed pods
+	// only, and only what changed.
+	fresh := map[string]bool{}
+	c.mu.Lock()
+	for _, ct := range cl {
+		pod := findPod(out, ct.Pod)
+		if pod == nil || !pod.Managed() {
+			continue
+		}
+		if in, ok := c.cache[ct.ID]; !ok || in.pid != ct.Pid || in.startedAt != ct.StartedAt {
+			need = append(need, ct.ID)
+		}
+		fresh[ct.ID] = true
+	}
+	for id := range c.cache {
+		if !fresh[id] {
+			delete(c.cache, id)
+		}
+	}
+	c.mu.Unlock()
+
+	if err := c.inspectAll(cctx, need); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range out {
+		p := &out[i]
+		if in, ok := c.cache[p.InfraID]; ok {
+			p.IP = in.ip
+		}
+		for j := range p.Containers {
+			if in, ok := c.cache[p.Containers[j].ID]; ok {
+				p.Containers[j].RestartCount = in.restartCount
+			}
+		}
+	}
+	return out, nil
+}
+
+func findPod(ps []reconcile.ObservedPod, id string) *reconcile.ObservedPod {
+	for i := range ps {
+		if ps[i].ID == id {
+			return &ps[i]
+		}
+	}
+	return nil
+}
+
+func firstName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
+}
+
+// inspectAll inspects containers, four at a time, into the cache. A
+// container that went away meanwhile is skipped.
+func (c *Client) inspectAll(ctx context.Context, ids []string) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	errs := make([]error, len(ids))
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			data, err := containers.Inspect(ctx, id, nil)
+			if err != nil {
+				if !isNotFound(err) {
+					errs[i] = c.wrap("inspect container "+id, err)
+				}
+				return
+			}
+			in := inspected{restartCount: int(data.RestartCount)}
+			if data.State != nil {
+				in.pid = data.State.Pid
+				in.startedAt = data.State.StartedAt.Unix()
+			}
+			if ns := data.NetworkSettings; ns != nil {
+				in.ip = ns.IPAddress
+				names := make([]string, 0, len(ns.Networks))
+				for n := range ns.Networks {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					if ip := ns.Networks[n].IPAddress; ip != "" && in.ip == "" {
+						in.ip = ip
+					}
+				}
+			}
+			c.mu.Lock()
+			c.cache[id] = in
+			c.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// CreatePod creates the volumes, the pod with its infra container and the
+// containers, then starts the pod. If any step fails the pod is removed
+// again, so a retry starts from nothing.
+func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
+	cctx := c.ctx(ctx)
+	for _, ct := range ps.Containers {
+		if err := c.ensureImage(cctx, ct.Image, ct.PullPolicy); err != nil {
+			return fmt.Errorf("container %q: %w", ct.Name, err)
+		}
+	}
+	for _, v := range ps.Volumes {
+		if err := c.ensureVolume(cctx, v); err != nil {
+			return err
+		}
+	}
+
+	pg := specgen.NewPodSpecGenerator()
+	pg.Name = ps.Name
+	pg.Labels = ps.Labels
+	pg.SharedNamespaces = []string{"ipc", "net", "uts"}
+	if ps.SharePID {
+		pg.SharedNamespaces = append(pg.SharedNamespaces, "pid")
+	}
+	c.writes.Add(1)
+	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
+		return c.wrap("create pod", err)
+	}
+	defer func() {
+		if err != nil {
+			// Do not leave a pod without its containers: it would look
+			// adopted to the next pass. A fresh context, since ctx may be
+			// what failed.
+			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if rerr := c.RemovePod(cleanup, ps.Name); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove half-made pod: %w", rerr))
+			}
+		}
+	}()
+
+	for _, ct := range ps.Containers {
+		s := containerSpec(ps.Name, ct)
+		c.writes.Add(1)
+		if _, err := containers.CreateWithSpec(cctx, s, nil); err != nil {
+			return c.wrap(fmt.Sprintf("create container %q", ct.Name), err)
+		}
+	}
+	c.writes.Add(1)
+	rep, err := pods.Start(cctx, ps.Name, nil)
+	if err != nil {
+		return c.wrap("start pod", err)
+	}
+	if len(rep.Errs) > 0 {
+		return fmt.Errorf("start pod: %w", errors.Join(rep.Errs...))
+	}
+	return nil
+}
+
+func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerator {
+	s := specgen.NewSpecGenerator(ct.Image, false)
+	s.Name = ct.Name
+	s.Pod = pod
+	s.Labels = ct.Labels
+	if len(ct.Command) > 0 {
+		s.Entrypoint = ct.Command
+	}
+	s.Command = ct.Args
+	s.WorkDir = ct.WorkingDir
+	s.Env = ct.Env
+	s.RestartPolicy = ct.RestartPolicy
+	if ct.MemoryBytes > 0 || ct.CPUs > 0 {
+		s.ResourceLimits = &spec.LinuxResources{}
+		if ct.MemoryBytes > 0 {
+			m := ct.MemoryBytes
+			s.ResourceLimits.Memory = &spec.LinuxMemory{Limit: &m}
+		}
+		if ct.CPUs > 0 {
+			period := uint64(100000)
+			quota := int64(ct.CPUs * float64(period))
+			s.ResourceLimits.CPU = &spec.LinuxCPU{Period: &period, Quota: &quota}
+		}
+	}
+	for _, m := range ct.Mounts {
+		opts := []string{"rw"}
+		if m.ReadOnly {
+			opts = []string{"ro"}
+		}
+		if m.Volume != "" {
+			s.Volumes = append(s.Volumes, &specgen.NamedVolume{Name: m.Volume, Dest: m.Destination, Options: opts})
+			continue
+		}
+		s.Mounts = append(s.Mounts, spec.Mount{
+			Type: "bind", Source: m.Source, Destination: m.Destination,
+			Options: append(opts, "rbind"),
+		})
+	}
+	return s
+}
+
+// ensureImage applies the pull policy: Never needs the image present,
+// IfNotPresent pulls only when missing, Always pulls.
+func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
+	if policy != "Always" {
+		ok, err := images.Exists(ctx, image, nil)
+		if err != nil {
+			return c.wrap("look up image "+image, err)
+		}
+		if ok {
+			return nil
+		}
+		if policy == "Never" {
+			return fmt.Errorf("%s: %w", image, reconcile.ErrImageNotPresent)
+		}
+	}
+	c.writes.Add(1)
+	if _, err := images.Pull(ctx, image, new(images.PullOptions).WithQuiet(true).WithPolicy("always")); err != nil {
+		return c.wrap("pull image "+image, err)
+	}
+	return nil
+}
+
+// ensureVolume creates a named volume if missing; a fresh one (emptyDir)
+// is removed first if a crash left it behind.
+func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error {
+	exists, err := volumes.Exists(ctx, v.Name, nil)
+	if err != nil {
+		return c.wrap("look up volume "+v.Name, err)
+	}
+	if exists && !v.Fresh {
+		return nil
+	}
+	if exists {
+		c.writes.Add(1)
+		if err := volumes.Remove(ctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
+			return c.wrap("remove stale volume "+v.Name, err)
+		}
+	}
+	c.writes.Add(1)
+	if _, err := volumes.Create(ctx, entities.VolumeCreateOptions{Name: v.Name, Label: v.Labels}, nil); err != nil {
+		return c.wrap("create volume "+v.Name, err)
+	}
+	return nil
+}
+
+// RemovePod removes the pod with its containers (at once, no grace: the
+// replica is being replaced or dropped), then its emptyDir volumes.
+// Persistent volumes are never removed.
+func (c *Client) RemovePod(ctx context.Context, name string) error {
+	cctx := c.ctx(ctx)
+	c.writes.Add(1)
+	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(0))
+	if err != nil && !isNotFound(err) {
+		return c.wrap("remove pod", err)
+	}
+	vl, err := volumes.List(cctx, new(volumes.ListOptions).WithFilters(map[string][]string{
+		"label": {reconcile.LabelReplica + "=" + name, reconcile.LabelVolType + "=emptyDir"},
+	}))
+	if err != nil {
+		return c.wrap("list volumes", err)
+	}
+	for _, v := range vl {
+		// Filters on the same key are ORed by some podman versions:
+		// check both labels here.
+		if v.Labels[reconcile.LabelReplica] != name || v.Labels[reconcile.LabelVolType] != "emptyDir" {
+			continue
+		}
+		c.writes.Add(1)
+		if err := volumes.Remove(cctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
+			return c.wrap("remove volume "+v.Name, err)
+		}
+	}
+	return nil
+}
+
+// StartPod starts the named containers, or the whole pod.
+func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error {
+	cctx := c.ctx(ctx)
+	if len(ctrs) == 0 {
+		c.writes.Add(1)
+		rep, err := pods.Start(cctx, name, nil)
+		if err != nil {
+			return c.wrap("start pod", err)
+		}
+		if len(rep.Errs) > 0 {
+			return fmt.Errorf("start pod: %w", errors.Join(rep.Errs...))
+		}
+		return nil
+	}
+	for _, ct := range ctrs {
+		c.writes.Add(1)
+		if err := containers.Start(cctx, ct, nil); err != nil {
+			return c.wrap("start container "+ct, err)
+		}
+	}
+	return nil
+}
+
+// Events streams container and pod events to fn until ctx ends (nil) or
+// the stream breaks (an error; the caller resyncs and calls again).
+func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan entities.Event)
+	cancelCh := make(chan bool)
+	errCh := make(chan error, 1)
+	go func() {
+		opts := new(system.EventsOptions).WithStream(true).
+			WithFilters(map[string][]string{"type": {"container", "pod"}})
+		errCh <- system.Events(c.ctx(ctx), ch, cancelCh, opts)
+	}()
+	stop := sync.OnceFunc(func() { close(cancelCh) })
+	defer stop()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				err := <-errCh
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err == nil {
+					err = errors.New("stream ended")
+				}
+				return c.wrap("events", err)
+			}
+			fn(reconcile.Event{
+				Type: string(e.Type), Action: string(e.Action), ID: e.Actor.ID,
+				Name: e.Actor.Attributes["name"], Labels: e.Actor.Attributes,
+				Time: time.Unix(0, e.TimeNano),
+			})
+		case <-ctx.Done():
+			stop()
+			// Drain until the bindings close the channel.
+			for range ch {
+			}
+			<-errCh
+			return nil
+		}
+	}
+}
+
+// Exec runs cmd in the container and waits for its exit code, at most
+// timeout. On timeout the command may still run inside the container:
+// podman 4 cannot kill an exec session.
+func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cctx := c.ctx(ctx)
+	id, err := containers.ExecCreate(cctx, container, &handlers.ExecCreateConfig{
+		ExecConfig: dockercontainer.ExecConfig{Cmd: cmd},
+	})
+	if err != nil {
+		return -1, c.wrap("exec in "+container, err)
+	}
+	if err := containers.ExecStart(cctx, id, nil); err != nil {
+		return -1, c.wrap("exec in "+container, err)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s, err := containers.ExecInspect(cctx, id, nil)
+		if err != nil {
+			return -1, c.wrap("exec in "+container, err)
+		}
+		if !s.Running {
+			return s.ExitCode, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("exec in %s: %s: %w", container, strings.Join(cmd, " "), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
