@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -135,8 +137,13 @@ func isConnError(err error) bool {
 	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
-// unwrapConnect drops the bindings' generic prefix, keeping the cause.
+// unwrapConnect drops the bindings' generic prefix and the HTTP request,
+// keeping the cause ("dial unix …: connect: no such file or directory").
 func unwrapConnect(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op
+	}
 	if u := errors.Unwrap(err); u != nil {
 		return u
 	}
@@ -539,35 +546,44 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 }
 
 // Exec runs cmd in the container and waits for its exit code, at most
-// timeout. On timeout the command may still run inside the container:
-// podman 4 cannot kill an exec session.
+// timeout. The session is attached (podman 4.3 never marks a detached one
+// as finished) and its output discarded. On timeout the command may still
+// run inside the container: podman 4 cannot kill an exec session.
 func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cctx := c.ctx(ctx)
+	fail := func(err error) (int, error) {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return -1, c.wrap(fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), container), err)
+	}
 	id, err := containers.ExecCreate(cctx, container, &handlers.ExecCreateConfig{
-		ExecConfig: dockercontainer.ExecConfig{Cmd: cmd},
+		ExecConfig: dockercontainer.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true},
 	})
 	if err != nil {
-		return -1, c.wrap("exec in "+container, err)
+		return fail(err)
 	}
-	if err := containers.ExecStart(cctx, id, nil); err != nil {
-		return -1, c.wrap("exec in "+container, err)
+	conn, err := bindings.GetClient(cctx)
+	if err != nil {
+		return fail(err)
 	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		s, err := containers.ExecInspect(cctx, id, nil)
-		if err != nil {
-			return -1, c.wrap("exec in "+container, err)
-		}
-		if !s.Running {
-			return s.ExitCode, nil
-		}
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("exec in %s: %s: %w", container, strings.Join(cmd, " "), ctx.Err())
-		case <-t.C:
-		}
+	resp, err := conn.DoRequest(cctx, strings.NewReader(`{"Detach":false,"Tty":false}`), http.MethodPost, "/exec/%s/start", nil, nil, id)
+	if err != nil {
+		return fail(err)
 	}
+	defer resp.Body.Close()
+	if !resp.IsSuccess() {
+		return fail(resp.Process(nil))
+	}
+	// The stream ends when the command does.
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fail(err)
+	}
+	s, err := containers.ExecInspect(cctx, id, nil)
+	if err != nil {
+		return fail(err)
+	}
+	return s.ExitCode, nil
 }

@@ -68,16 +68,16 @@ type ObservedContainer struct {
 }
 
 // Managed reports whether cuelet owns the pod.
-func (p *ObservedPod) Managed() bool { return p.Labels[LabelManaged] == "true" }
+func (p ObservedPod) Managed() bool { return p.Labels[LabelManaged] == "true" }
 
 // Unit is the ID of the unit that defined the pod when it was created.
-func (p *ObservedPod) Unit() string { return p.Labels[LabelUnit] }
+func (p ObservedPod) Unit() string { return p.Labels[LabelUnit] }
 
 // PodName is the name of the pod definition the replica belongs to.
-func (p *ObservedPod) PodName() string { return p.Labels[LabelPod] }
+func (p ObservedPod) PodName() string { return p.Labels[LabelPod] }
 
 // Index is the replica index, -1 when the label is missing or bad.
-func (p *ObservedPod) Index() int {
+func (p ObservedPod) Index() int {
 	i, err := strconv.Atoi(p.Labels[LabelIndex])
 	if err != nil {
 		return -1
@@ -86,7 +86,7 @@ func (p *ObservedPod) Index() int {
 }
 
 // Container returns the container with the given manifest name.
-func (p *ObservedPod) Container(name string) (ObservedContainer, bool) {
+func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
 	for _, c := range p.Containers {
 		if c.Labels[LabelContainer] == name {
 			return c, true
