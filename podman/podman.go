@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -158,63 +159,56 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// ListPods returns every pod with its containers (two list calls, plus an
-// inspect for each container not seen before or restarted since).
+// ListPods returns every pod with its containers from one call that lists
+// all containers: podman copies a pod's labels to its infra container, so
+// the infra container stands for its pod. Restart counts and the pod IP
+// come from inspect, cached by container ID and revalidated by PID and
+// start time, so a pass that finds nothing changed costs that one call.
+//
+// A pod without an infra container is not seen; cuelet never makes one.
 func (c *Client) ListPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	cctx := c.ctx(ctx)
-	pl, err := pods.List(cctx, nil)
-	if err != nil {
-		return nil, c.wrap("list pods", err)
-	}
 	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
 	if err != nil {
 		return nil, c.wrap("list containers", err)
 	}
-	byPod := map[string][]entities.ListContainer{}
+	byID := map[string]*reconcile.ObservedPod{}
+	var order []string
 	for _, ct := range cl {
-		if ct.Pod != "" {
-			byPod[ct.Pod] = append(byPod[ct.Pod], ct)
+		if ct.Pod == "" || !ct.IsInfra {
+			continue
 		}
+		labels := maps.Clone(ct.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		delete(labels, "io.buildah.version") // the pause image's own label
+		byID[ct.Pod] = &reconcile.ObservedPod{
+			Name: ct.PodName, ID: ct.Pod, Labels: labels, InfraID: ct.ID, InfraState: ct.State, Created: ct.Created,
+		}
+		order = append(order, ct.Pod)
 	}
-
-	out := make([]reconcile.ObservedPod, 0, len(pl))
-	var need []string // containers to inspect
-	for _, p := range pl {
-		o := reconcile.ObservedPod{
-			Name: p.Name, ID: p.Id, Labels: p.Labels, State: p.Status,
-			InfraID: p.InfraId, Created: p.Created,
+	var need []string
+	fresh := map[string]bool{}
+	c.mu.Lock()
+	for _, ct := range cl {
+		p := byID[ct.Pod]
+		if p == nil {
+			continue
 		}
-		if o.Labels == nil {
-			o.Labels = map[string]string{}
-		}
-		for _, ct := range byPod[p.Id] {
-			if ct.IsInfra || ct.ID == p.InfraId {
-				o.InfraState = ct.State
-				continue
-			}
-			o.Containers = append(o.Containers, reconcile.ObservedContainer{
+		if !ct.IsInfra {
+			p.Containers = append(p.Containers, reconcile.ObservedContainer{
 				Name: firstName(ct.Names), ID: ct.ID, Labels: ct.Labels, State: ct.State,
 				ExitCode: int(ct.ExitCode), StartedAt: time.Unix(ct.StartedAt, 0),
 			})
 		}
-		sort.Slice(o.Containers, func(i, j int) bool { return o.Containers[i].Name < o.Containers[j].Name })
-		out = append(out, o)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-
-	// Restart counts and the pod IP only come from inspect; managed pods
-	// only, and only what changed.
-	fresh := map[string]bool{}
-	c.mu.Lock()
-	for _, ct := range cl {
-		pod := findPod(out, ct.Pod)
-		if pod == nil || !pod.Managed() {
+		if !p.Managed() {
 			continue
 		}
+		fresh[ct.ID] = true
 		if in, ok := c.cache[ct.ID]; !ok || in.pid != ct.Pid || in.startedAt != ct.StartedAt {
 			need = append(need, ct.ID)
 		}
-		fresh[ct.ID] = true
 	}
 	for id := range c.cache {
 		if !fresh[id] {
@@ -226,10 +220,11 @@ func (c *Client) ListPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 	if err := c.inspectAll(cctx, need); err != nil {
 		return nil, err
 	}
+	out := make([]reconcile.ObservedPod, 0, len(order))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := range out {
-		p := &out[i]
+	for _, id := range order {
+		p := byID[id]
 		if in, ok := c.cache[p.InfraID]; ok {
 			p.IP = in.ip
 		}
@@ -238,17 +233,33 @@ func (c *Client) ListPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 				p.Containers[j].RestartCount = in.restartCount
 			}
 		}
+		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
+		p.State = podState(p)
+		out = append(out, *p)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-func findPod(ps []reconcile.ObservedPod, id string) *reconcile.ObservedPod {
-	for i := range ps {
-		if ps[i].ID == id {
-			return &ps[i]
+// podState summarizes like `podman pod ps`: Running when every container
+// runs, Exited when none does, Degraded in between.
+func podState(p *reconcile.ObservedPod) string {
+	up, all := 0, 1+len(p.Containers)
+	if p.InfraState == "running" {
+		up++
+	}
+	for _, c := range p.Containers {
+		if c.State == "running" {
+			up++
 		}
 	}
-	return nil
+	switch up {
+	case all:
+		return "Running"
+	case 0:
+		return "Exited"
+	}
+	return "Degraded"
 }
 
 func firstName(names []string) string {

@@ -220,8 +220,9 @@ func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 		}
 	}
 	// One infra container, shared net, ipc and uts; not pid.
-	shared := e.podman("pod", "inspect", "web", "--format", "{{.SharedNamespaces}} {{.NumContainers}}")
-	if shared != "[ipc net uts] 3" {
+	shared := strings.Fields(e.podman("pod", "inspect", "web", "--format", "{{range .SharedNamespaces}}{{.}} {{end}}{{.NumContainers}}"))
+	slices.Sort(shared)
+	if !slices.Equal(shared, []string{"3", "ipc", "net", "uts"}) {
 		t.Errorf("pod shares %q", shared)
 	}
 	limits := e.podman("inspect", "web-server", "--format", "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.RestartPolicy.Name}}")
@@ -658,4 +659,34 @@ func TestE2EExecAndEvents(t *testing.T) {
 
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// neverReady is a readiness gate whose probe never passes.
+type neverReady struct{}
+
+func (neverReady) WaitReady(ctx context.Context, _ manifests.Replica, _ reconcile.ObservedPod) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestE2ERolloutStopsAtAReplicaThatIsNotReady(t *testing.T) {
+	e := newEnv(t, func(c *reconcile.Config) {
+		c.Readiness = neverReady{}
+		c.RolloutTimeout = time.Second
+	})
+	web := simplePod("web", 3)
+	e.apply(desired(unit("a.cue", web)))
+	web1, web2 := e.ids("web-1"), e.ids("web-2")
+
+	web.Containers[0].Args = []string{"2"}
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Pod != "web" || !errors.Is(res.Errors[0], reconcile.ErrNotReady) {
+		t.Fatalf("errors: %v; want web not ready", res.Errors)
+	}
+	if !slices.Equal(e.ids("web-1"), web1) || !slices.Equal(e.ids("web-2"), web2) {
+		t.Error("the rollout went on past a replica that was not ready")
+	}
 }
