@@ -320,10 +320,8 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 // again, so a retry starts from nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
 	cctx := c.ctx(ctx)
-	for _, ct := range ps.Containers {
-		if err := c.ensureImage(cctx, ct.Image, ct.PullPolicy); err != nil {
-			return fmt.Errorf("container %q: %w", ct.Name, err)
-		}
+	if err := c.PullImages(ctx, ps); err != nil {
+		return err
 	}
 	for _, v := range ps.Volumes {
 		if err := c.ensureVolume(cctx, v); err != nil {
@@ -412,6 +410,22 @@ func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerato
 		})
 	}
 	return s
+}
+
+// PullImages applies each container's pull policy to its image.
+func (c *Client) PullImages(ctx context.Context, ps reconcile.PodSpec) error {
+	cctx := c.ctx(ctx)
+	done := map[string]bool{}
+	for _, ct := range ps.Containers {
+		if done[ct.Image+"\x00"+ct.PullPolicy] {
+			continue
+		}
+		done[ct.Image+"\x00"+ct.PullPolicy] = true
+		if err := c.ensureImage(cctx, ct.Image, ct.PullPolicy); err != nil {
+			return fmt.Errorf("container %q: %w", ct.Name, err)
+		}
+	}
+	return nil
 }
 
 // ensureImage applies the pull policy: Never needs the image present,

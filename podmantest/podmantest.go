@@ -45,7 +45,8 @@ type Podman struct {
 	URL string
 	// Dir holds everything of this service; it is removed by Close.
 	Dir string
-	// Subnet and Bridge are the default network of this service.
+	// Subnet and Bridge are the default network of this service; the
+	// network has the bridge's name.
 	Subnet netip.Prefix
 	Bridge string
 
@@ -125,11 +126,15 @@ func Start(ctx context.Context) (p *Podman, err error) {
 			return p, err
 		}
 	}
-	conf := filepath.Join(dir, "containers.conf")
-	if err := os.WriteFile(conf, ContainersConf, 0o644); err != nil {
+	if err := p.claimNetwork(); err != nil {
 		return p, err
 	}
-	if err := p.claimNetwork(); err != nil {
+	// The project's file plus this service's default network: netavark
+	// names its firewall chains after the network, so services that share
+	// a network name tear down each other's rules.
+	conf := filepath.Join(dir, "containers.conf")
+	content := fmt.Sprintf("%s\n[network]\ndefault_network = %q\n", ContainersConf, p.Bridge)
+	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
 		return p, err
 	}
 	p.env = append(os.Environ(), "CONTAINERS_CONF="+conf, "XDG_RUNTIME_DIR="+filepath.Join(dir, "xdg"))
@@ -195,9 +200,9 @@ func (p *Podman) globalArgs() []string {
 }
 
 // claimNetwork takes a free slot (a lock file held until Close) and gives
-// the service a default network of its own: bridge cuelet-t<N>, subnet
-// 10.201.<N>.0/24, so that services of parallel test binaries never share
-// a bridge or addresses.
+// the service a default network of its own: network and bridge cuelet-t<N>,
+// subnet 10.201.<N>.0/24, so that services of parallel test binaries never
+// share a bridge, addresses or firewall chains.
 func (p *Podman) claimNetwork() error {
 	lockDir := filepath.Join(os.TempDir(), "cuelet-podmantest")
 	if err := os.MkdirAll(lockDir, 0o755); err != nil {
@@ -221,7 +226,7 @@ func (p *Podman) claimNetwork() error {
 		p.slot, p.Subnet, p.Bridge = f, subnet, bridge
 		gw := subnet.Addr().Next()
 		conf := fmt.Sprintf(`{
-  "name": "podman",
+  "name": %q,
   "id": "%064x",
   "driver": "bridge",
   "network_interface": %q,
@@ -231,8 +236,8 @@ func (p *Podman) claimNetwork() error {
   "dns_enabled": false,
   "ipam_options": {"driver": "host-local"}
 }
-`, n+1, bridge, subnet.String(), gw.String())
-		return os.WriteFile(filepath.Join(p.Dir, "networks", "podman.json"), []byte(conf), 0o644)
+`, bridge, n+1, bridge, subnet.String(), gw.String())
+		return os.WriteFile(filepath.Join(p.Dir, "networks", bridge+".json"), []byte(conf), 0o644)
 	}
 	return errors.New("no free test network slot (10.201.0-249.0/24)")
 }

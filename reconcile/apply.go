@@ -244,6 +244,21 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
+
+	// Folders of replicas that are gone without cuelet removing them (a pod
+	// removed by hand whose definition went too).
+	keep := map[string]bool{}
+	for name := range wanted {
+		keep[name] = true
+	}
+	for _, o := range have {
+		if o.Managed() {
+			keep[o.Name] = true
+		}
+	}
+	if err := removeStaleDirs(r.cfg.RunDir, keep); err != nil {
+		r.cfg.Log.Warn().Err(err).Msg("clean the run dir")
+	}
 	return res, nil
 }
 
@@ -256,13 +271,19 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 	var err error
 	switch a.Kind {
 	case Create:
-		err = r.create(ctx, a, serviceEnv)
+		err = r.create(ctx, a, serviceEnv, nil)
 	case Recreate:
-		if err = r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
-			err = fmt.Errorf("remove pod %q: %w", a.Name, err)
-			break
-		}
-		err = r.create(ctx, a, serviceEnv)
+		// Everything that can fail without podman, and the images, before
+		// the old replica goes: a bad spec must not cost a running pod.
+		err = r.create(ctx, a, serviceEnv, func(spec PodSpec) error {
+			if err := r.cfg.Podman.PullImages(ctx, spec); err != nil {
+				return err
+			}
+			if err := r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
+				return fmt.Errorf("remove pod %q: %w", a.Name, err)
+			}
+			return nil
+		})
 	case Start:
 		if err = r.cfg.Podman.StartPod(ctx, a.Name, a.Containers); err != nil {
 			err = fmt.Errorf("start pod %q: %w", a.Name, err)
@@ -284,10 +305,17 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 	return nil
 }
 
-func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string) error {
+// create makes a replica; before, when set, runs once the spec is known and
+// before anything is written (a recreate removes the old replica there).
+func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, before func(PodSpec) error) error {
 	spec, err := podSpec(*a.Replica, r.cfg.RunDir, r.cfg.AllowedHostPaths, serviceEnv)
 	if err != nil {
 		return err
+	}
+	if before != nil {
+		if err := before(spec); err != nil {
+			return err
+		}
 	}
 	if err := prepareReplica(r.cfg.RunDir, a.Name, a.Replica.Pod.Volumes, serviceEnv); err != nil {
 		return err

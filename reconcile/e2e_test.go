@@ -9,7 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -229,8 +232,17 @@ func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 	if limits != "67108864 50000 100000 always" {
 		t.Errorf("memory, cpu quota, period, restart policy: %q", limits)
 	}
-	// The server reached on the pod IP from the host network namespace is
-	// covered by the netproxy tests; here: the port is declared in the spec.
+	// The declared port is reachable on the pod IP (a pod this test made).
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + net.JoinHostPort(p.IP, "8080") + "/index.html")
+	if err != nil {
+		t.Fatalf("GET on the pod IP: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != "hello" {
+		t.Errorf("GET on the pod IP: %q", body)
+	}
 	if !strings.Contains(p.Labels["io.cuelet.spec"], `"containerPort":8080`) {
 		t.Errorf("declared port missing from the stored spec: %s", p.Labels["io.cuelet.spec"])
 	}
@@ -616,6 +628,39 @@ func TestE2EPerPodFailuresDoNotStopOthers(t *testing.T) {
 	}
 	if out, err := e.exec("good-app", "cat /h/hello"); err != nil || out != "from the host" {
 		t.Errorf("hostPath: %q, %v", out, err)
+	}
+}
+
+func TestE2EFailedRecreateKeepsTheRunningReplica(t *testing.T) {
+	e := newEnv(t)
+	web := simplePod("web", 1)
+	e.apply(desired(unit("a.cue", web)))
+	before := e.ids("web")
+
+	web.Containers[0].Image = "localhost/not-there:1"
+	web.Containers[0].ImagePullPolicy = "Never"
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || !errors.Is(res.Errors[0], reconcile.ErrImageNotPresent) {
+		t.Fatalf("errors: %v", res.Errors)
+	}
+	if !slices.Equal(e.ids("web"), before) {
+		t.Error("a recreate that could not work removed the running replica")
+	}
+}
+
+func TestE2ERunDirOfAPodGoneByHandIsCleanedUp(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1))))
+	e.podman("pod", "rm", "--force", "--time", "0", "db")
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+	if _, err := os.Stat(filepath.Join(e.runDir, "pods", "db")); !os.IsNotExist(err) {
+		t.Errorf("run dir of db left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.runDir, "pods", "web", "services.env")); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -128,4 +129,27 @@ func removeReplicaDirs(runDir, replica string) error {
 		return err
 	}
 	return os.RemoveAll(filepath.Join(runDir, "files", replica))
+}
+
+// removeStaleDirs removes the replica folders below pods/ and files/ of the
+// run dir whose replica is not in keep.
+func removeStaleDirs(runDir string, keep map[string]bool) error {
+	var errs []error
+	for _, sub := range []string{"pods", "files"} {
+		entries, err := os.ReadDir(filepath.Join(runDir, sub))
+		if err != nil {
+			if !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, e := range entries {
+			if !keep[e.Name()] {
+				if err := os.RemoveAll(filepath.Join(runDir, sub, e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
