@@ -60,8 +60,16 @@ func (e *UnavailableError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, reconcile.ErrPodmanUnavailable) true.
 func (e *UnavailableError) Is(target error) bool { return target == reconcile.ErrPodmanUnavailable }
 
+// DefaultStopTimeout is how long a container being removed gets between
+// SIGTERM and SIGKILL, as podman's own default.
+const DefaultStopTimeout = 10 * time.Second
+
 // Client talks to one podman service. It is safe for concurrent use.
 type Client struct {
+	// StopTimeout is the grace period of containers being removed
+	// (DefaultStopTimeout); set it before the client is used.
+	StopTimeout time.Duration
+
 	url  string
 	conn context.Context // holds the bindings' connection; never used for deadlines
 
@@ -95,7 +103,7 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 	}
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
-	return &Client{url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
+	return &Client{StopTimeout: DefaultStopTimeout, url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
 }
 
 // URL is the address the client talks to.
@@ -473,13 +481,14 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 	return nil
 }
 
-// RemovePod removes the pod with its containers (at once, no grace: the
-// replica is being replaced or dropped), then its emptyDir volumes.
+// RemovePod stops the pod's containers (SIGTERM, then SIGKILL after
+// StopTimeout) and removes them with the pod, then its emptyDir volumes.
 // Persistent volumes are never removed.
 func (c *Client) RemovePod(ctx context.Context, name string) error {
 	cctx := c.ctx(ctx)
 	c.writes.Add(1)
-	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(0))
+	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
+	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
 	if err != nil && !isNotFound(err) {
 		return c.wrap("remove pod", err)
 	}

@@ -50,6 +50,8 @@ func newEnv(t *testing.T, configure ...func(*reconcile.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// busybox sleep as PID 1 ignores SIGTERM: do not wait for it.
+	client.StopTimeout = 0
 	e := &env{t: t, pm: pm, client: client, runDir: t.TempDir(), ctx: ctx}
 	cfg := reconcile.Config{
 		Podman: client, RunDir: e.runDir,
@@ -379,6 +381,31 @@ func TestE2EPersistentVolumeSurvivesRecreationEmptyDirDoesNot(t *testing.T) {
 	vols := e.podman("volume", "ls", "--format", "{{.Name}}")
 	if vols != "db-data" {
 		t.Errorf("volumes after the pod was removed: %q, want only db-data", vols)
+	}
+}
+
+func TestE2ERemovedReplicaIsStoppedGracefully(t *testing.T) {
+	e := newEnv(t)
+	e.client.StopTimeout = podman.DefaultStopTimeout
+	p := simplePod("db", 1)
+	p.Containers[0].Command = []string{"sh", "-c", "trap 'echo flushed > /data/f; exit 0' TERM; echo up > /data/f; sleep 1000000 & wait"}
+	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "data", MountPath: "/data"}}
+	p.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
+	e.apply(desired(unit("a.cue", p)))
+	eventually(t, 10*time.Second, func() error {
+		if out, err := e.exec("db-app", "cat /data/f"); out != "up" {
+			return fmt.Errorf("not up yet: %q, %v", out, err)
+		}
+		return nil
+	})
+	start := time.Now()
+	e.apply(desired(unit("a.cue")))
+	if took := time.Since(start); took > podman.DefaultStopTimeout {
+		t.Errorf("removal took %s: the container did not get its SIGTERM", took)
+	}
+	out := e.podman("run", "--rm", "-v", "db-data:/data", podmantest.Image, "cat", "/data/f")
+	if out != "flushed" {
+		t.Errorf("persistent file after removal: %q, want what the TERM handler wrote", out)
 	}
 }
 
