@@ -5,6 +5,7 @@ package podman
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,11 +75,32 @@ type Client struct {
 	url  string
 	conn context.Context // holds the bindings' connection; never used for deadlines
 
-	writes atomic.Int64
+	// CacheMaxAge bounds how long ListPods may answer from memory while an
+	// Events stream is live and no event came (default 5 min); 0 turns
+	// the cache off. Set it before the client is used.
+	CacheMaxAge time.Duration
 
-	mu    sync.Mutex
-	cache map[string]inspected // container ID → what only inspect tells
+	writes atomic.Int64
+	lists  atomic.Int64
+	gen    atomic.Int64 // bumped by every write and every state-changing event
+
+	mu     sync.Mutex
+	cache  map[string]inspected // container ID → what only inspect tells
+	live   int                  // Events streams running
+	liveAt time.Time            // when one last started or ended
+	last   *listing             // the last ListPods result, while valid
 }
+
+// listing is a ListPods result and the generation it is valid for.
+type listing struct {
+	pods []reconcile.ObservedPod
+	gen  int64
+	at   time.Time
+}
+
+// settle is how long after an Events stream starts ListPods still lists:
+// podman may start following its event log a moment after it answered.
+const settle = time.Second
 
 var _ reconcile.Podman = (*Client)(nil)
 
@@ -103,7 +126,7 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 	}
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
-	return &Client{StopTimeout: DefaultStopTimeout, url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
+	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
 }
 
 // URL is the address the client talks to.
@@ -112,6 +135,15 @@ func (c *Client) URL() string { return c.url }
 // Writes counts the podman calls that changed something since the client
 // was made; a no-op reconcile pass must add none.
 func (c *Client) Writes() int64 { return c.writes.Load() }
+
+// Lists counts the ListPods calls that asked podman (not the cache).
+func (c *Client) Lists() int64 { return c.lists.Load() }
+
+// wrote records a write: it counts and invalidates the cached listing.
+func (c *Client) wrote() {
+	c.writes.Add(1)
+	c.gen.Add(1)
+}
 
 // callCtx gives the bindings the caller's deadline and cancellation with the
 // connection they look up as a context value.
@@ -173,8 +205,46 @@ func isNotFound(err error) bool {
 // come from inspect, cached by container ID and revalidated by PID and
 // start time, so a pass that finds nothing changed costs that one call.
 //
+// While an Events stream runs (see Events) and neither an event that
+// changes state nor a write came since the last listing, that listing is
+// returned again, at most CacheMaxAge old: a resync that finds nothing
+// changed then costs no podman call.
+//
 // A pod without an infra container is not seen; cuelet never makes one.
+// Callers must not modify the returned labels.
 func (c *Client) ListPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	c.mu.Lock()
+	if l := c.last; l != nil && c.live > 0 && l.gen == c.gen.Load() &&
+		time.Since(l.at) < c.CacheMaxAge && l.at.After(c.liveAt.Add(settle)) {
+		out := clonePods(l.pods)
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.last = nil
+	c.mu.Unlock()
+	gen, at := c.gen.Load(), time.Now()
+	out, err := c.listPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.live > 0 && gen == c.gen.Load() {
+		c.last = &listing{pods: clonePods(out), gen: gen, at: at}
+	}
+	c.mu.Unlock()
+	return out, nil
+}
+
+func clonePods(ps []reconcile.ObservedPod) []reconcile.ObservedPod {
+	out := slices.Clone(ps)
+	for i := range out {
+		out[i].Containers = slices.Clone(out[i].Containers)
+	}
+	return out
+}
+
+func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	c.lists.Add(1)
 	cctx := c.ctx(ctx)
 	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
 	if err != nil {
@@ -344,7 +414,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 	if ps.SharePID {
 		pg.SharedNamespaces = append(pg.SharedNamespaces, "pid")
 	}
-	c.writes.Add(1)
+	c.wrote()
 	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
 		return c.wrap("create pod", err)
 	}
@@ -363,12 +433,12 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 
 	for _, ct := range ps.Containers {
 		s := containerSpec(ps.Name, ct)
-		c.writes.Add(1)
+		c.wrote()
 		if _, err := containers.CreateWithSpec(cctx, s, nil); err != nil {
 			return c.wrap(fmt.Sprintf("create container %q", ct.Name), err)
 		}
 	}
-	c.writes.Add(1)
+	c.wrote()
 	rep, err := pods.Start(cctx, ps.Name, nil)
 	if err != nil {
 		return c.wrap("start pod", err)
@@ -451,7 +521,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 			return fmt.Errorf("%s: %w", image, reconcile.ErrImageNotPresent)
 		}
 	}
-	c.writes.Add(1)
+	c.wrote()
 	if _, err := images.Pull(ctx, image, new(images.PullOptions).WithQuiet(true).WithPolicy("always")); err != nil {
 		return c.wrap("pull image "+image, err)
 	}
@@ -469,12 +539,12 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 		return nil
 	}
 	if exists {
-		c.writes.Add(1)
+		c.wrote()
 		if err := volumes.Remove(ctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
 			return c.wrap("remove stale volume "+v.Name, err)
 		}
 	}
-	c.writes.Add(1)
+	c.wrote()
 	if _, err := volumes.Create(ctx, entities.VolumeCreateOptions{Name: v.Name, Label: v.Labels}, nil); err != nil {
 		return c.wrap("create volume "+v.Name, err)
 	}
@@ -486,7 +556,7 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 // Persistent volumes are never removed.
 func (c *Client) RemovePod(ctx context.Context, name string) error {
 	cctx := c.ctx(ctx)
-	c.writes.Add(1)
+	c.wrote()
 	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
 	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
 	if err != nil && !isNotFound(err) {
@@ -504,7 +574,7 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 		if v.Labels[reconcile.LabelReplica] != name || v.Labels[reconcile.LabelVolType] != "emptyDir" {
 			continue
 		}
-		c.writes.Add(1)
+		c.wrote()
 		if err := volumes.Remove(cctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
 			return c.wrap("remove volume "+v.Name, err)
 		}
@@ -516,7 +586,7 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error {
 	cctx := c.ctx(ctx)
 	if len(ctrs) == 0 {
-		c.writes.Add(1)
+		c.wrote()
 		rep, err := pods.Start(cctx, name, nil)
 		if err != nil {
 			return c.wrap("start pod", err)
@@ -527,7 +597,7 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 		return nil
 	}
 	for _, ct := range ctrs {
-		c.writes.Add(1)
+		c.wrote()
 		if err := containers.Start(cctx, ct, nil); err != nil {
 			return c.wrap("start container "+ct, err)
 		}
@@ -536,47 +606,72 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 }
 
 // Events streams container and pod events to fn until ctx ends (nil) or
-// the stream breaks (an error; the caller resyncs and calls again).
+// the stream breaks (an error; the caller resyncs and calls again). While a
+// stream is live, ListPods may answer from memory: see CacheMaxAge.
 func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch := make(chan entities.Event)
-	cancelCh := make(chan bool)
-	errCh := make(chan error, 1)
-	go func() {
-		opts := new(system.EventsOptions).WithStream(true).
-			WithFilters(map[string][]string{"type": {"container", "pod"}})
-		errCh <- system.Events(c.ctx(ctx), ch, cancelCh, opts)
-	}()
-	stop := sync.OnceFunc(func() { close(cancelCh) })
-	defer stop()
-	for {
-		select {
-		case e, ok := <-ch:
-			if !ok {
-				err := <-errCh
-				if ctx.Err() != nil {
-					return nil
-				}
-				if err == nil {
-					err = errors.New("stream ended")
-				}
-				return c.wrap("events", err)
-			}
-			fn(reconcile.Event{
-				Type: string(e.Type), Action: string(e.Action), ID: e.Actor.ID,
-				Name: e.Actor.Attributes["name"], Labels: e.Actor.Attributes,
-				Time: time.Unix(0, e.TimeNano),
-			})
-		case <-ctx.Done():
-			stop()
-			// Drain until the bindings close the channel.
-			for range ch {
-			}
-			<-errCh
+	cctx := c.ctx(ctx)
+	conn, err := bindings.GetClient(cctx)
+	if err != nil {
+		return err
+	}
+	params, err := new(system.EventsOptions).WithStream(true).
+		WithFilters(map[string][]string{"type": {"container", "pod"}}).ToParams()
+	if err != nil {
+		return err
+	}
+	resp, err := conn.DoRequest(cctx, nil, http.MethodGet, "/events", params, nil)
+	if err != nil {
+		if ctx.Err() != nil {
 			return nil
 		}
+		return c.wrap("events", err)
 	}
+	defer resp.Body.Close()
+	if !resp.IsSuccess() {
+		return c.wrap("events", resp.Process(nil))
+	}
+	c.watching(+1)
+	defer c.watching(-1)
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e entities.Event
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("stream ended")
+			}
+			return c.wrap("events", err)
+		}
+		if changesState(string(e.Action)) {
+			c.gen.Add(1)
+		}
+		fn(reconcile.Event{
+			Type: string(e.Type), Action: string(e.Action), ID: e.Actor.ID,
+			Name: e.Actor.Attributes["name"], Labels: e.Actor.Attributes,
+			Time: time.Unix(0, e.TimeNano),
+		})
+	}
+}
+
+// changesState tells the events that can change what ListPods returns from
+// those that cannot: readiness probes exec every few seconds and must not
+// empty the cache each time.
+func changesState(action string) bool {
+	switch action {
+	case "exec", "exec_died", "health_status", "attach", "top", "stats":
+		return false
+	}
+	return true
+}
+
+func (c *Client) watching(delta int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live += delta
+	c.liveAt = time.Now()
+	c.gen.Add(1)
 }
 
 // Exec runs cmd in the container and waits for its exit code, at most

@@ -250,6 +250,61 @@ func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 	}
 }
 
+func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1))))
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Events(ctx, func(reconcile.Event) {}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("events: %v", err)
+		}
+	}()
+
+	// Once the stream has settled, a second listing costs no podman call.
+	eventually(t, 10*time.Second, func() error {
+		e.pods()
+		n := e.client.Lists()
+		e.pods()
+		if e.client.Lists() != n {
+			return errors.New("listed podman again")
+		}
+		return nil
+	})
+	// A probe's exec does not empty the cache.
+	n := e.client.Lists()
+	if _, err := e.client.Exec(e.ctx, "web-app", []string{"true"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.pods()
+	if e.client.Lists() != n {
+		t.Error("an exec made ListPods ask podman")
+	}
+	// A change by hand is seen at once: its event empties the cache.
+	e.podman("pod", "rm", "--force", "--time", "0", "db")
+	eventually(t, 5*time.Second, func() error {
+		if _, ok := e.pods()["db"]; ok {
+			return errors.New("db still listed")
+		}
+		return nil
+	})
+	pid, err := strconv.Atoi(e.podman("inspect", "web-app", "--format", "{{.State.Pid}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killPID(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if c := e.pods()["web"].Containers[0]; c.RestartCount < 1 || c.State != "running" {
+			return fmt.Errorf("web-app: %+v", c)
+		}
+		return nil
+	})
+}
+
 func mustAddr(t *testing.T, s string) netip.Addr {
 	t.Helper()
 	a, err := netip.ParseAddr(s)
