@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -189,9 +191,13 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		a := a
 		switch a.Kind {
 		case Conflict:
-			fail(a.Name, a.Unit, fmt.Errorf("pod exists: %w", ErrConflict))
+			err := fmt.Errorf("pod exists: %w", ErrConflict)
+			if len(a.Reasons) > 0 {
+				err = fmt.Errorf("%s: %w", strings.Join(a.Reasons, ", "), ErrConflict)
+			}
+			fail(a.Name, a.Unit, err)
 			r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
-				Err(ErrConflict).Msg("pod of a managed name exists; left alone")
+				Err(err).Msg(a.String())
 		case Recreate:
 			if _, ok := chains[a.Group]; !ok {
 				chainOrder = append(chainOrder, a.Group)
@@ -241,6 +247,7 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		}()
 	}
 	wg.Wait()
+	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Pod < res.Errors[j].Pod })
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}

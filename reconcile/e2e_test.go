@@ -245,8 +245,8 @@ func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 	if strings.TrimSpace(string(body)) != "hello" {
 		t.Errorf("GET on the pod IP: %q", body)
 	}
-	if !strings.Contains(p.Labels["io.cuelet.spec"], `"containerPort":8080`) {
-		t.Errorf("declared port missing from the stored spec: %s", p.Labels["io.cuelet.spec"])
+	if ports := p.Ports(); !slices.Equal(ports, server.Ports) {
+		t.Errorf("declared ports %v, want %v", ports, server.Ports)
 	}
 }
 

@@ -14,7 +14,8 @@ var (
 	ErrNoUnits = errors.New("no unit found while managed pods exist; nothing deleted (use --allow-empty to delete them)")
 
 	// ErrConflict means a pod of a name cuelet manages exists without the
-	// label io.cuelet.managed=true; cuelet never touches it.
+	// label io.cuelet.managed=true (cuelet never touches it), or two
+	// replicas of the desired state have the same name.
 	ErrConflict = errors.New("not managed by cuelet")
 
 	// ErrImageNotPresent means a container's image is missing and its

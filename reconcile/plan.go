@@ -58,6 +58,8 @@ func (a Action) String() string {
 	}
 	s := kindSigns[a.Kind] + " " + obj + " " + a.Name
 	switch {
+	case a.Kind == Conflict && len(a.Reasons) > 0:
+		s += " (conflict: " + strings.Join(a.Reasons, ", ") + ")"
 	case a.Kind == Conflict:
 		s += " (conflict: " + ErrConflict.Error() + ")"
 	case len(a.Reasons) > 0:
@@ -112,7 +114,7 @@ func Plan(in Input) ([]Action, error) {
 		}
 		return want[i].Index < want[j].Index
 	})
-	wanted := map[string]bool{}
+	wanted := map[string]*manifests.Replica{}
 	groups := map[string]*groupActions{}
 	var order []string
 	group := func(name string) *groupActions {
@@ -127,11 +129,17 @@ func Plan(in Input) ([]Action, error) {
 	specs := map[*manifests.Pod]spec{}
 	for i := range want {
 		r := &want[i]
-		if wanted[r.Name] {
-			continue // a duplicate replica name; the loader rejects these
-		}
-		wanted[r.Name] = true
 		g := group(r.Pod.Name)
+		if first, ok := wanted[r.Name]; ok {
+			// "web-1" is replica 1 of web and replica 0 of a pod web-1:
+			// the first in name order keeps it.
+			g.changes = append(g.changes, Action{
+				Kind: Conflict, Object: "pod", Name: r.Name, Unit: r.Unit, Group: r.Pod.Name,
+				Reasons: []string{fmt.Sprintf("replica %d of pod %s has the same name", first.Index, first.Pod.Name)},
+			})
+			continue
+		}
+		wanted[r.Name] = r
 		s, ok := specs[r.Pod]
 		if !ok {
 			s = normalize(r.Pod)
@@ -166,7 +174,7 @@ func Plan(in Input) ([]Action, error) {
 	var orphans []Action
 	for i := range in.Have {
 		o := &in.Have[i]
-		if !o.Managed() || wanted[o.Name] || invalid[o.Unit()] {
+		if !o.Managed() || wanted[o.Name] != nil || invalid[o.Unit()] {
 			continue
 		}
 		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName()}

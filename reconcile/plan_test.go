@@ -193,6 +193,11 @@ func TestPlan(t *testing.T) {
 			want:  "- pod web",
 		},
 		{
+			name:  "two_replicas_with_one_name_are_a_conflict_and_the_first_keeps_it",
+			units: []*manifests.Unit{unit("a.cue", pod("web", 2, "busybox:1"), pod("web-1", 1, "busybox:1"))},
+			want:  "+ pod web\n+ pod web-1\n! pod web-1 (conflict: replica 1 of pod web has the same name)",
+		},
+		{
 			name:  "pod_removed_by_hand_is_recreated",
 			have:  nil,
 			units: []*manifests.Unit{unit("a.cue", web3)},

@@ -2,8 +2,11 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/cuelet/cuelet/manifests"
 )
 
 // Podman is what reconcile needs from podman. The podman package implements
@@ -86,6 +89,20 @@ func (p ObservedPod) Index() int {
 		return -1
 	}
 	return i
+}
+
+// Ports are the ports the pod's containers declared when it was created,
+// from the stored spec; they are reachable on IP.
+func (p ObservedPod) Ports() []manifests.ContainerPort {
+	var s spec
+	if json.Unmarshal([]byte(p.Labels[LabelSpec]), &s) != nil {
+		return nil
+	}
+	var out []manifests.ContainerPort
+	for _, c := range s.Containers {
+		out = append(out, c.Ports...)
+	}
+	return out
 }
 
 // Container returns the container with the given manifest name.
