@@ -149,54 +149,80 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Actions: actions}
-	var mu sync.Mutex
-	fail := func(pod, unit string, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		res.Errors = append(res.Errors, &PodError{Pod: pod, Unit: unit, Err: err})
-	}
-
-	// The run-dir side of pods that stay: files volumes and env files are
-	// rewritten in place, which is why neither is part of the spec hash.
-	busy := map[string]bool{}
-	for _, a := range actions {
-		if a.Kind != Start {
-			busy[a.Name] = true // create and recreate write their own
+	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}}
+	for i := range in.Want {
+		if _, dup := p.wanted[in.Want[i].Name]; !dup { // the first keeps a name, as in Plan
+			p.wanted[in.Want[i].Name] = &in.Want[i]
 		}
 	}
-	wanted := map[string]*manifests.Replica{}
-	for i := range in.Want {
-		wanted[in.Want[i].Name] = &in.Want[i]
+	p.refreshRunDir(have)
+	p.run(ctx, p.tasks())
+	sort.SliceStable(p.res.Errors, func(i, j int) bool { return p.res.Errors[i].Pod < p.res.Errors[j].Pod })
+	if err := ctx.Err(); err != nil {
+		return p.res, err
+	}
+	p.cleanRunDir(have)
+	return p.res, nil
+}
+
+// pass is the state of one Apply.
+type pass struct {
+	r      *Reconciler
+	env    []string
+	wanted map[string]*manifests.Replica
+
+	mu  sync.Mutex
+	res Result
+}
+
+func (p *pass) fail(pod, unit string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.res.Errors = append(p.res.Errors, &PodError{Pod: pod, Unit: unit, Err: err})
+}
+
+// refreshRunDir rewrites the run-dir side of the managed pods that stay:
+// files volumes and env files change in place, which is why neither is
+// part of the spec hash. Creates and recreates write their own.
+func (p *pass) refreshRunDir(have []ObservedPod) {
+	busy := map[string]bool{}
+	for _, a := range p.res.Actions {
+		if a.Kind != Start {
+			busy[a.Name] = true
+		}
 	}
 	for _, o := range have {
 		if !o.Managed() || busy[o.Name] {
 			continue
 		}
 		var err error
-		if w, ok := wanted[o.Name]; ok {
-			err = prepareReplica(r.cfg.RunDir, o.Name, w.Pod.Volumes, d.ServiceEnv)
+		if w, ok := p.wanted[o.Name]; ok {
+			err = prepareReplica(p.r.cfg.RunDir, o.Name, w.Pod.Volumes, p.env)
 		} else {
-			err = writeEnvFile(r.cfg.RunDir, o.Name, d.ServiceEnv) // kept pod of an invalid unit
+			err = writeEnvFile(p.r.cfg.RunDir, o.Name, p.env) // kept pod of an invalid unit
 		}
 		if err != nil {
-			fail(o.Name, o.Unit(), err)
+			p.fail(o.Name, o.Unit(), err)
 		}
 	}
+}
 
+// tasks turns the actions into independent units of work: every create,
+// start and remove alone, the recreates of one pod definition as one chain
+// that replaces a replica only once the previous one is ready.
+func (p *pass) tasks() []func(context.Context) {
 	var tasks []func(context.Context)
 	chains := map[string][]Action{}
 	var chainOrder []string
-	for _, a := range actions {
-		a := a
+	for _, a := range p.res.Actions {
 		switch a.Kind {
 		case Conflict:
 			err := fmt.Errorf("pod exists: %w", ErrConflict)
 			if len(a.Reasons) > 0 {
 				err = fmt.Errorf("%s: %w", strings.Join(a.Reasons, ", "), ErrConflict)
 			}
-			fail(a.Name, a.Unit, err)
-			r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
+			p.fail(a.Name, a.Unit, err)
+			p.r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
 				Err(err).Msg(a.String())
 		case Recreate:
 			if _, ok := chains[a.Group]; !ok {
@@ -205,8 +231,8 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 			chains[a.Group] = append(chains[a.Group], a)
 		default:
 			tasks = append(tasks, func(ctx context.Context) {
-				if err := r.do(ctx, a, d.ServiceEnv); err != nil {
-					fail(a.Name, a.Unit, err)
+				if err := p.r.do(ctx, a, p.env); err != nil {
+					p.fail(a.Name, a.Unit, err)
 				}
 			})
 		}
@@ -215,14 +241,14 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		chain := chains[g]
 		tasks = append(tasks, func(ctx context.Context) {
 			for i, a := range chain {
-				err := r.do(ctx, a, d.ServiceEnv)
+				err := p.r.do(ctx, a, p.env)
 				if err == nil && i < len(chain)-1 {
-					err = r.waitReady(ctx, *a.Replica)
+					err = p.r.waitReady(ctx, *a.Replica)
 				}
 				if err != nil {
-					fail(a.Name, a.Unit, err)
+					p.fail(a.Name, a.Unit, err)
 					for _, rest := range chain[i+1:] {
-						r.cfg.Log.Warn().Str("unit", rest.Unit).Str("pod", rest.Name).Str("action", "recreate").
+						p.r.cfg.Log.Warn().Str("unit", rest.Unit).Str("pod", rest.Name).Str("action", "recreate").
 							Msg("rollout stopped at an earlier replica; this one keeps its old spec")
 					}
 					return
@@ -230,8 +256,12 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 			}
 		})
 	}
+	return tasks
+}
 
-	sem := make(chan struct{}, r.cfg.Concurrency)
+// run runs the tasks, at most Concurrency at once.
+func (p *pass) run(ctx context.Context, tasks []func(context.Context)) {
+	sem := make(chan struct{}, p.r.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, t := range tasks {
 		wg.Add(1)
@@ -247,15 +277,13 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		}()
 	}
 	wg.Wait()
-	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Pod < res.Errors[j].Pod })
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
+}
 
-	// Folders of replicas that are gone without cuelet removing them (a pod
-	// removed by hand whose definition went too).
+// cleanRunDir removes the folders of replicas that went away without cuelet
+// removing them (a pod removed by hand whose definition went too).
+func (p *pass) cleanRunDir(have []ObservedPod) {
 	keep := map[string]bool{}
-	for name := range wanted {
+	for name := range p.wanted {
 		keep[name] = true
 	}
 	for _, o := range have {
@@ -263,10 +291,9 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 			keep[o.Name] = true
 		}
 	}
-	if err := removeStaleDirs(r.cfg.RunDir, keep); err != nil {
-		r.cfg.Log.Warn().Err(err).Msg("clean the run dir")
+	if err := removeStaleDirs(p.r.cfg.RunDir, keep); err != nil {
+		p.r.cfg.Log.Warn().Err(err).Msg("clean the run dir")
 	}
-	return res, nil
 }
 
 var kindNames = map[Kind]string{Create: "create", Recreate: "recreate", Start: "start", Remove: "remove", Conflict: "conflict"}
