@@ -1,7 +1,3 @@
-// Package podmantest starts an isolated podman service for end-to-end
-// tests: its own storage, run and temp dirs, socket, network bridge and
-// subnet, with a busybox image built from the host's busybox, and tears it
-// all down afterwards.
 package podmantest
 
 import (
@@ -110,9 +106,14 @@ func Start(ctx context.Context) (p *Podman, err error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
+	reapStale()
 	// A short path: the socket path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", "cuelet-podman-")
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(processID(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	p = &Podman{Dir: dir, URL: "unix://" + filepath.Join(dir, "podman.sock"), exited: make(chan struct{})}
@@ -427,6 +428,55 @@ func (p *Podman) close() error {
 		p.slot.Close()
 	}
 	return errors.Join(errs...)
+}
+
+const (
+	dirPrefix = "cuelet-podman-"
+	ownerFile = "owner" // the test process: PID and start time
+)
+
+// processID names a live process in a way that survives PID reuse.
+func processID(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	// Field 22 is the start time; the command (field 2) may hold spaces,
+	// so count from its closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return ""
+	}
+	return strconv.Itoa(pid) + " " + f[19]
+}
+
+// reapStale removes what services of test processes that died without
+// Close (killed by a timeout, say) left behind: their containers' conmon
+// and processes, mounts and dirs, so their addresses are free again.
+func reapStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		owner, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			// Being set up right now, or left by a harness too old to
+			// write an owner file.
+			if st, serr := os.Stat(dir); serr != nil || time.Since(st.ModTime()) < 10*time.Minute {
+				continue
+			}
+		} else {
+			pid, _, _ := strings.Cut(string(owner), " ")
+			if n, err := strconv.Atoi(pid); err == nil && processID(n) == string(owner) {
+				continue // its test process still runs
+			}
+		}
+		killProcessesUsing(dir)
+		unmountBelow(dir)
+		os.RemoveAll(dir)
+	}
 }
 
 // killProcessesUsing SIGKILLs the processes whose command line names dir:

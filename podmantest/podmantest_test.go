@@ -3,6 +3,7 @@ package podmantest_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +34,23 @@ func TestServiceRunsTheBusyboxImageAndCleansUp(t *testing.T) {
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mounts), p.Dir) {
 		t.Errorf("mounts below %s left after Close", p.Dir)
+	}
+}
+
+func TestStartReapsWhatADeadTestProcessLeft(t *testing.T) {
+	podmantest.Require(t)
+	// A service whose owner is gone: an owner file naming no live process.
+	p := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "run", "-d", "--name", "orphan", podmantest.Image, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "owner"), []byte("999999999 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podmantest.New(t) // reaps
+	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s not reaped: %v", p.Dir, err)
 	}
 }
