@@ -64,12 +64,12 @@ func removeAll(b *testing.B, p *podmantest.Podman) {
 	}
 }
 
-// twoContainerPods are n pods of two sleeping containers each.
-func twoContainerPods(prefix string, n int) *manifests.Unit {
+// sleepingPods is a unit of n pods named <prefix>NN whose containers sleep.
+func sleepingPods(prefix string, n int, containers ...string) *manifests.Unit {
 	u := &manifests.Unit{ID: prefix + ".cue"}
 	for i := 0; i < n; i++ {
 		var cs []manifests.Container
-		for _, name := range []string{"app", "side"} {
+		for _, name := range containers {
 			cs = append(cs, manifests.Container{
 				Name: name, Image: podmantest.Image, ImagePullPolicy: "IfNotPresent",
 				Command: []string{"sleep", "1000000"},
@@ -82,7 +82,7 @@ func twoContainerPods(prefix string, n int) *manifests.Unit {
 	return u
 }
 
-// kubeYAML is the Kubernetes equivalent of twoContainerPods.
+// kubeYAML is the Kubernetes equivalent of sleepingPods(prefix, n, "app", "side").
 func kubeYAML(prefix string, n int) string {
 	var b strings.Builder
 	for i := 0; i < n; i++ {
@@ -143,7 +143,7 @@ func BenchmarkApply20PodsVsKubePlay(b *testing.B) {
 		b.StartTimer()
 
 		start := time.Now()
-		res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{twoContainerPods("web", n)}})
+		res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{sleepingPods("web", n, "app", "side")}})
 		applyTotal += time.Since(start)
 		if err != nil || res.Err() != nil || len(res.Actions) != n {
 			b.Fatalf("apply: %d actions, %v, %v", len(res.Actions), err, res.Err())
@@ -185,16 +185,7 @@ func BenchmarkNoopPass100Pods(b *testing.B) {
 		b.Fatal(err)
 	}
 	removeAll(b, p)
-	u := &manifests.Unit{ID: "noop.cue"}
-	for i := 0; i < 100; i++ {
-		u.Pods = append(u.Pods, manifests.Pod{
-			Name: fmt.Sprintf("noop%03d", i), Replicas: 1, RestartPolicy: "Always",
-			Containers: []manifests.Container{{
-				Name: "app", Image: podmantest.Image, ImagePullPolicy: "IfNotPresent",
-				Command: []string{"sleep", "1000000"},
-			}},
-		})
-	}
+	u := sleepingPods("noop", 100, "app")
 	d := reconcile.Desired{Units: []*manifests.Unit{u}, ServiceEnv: []string{"A_SERVICE_HOST=10.96.0.1"}}
 	runDir := b.TempDir()
 	if res, err := newReconciler(b, client, runDir).Apply(ctx, d); err != nil || res.Err() != nil {

@@ -66,26 +66,25 @@ const DefaultStopTimeout = 10 * time.Second
 // Client talks to one podman service. It is safe for concurrent use.
 type Client struct {
 	// StopTimeout is the grace period of containers being removed
-	// (DefaultStopTimeout); set it before the client is used.
+	// (DefaultStopTimeout). Set it before the client is used.
 	StopTimeout time.Duration
-
-	url  string
-	conn context.Context // holds the bindings' connection; never used for deadlines
-
 	// CacheMaxAge bounds how long ListPods may answer from memory while an
 	// Events stream is live and no event came (default 5 min); 0 turns
 	// the cache off. Set it before the client is used.
 	CacheMaxAge time.Duration
 
+	url  string
+	conn context.Context // holds the bindings' connection; never used for deadlines
+
 	writes atomic.Int64
 	lists  atomic.Int64
 	gen    atomic.Int64 // bumped by every write and every state-changing event
 
-	mu     sync.Mutex
-	cache  map[string]inspected // container ID → what only inspect tells
-	live   int                  // Events streams running
-	liveAt time.Time            // when one last started or ended
-	last   *listing             // the last ListPods result, while valid
+	mu       sync.Mutex
+	inspects map[string]inspected // container ID → what only inspect tells
+	live     int                  // Events streams running
+	liveAt   time.Time            // when one last started or ended
+	last     *listing             // the last ListPods result, while valid
 }
 
 // listing is a ListPods result and the generation it is valid for.
@@ -102,8 +101,8 @@ const settle = time.Second
 var _ reconcile.Podman = (*Client)(nil)
 
 // inspected is what ListPods needs from a container inspect. It is cached
-// by container ID and revalidated by PID and start time, so a no-op pass
-// over many pods costs two list calls.
+// by container ID and revalidated by PID and start time, so a listing
+// inspects only new or restarted containers.
 type inspected struct {
 	pid          int
 	startedAt    int64
@@ -123,7 +122,7 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 	}
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
-	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, conn: context.WithoutCancel(conn), cache: map[string]inspected{}}, nil
+	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, conn: context.WithoutCancel(conn), inspects: map[string]inspected{}}, nil
 }
 
 // URL is the address the client talks to.
@@ -281,13 +280,13 @@ func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 			continue
 		}
 		fresh[ct.ID] = true
-		if in, ok := c.cache[ct.ID]; !ok || in.pid != ct.Pid || in.startedAt != ct.StartedAt {
+		if in, ok := c.inspects[ct.ID]; !ok || in.pid != ct.Pid || in.startedAt != ct.StartedAt {
 			need = append(need, ct.ID)
 		}
 	}
-	for id := range c.cache {
+	for id := range c.inspects {
 		if !fresh[id] {
-			delete(c.cache, id)
+			delete(c.inspects, id)
 		}
 	}
 	c.mu.Unlock()
@@ -300,11 +299,11 @@ func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 	defer c.mu.Unlock()
 	for _, id := range order {
 		p := byID[id]
-		if in, ok := c.cache[p.InfraID]; ok {
+		if in, ok := c.inspects[p.InfraID]; ok {
 			p.IP = in.ip
 		}
 		for j := range p.Containers {
-			if in, ok := c.cache[p.Containers[j].ID]; ok {
+			if in, ok := c.inspects[p.Containers[j].ID]; ok {
 				p.Containers[j].RestartCount = in.restartCount
 			}
 		}
@@ -382,7 +381,7 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 				}
 			}
 			c.mu.Lock()
-			c.cache[id] = in
+			c.inspects[id] = in
 			c.mu.Unlock()
 		}()
 	}
