@@ -1,0 +1,56 @@
+package podmantest_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cuelet/cuelet/podmantest"
+)
+
+func TestServiceRunsTheBusyboxImageAndCleansUp(t *testing.T) {
+	p := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := p.Run(ctx, "run", "--rm", podmantest.Image, "sh", "-c", "echo hello from $PATH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != "hello from /bin" {
+		t.Errorf("output %q", got)
+	}
+	if _, err := p.Run(ctx, "run", "-d", "--name", "left-running", podmantest.Image, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there after Close: %v", p.Dir, err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), p.Dir) {
+		t.Errorf("mounts below %s left after Close", p.Dir)
+	}
+}
+
+func TestStartReapsWhatADeadTestProcessLeft(t *testing.T) {
+	podmantest.Require(t)
+	// A service whose owner is gone: an owner file naming no live process.
+	p := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "run", "-d", "--name", "orphan", podmantest.Image, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, "owner"), []byte("999999999 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podmantest.New(t) // reaps
+	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s not reaped: %v", p.Dir, err)
+	}
+}

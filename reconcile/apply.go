@@ -1,0 +1,420 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+// ReadinessGate decides when a recreated replica is ready, so that a rollout
+// moves on to the next replica. The probe runner implements it; without
+// one, running is enough.
+type ReadinessGate interface {
+	// WaitReady returns nil once the replica passes its readiness probe,
+	// or an error when ctx ends first.
+	WaitReady(ctx context.Context, r manifests.Replica, pod ObservedPod) error
+}
+
+// Config configures a Reconciler.
+type Config struct {
+	Podman Podman
+	// RunDir is --run-dir: env files and files volumes live below it.
+	RunDir string
+	// AllowedHostPaths is --allowed-host-paths; hostPath volumes outside
+	// them are refused at apply too (the loader refuses them first).
+	AllowedHostPaths []string
+	// AllowEmpty is --allow-empty.
+	AllowEmpty bool
+	// Readiness is consulted between the replicas of a rollout; optional.
+	Readiness ReadinessGate
+	// Concurrency bounds the podman operations run at once (default 4).
+	Concurrency int
+	// RolloutTimeout bounds the wait for a recreated replica to run and be
+	// ready before the next one is replaced (default 2m).
+	RolloutTimeout time.Duration
+	// PollInterval is how often a rollout looks at the replica (default 200ms).
+	PollInterval time.Duration
+	Log          zerolog.Logger
+}
+
+// Reconciler plans and applies pods against one podman.
+type Reconciler struct {
+	cfg Config
+}
+
+// New checks the configuration and returns a Reconciler.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Podman == nil {
+		return nil, errors.New("reconcile: no podman")
+	}
+	if cfg.RunDir == "" {
+		return nil, errors.New("reconcile: no run dir")
+	}
+	dir, err := filepath.Abs(cfg.RunDir)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: run dir: %w", err)
+	}
+	cfg.RunDir = dir
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.RolloutTimeout <= 0 {
+		cfg.RolloutTimeout = 2 * time.Minute
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	return &Reconciler{cfg: cfg}, nil
+}
+
+// Desired is what the node should run.
+type Desired struct {
+	// Units are all units found, valid or not. The pods of an invalid unit
+	// are kept as they are; no unit at all guards against mass deletion.
+	Units []*manifests.Unit
+	// ServiceEnv are the service variables (KEY=VALUE, sorted) of every
+	// service of the desired state; see SPEC §3.11.
+	ServiceEnv []string
+}
+
+func (r *Reconciler) input(d Desired, have []ObservedPod) Input {
+	in := Input{Have: have, NoUnits: len(d.Units) == 0, AllowEmpty: r.cfg.AllowEmpty}
+	for _, u := range d.Units {
+		if !u.Valid() {
+			in.InvalidUnits = append(in.InvalidUnits, u.ID)
+			continue
+		}
+		for i := range u.Pods {
+			in.Want = append(in.Want, u.Pods[i].ReplicaList(u.ID)...)
+		}
+	}
+	return in
+}
+
+// Plan says what Apply would do, changing nothing.
+func (r *Reconciler) Plan(ctx context.Context, d Desired) ([]Action, error) {
+	have, err := r.cfg.Podman.ListPods(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	return Plan(r.input(d, have))
+}
+
+// PodError is the failure of one pod; it does not stop the others.
+type PodError struct {
+	Pod  string
+	Unit string
+	Err  error
+}
+
+func (e *PodError) Error() string { return fmt.Sprintf("pod %s: %v", e.Pod, e.Err) }
+func (e *PodError) Unwrap() error { return e.Err }
+
+// Result is what one Apply pass did.
+type Result struct {
+	// Actions are the planned actions, in plan order.
+	Actions []Action
+	// Errors are the pods that failed, conflicts included.
+	Errors []*PodError
+}
+
+// Err joins the per-pod errors; nil when every pod is fine.
+func (res Result) Err() error {
+	errs := make([]error, len(res.Errors))
+	for i, e := range res.Errors {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// Apply runs one reconcile pass. The error is for what stops the whole pass
+// (podman unreachable, the empty-directory guard); each pod's own failure is
+// in Result.Errors and does not stop the others.
+func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
+	have, err := r.cfg.Podman.ListPods(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("list pods: %w", err)
+	}
+	in := r.input(d, have)
+	actions, err := Plan(in)
+	if err != nil {
+		return Result{}, err
+	}
+	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}}
+	for i := range in.Want {
+		if _, dup := p.wanted[in.Want[i].Name]; !dup { // the first keeps a name, as in Plan
+			p.wanted[in.Want[i].Name] = &in.Want[i]
+		}
+	}
+	p.refreshRunDir(have)
+	p.run(ctx, p.tasks())
+	sort.SliceStable(p.res.Errors, func(i, j int) bool { return p.res.Errors[i].Pod < p.res.Errors[j].Pod })
+	if err := ctx.Err(); err != nil {
+		return p.res, err
+	}
+	p.cleanRunDir(have)
+	return p.res, nil
+}
+
+// pass is the state of one Apply.
+type pass struct {
+	r      *Reconciler
+	env    []string
+	wanted map[string]*manifests.Replica
+
+	mu  sync.Mutex
+	res Result
+}
+
+func (p *pass) fail(pod, unit string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.res.Errors = append(p.res.Errors, &PodError{Pod: pod, Unit: unit, Err: err})
+}
+
+// refreshRunDir rewrites the run-dir side of the managed pods that stay:
+// files volumes and env files change in place, which is why neither is
+// part of the spec hash. Creates and recreates write their own.
+func (p *pass) refreshRunDir(have []ObservedPod) {
+	busy := map[string]bool{}
+	for _, a := range p.res.Actions {
+		if a.Kind != Start {
+			busy[a.Name] = true
+		}
+	}
+	for _, o := range have {
+		if !o.Managed() || busy[o.Name] {
+			continue
+		}
+		var err error
+		if w, ok := p.wanted[o.Name]; ok {
+			err = prepareReplica(p.r.cfg.RunDir, o.Name, w.Pod.Volumes, p.env)
+		} else {
+			err = writeEnvFile(p.r.cfg.RunDir, o.Name, p.env) // kept pod of an invalid unit
+		}
+		if err != nil {
+			p.fail(o.Name, o.Unit(), err)
+		}
+	}
+}
+
+// tasks turns the actions into independent units of work: every create,
+// start and remove alone, the recreates of one pod definition as one chain
+// that replaces a replica only once the previous one is ready.
+func (p *pass) tasks() []func(context.Context) {
+	var tasks []func(context.Context)
+	chains := map[string][]Action{}
+	var chainOrder []string
+	for _, a := range p.res.Actions {
+		switch a.Kind {
+		case Conflict:
+			err := fmt.Errorf("pod exists: %w", ErrConflict)
+			if len(a.Reasons) > 0 {
+				err = fmt.Errorf("%s: %w", strings.Join(a.Reasons, ", "), ErrConflict)
+			}
+			p.fail(a.Name, a.Unit, err)
+			p.r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
+				Err(err).Msg(a.String())
+		case Recreate:
+			if _, ok := chains[a.Group]; !ok {
+				chainOrder = append(chainOrder, a.Group)
+			}
+			chains[a.Group] = append(chains[a.Group], a)
+		default:
+			tasks = append(tasks, func(ctx context.Context) {
+				if err := p.r.do(ctx, a, p.env); err != nil {
+					p.fail(a.Name, a.Unit, err)
+				}
+			})
+		}
+	}
+	for _, g := range chainOrder {
+		chain := chains[g]
+		tasks = append(tasks, func(ctx context.Context) {
+			for i, a := range chain {
+				err := p.r.do(ctx, a, p.env)
+				if err == nil && i < len(chain)-1 {
+					err = p.r.waitReady(ctx, *a.Replica)
+				}
+				if err != nil {
+					p.fail(a.Name, a.Unit, err)
+					for _, rest := range chain[i+1:] {
+						p.r.cfg.Log.Warn().Str("unit", rest.Unit).Str("pod", rest.Name).Str("action", "recreate").
+							Msg("rollout stopped at an earlier replica; this one keeps its old spec")
+					}
+					return
+				}
+			}
+		})
+	}
+	return tasks
+}
+
+// run runs the tasks, at most Concurrency at once.
+func (p *pass) run(ctx context.Context, tasks []func(context.Context)) {
+	sem := make(chan struct{}, p.r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			t(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// cleanRunDir removes the folders of replicas that went away without cuelet
+// removing them (a pod removed by hand whose definition went too).
+func (p *pass) cleanRunDir(have []ObservedPod) {
+	keep := map[string]bool{}
+	for name := range p.wanted {
+		keep[name] = true
+	}
+	for _, o := range have {
+		if o.Managed() {
+			keep[o.Name] = true
+		}
+	}
+	if err := removeStaleDirs(p.r.cfg.RunDir, keep); err != nil {
+		p.r.cfg.Log.Warn().Err(err).Msg("clean the run dir")
+	}
+}
+
+var kindNames = map[Kind]string{Create: "create", Recreate: "recreate", Start: "start", Remove: "remove", Conflict: "conflict"}
+
+// do carries out one action against podman.
+func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) error {
+	log := r.cfg.Log.With().Str("unit", a.Unit).Str("pod", a.Name).Str("action", kindNames[a.Kind]).Logger()
+	start := time.Now()
+	var err error
+	switch a.Kind {
+	case Create:
+		err = r.create(ctx, a, serviceEnv, nil)
+	case Recreate:
+		// Everything that can fail without podman, and the images, before
+		// the old replica goes: a bad spec must not cost a running pod.
+		err = r.create(ctx, a, serviceEnv, func(spec PodSpec) error {
+			if err := r.cfg.Podman.PullImages(ctx, spec); err != nil {
+				return err
+			}
+			if err := r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
+				return fmt.Errorf("remove pod %q: %w", a.Name, err)
+			}
+			return nil
+		})
+	case Start:
+		if err = r.cfg.Podman.StartPod(ctx, a.Name, a.Containers); err != nil {
+			err = fmt.Errorf("start pod %q: %w", a.Name, err)
+		}
+	case Remove:
+		if err = r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
+			err = fmt.Errorf("remove pod %q: %w", a.Name, err)
+			break
+		}
+		if err = removeReplicaDirs(r.cfg.RunDir, a.Name); err != nil {
+			err = fmt.Errorf("remove run dir of pod %q: %w", a.Name, err)
+		}
+	}
+	if err != nil {
+		log.Error().Err(err).Msg(a.String())
+		return err
+	}
+	log.Info().Dur("took", time.Since(start)).Msg(a.String())
+	return nil
+}
+
+// create makes a replica; before, when set, runs once the spec is known and
+// before anything is written (a recreate removes the old replica there).
+func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, before func(PodSpec) error) error {
+	spec, err := podSpec(*a.Replica, r.cfg.RunDir, r.cfg.AllowedHostPaths, serviceEnv)
+	if err != nil {
+		return err
+	}
+	if before != nil {
+		if err := before(spec); err != nil {
+			return err
+		}
+	}
+	if err := prepareReplica(r.cfg.RunDir, a.Name, a.Replica.Pod.Volumes, serviceEnv); err != nil {
+		return err
+	}
+	if err := r.cfg.Podman.CreatePod(ctx, spec); err != nil {
+		return fmt.Errorf("create pod %q: %w", a.Name, err)
+	}
+	return nil
+}
+
+// waitReady waits until a recreated replica runs (and passes the readiness
+// gate), so that the rollout can replace the next one.
+func (r *Reconciler) waitReady(ctx context.Context, rep manifests.Replica) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RolloutTimeout)
+	defer cancel()
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	var last string
+	for {
+		pods, err := r.cfg.Podman.ListPods(ctx)
+		if err == nil {
+			for _, p := range pods {
+				if p.Name != rep.Name {
+					continue
+				}
+				if why := notRunning(p, rep.Pod); why != "" {
+					last = why
+					break
+				}
+				if r.cfg.Readiness == nil {
+					return nil
+				}
+				if err := r.cfg.Readiness.WaitReady(ctx, rep, p); err != nil {
+					return fmt.Errorf("%w: %v", ErrNotReady, err)
+				}
+				return nil
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w within %s: %s", ErrNotReady, r.cfg.RolloutTimeout, last)
+		case <-t.C:
+		}
+	}
+}
+
+// notRunning says why a replica is not up yet, or "" when it is: every
+// container running, except those that may finish (restartPolicy other than
+// Always) and finished well.
+func notRunning(p ObservedPod, pod *manifests.Pod) string {
+	if !running(p.InfraState) {
+		return "infra container " + p.InfraState
+	}
+	for _, c := range pod.Containers {
+		oc, ok := p.Container(c.Name)
+		switch {
+		case !ok:
+			return "container " + c.Name + " missing"
+		case running(oc.State):
+		case pod.RestartPolicy != "Always" && oc.State == "exited" && oc.ExitCode == 0:
+		default:
+			return "container " + c.Name + " " + oc.State
+		}
+	}
+	return ""
+}

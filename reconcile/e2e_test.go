@@ -1,0 +1,819 @@
+package reconcile_test
+
+// End-to-end tests against a real podman: each test starts its own
+// isolated podman service (podmantest), so tests run in parallel and never
+// see each other's pods. They need root and podman; without them they skip,
+// unless CI is set.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/podman"
+	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/reconcile"
+)
+
+type env struct {
+	t      *testing.T
+	pm     *podmantest.Podman
+	client *podman.Client
+	rec    *reconcile.Reconciler
+	runDir string
+	ctx    context.Context
+}
+
+func newEnv(t *testing.T, configure ...func(*reconcile.Config)) *env {
+	t.Helper()
+	t.Parallel()
+	pm := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	client, err := podman.Dial(ctx, pm.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// busybox sleep as PID 1 ignores SIGTERM: do not wait for it.
+	client.StopTimeout = 0
+	e := &env{t: t, pm: pm, client: client, runDir: t.TempDir(), ctx: ctx}
+	cfg := reconcile.Config{
+		Podman: client, RunDir: e.runDir,
+		Log: zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger(),
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	e.rec, err = reconcile.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// apply runs a pass and fails the test on any error.
+func (e *env) apply(d reconcile.Desired) reconcile.Result {
+	e.t.Helper()
+	res, err := e.rec.Apply(e.ctx, d)
+	if err != nil {
+		e.t.Fatalf("apply: %v", err)
+	}
+	if err := res.Err(); err != nil {
+		e.t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func (e *env) plan(d reconcile.Desired) string {
+	e.t.Helper()
+	actions, err := e.rec.Plan(e.ctx, d)
+	if err != nil {
+		e.t.Fatalf("plan: %v", err)
+	}
+	var s []string
+	for _, a := range actions {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, "\n")
+}
+
+func (e *env) pods() map[string]reconcile.ObservedPod {
+	e.t.Helper()
+	ps, err := e.client.ListPods(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]reconcile.ObservedPod{}
+	for _, p := range ps {
+		out[p.Name] = p
+	}
+	return out
+}
+
+// ids are the container IDs of a pod, infra included.
+func (e *env) ids(pod string) []string {
+	e.t.Helper()
+	p, ok := e.pods()[pod]
+	if !ok {
+		e.t.Fatalf("pod %s missing", pod)
+	}
+	out := []string{p.InfraID}
+	for _, c := range p.Containers {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+func (e *env) podman(args ...string) string {
+	e.t.Helper()
+	out, err := e.pm.Run(e.ctx, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (e *env) exec(container string, script string) (string, error) {
+	out, err := e.pm.Run(e.ctx, "exec", container, "sh", "-c", script)
+	return strings.TrimSpace(out), err
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, within time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", within, err)
+		}
+		<-tick.C
+	}
+}
+
+func desired(units ...*manifests.Unit) reconcile.Desired { return reconcile.Desired{Units: units} }
+
+func unit(id string, pods ...manifests.Pod) *manifests.Unit {
+	return &manifests.Unit{ID: id, Pods: pods}
+}
+
+func sleeper(name string) manifests.Container {
+	return manifests.Container{
+		Name: name, Image: podmantest.Image, ImagePullPolicy: "IfNotPresent",
+		Command: []string{"sleep", "1000000"},
+	}
+}
+
+func simplePod(name string, replicas int) manifests.Pod {
+	return manifests.Pod{Name: name, Replicas: replicas, RestartPolicy: "Always",
+		Containers: []manifests.Container{sleeper("app")}}
+}
+
+func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
+	e := newEnv(t)
+	server := manifests.Container{
+		Name: "server", Image: podmantest.Image, ImagePullPolicy: "Never",
+		Command:      []string{"sh", "-c"},
+		Args:         []string{"echo hello > /shared/index.html && exec httpd -f -p 8080 -h /shared"},
+		Ports:        []manifests.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}},
+		VolumeMounts: []manifests.VolumeMount{{Name: "shared", MountPath: "/shared"}},
+		Resources:    manifests.Resources{Memory: "64Mi", MemoryBytes: 64 << 20, CPUs: 0.5},
+	}
+	client := sleeper("client")
+	client.WorkingDir = "/tmp"
+	client.VolumeMounts = []manifests.VolumeMount{{Name: "shared", MountPath: "/data", ReadOnly: true}}
+	web := manifests.Pod{Name: "web", Replicas: 1, RestartPolicy: "Always",
+		Containers: []manifests.Container{client, server},
+		Volumes:    []manifests.Volume{{Name: "shared", EmptyDir: &manifests.EmptyDirSource{}}}}
+	d := desired(unit("web.cue", web))
+
+	if got := e.plan(d); got != "+ pod web" {
+		t.Fatalf("plan before apply:\n%s", got)
+	}
+	e.apply(d)
+
+	eventually(t, 20*time.Second, func() error {
+		out, err := e.exec("web-client", "timeout 5 wget -qO- http://127.0.0.1:8080/index.html")
+		if err != nil || out != "hello" {
+			return fmt.Errorf("wget from the other container: %q, %v", out, err)
+		}
+		return nil
+	})
+	if out, err := e.exec("web-client", "cat /data/index.html; pwd"); err != nil || out != "hello\n/tmp" {
+		t.Errorf("emptyDir seen by the other container, working dir: %q, %v", out, err)
+	}
+	if _, err := e.exec("web-client", "touch /data/x"); err == nil {
+		t.Error("a readOnly volumeMount was writable")
+	}
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan after apply:\n%s", got)
+	}
+
+	p := e.pods()["web"]
+	if p.IP == "" || !e.pm.Subnet.Contains(mustAddr(t, p.IP)) {
+		t.Errorf("pod IP %q not in the service's subnet %s", p.IP, e.pm.Subnet)
+	}
+	for _, labels := range []map[string]string{p.Labels, p.Containers[0].Labels, p.Containers[1].Labels} {
+		for k, v := range map[string]string{"io.cuelet.managed": "true", "io.cuelet.pod": "web", "io.cuelet.replica": "web", "io.cuelet.unit": "web.cue"} {
+			if labels[k] != v {
+				t.Errorf("label %s = %q, want %q", k, labels[k], v)
+			}
+		}
+		if labels["io.cuelet.spec-hash"] != reconcile.SpecHash(&web) {
+			t.Errorf("spec hash label %q", labels["io.cuelet.spec-hash"])
+		}
+	}
+	// One infra container, shared net, ipc and uts; not pid.
+	shared := strings.Fields(e.podman("pod", "inspect", "web", "--format", "{{range .SharedNamespaces}}{{.}} {{end}}{{.NumContainers}}"))
+	slices.Sort(shared)
+	if !slices.Equal(shared, []string{"3", "ipc", "net", "uts"}) {
+		t.Errorf("pod shares %q", shared)
+	}
+	limits := e.podman("inspect", "web-server", "--format", "{{.HostConfig.Memory}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.RestartPolicy.Name}}")
+	if limits != "67108864 50000 100000 always" {
+		t.Errorf("memory, cpu quota, period, restart policy: %q", limits)
+	}
+	// The declared port is reachable on the pod IP (a pod this test made).
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + net.JoinHostPort(p.IP, "8080") + "/index.html")
+	if err != nil {
+		t.Fatalf("GET on the pod IP: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != "hello" {
+		t.Errorf("GET on the pod IP: %q", body)
+	}
+	if ports := p.Ports(); !slices.Equal(ports, server.Ports) {
+		t.Errorf("declared ports %v, want %v", ports, server.Ports)
+	}
+}
+
+func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1))))
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Events(ctx, func(reconcile.Event) {}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("events: %v", err)
+		}
+	}()
+
+	// Once the stream has settled, a second listing costs no podman call.
+	eventually(t, 10*time.Second, func() error {
+		e.pods()
+		n := e.client.Lists()
+		e.pods()
+		if e.client.Lists() != n {
+			return errors.New("listed podman again")
+		}
+		return nil
+	})
+	// A probe's exec does not empty the cache.
+	n := e.client.Lists()
+	if _, err := e.client.Exec(e.ctx, "web-app", []string{"true"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.pods()
+	if e.client.Lists() != n {
+		t.Error("an exec made ListPods ask podman")
+	}
+	// A change by hand is seen at once: its event empties the cache.
+	e.podman("pod", "rm", "--force", "--time", "0", "db")
+	eventually(t, 5*time.Second, func() error {
+		if _, ok := e.pods()["db"]; ok {
+			return errors.New("db still listed")
+		}
+		return nil
+	})
+	pid, err := strconv.Atoi(e.podman("inspect", "web-app", "--format", "{{.State.Pid}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := killPID(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if c := e.pods()["web"].Containers[0]; c.RestartCount < 1 || c.State != "running" {
+			return fmt.Errorf("web-app: %+v", c)
+		}
+		return nil
+	})
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func killPID(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+func TestE2EImageChangeRecreatesOnlyThatPod(t *testing.T) {
+	e := newEnv(t)
+	e.podman("tag", podmantest.Image, "localhost/cuelet-busybox:v2")
+	web, db := simplePod("web", 2), simplePod("db", 1)
+	e.apply(desired(unit("a.cue", web, db)))
+	webBefore, web1Before, dbBefore := e.ids("web"), e.ids("web-1"), e.ids("db")
+
+	web.Containers[0].Image = "localhost/cuelet-busybox:v2"
+	d := desired(unit("a.cue", web, db))
+	if got, want := e.plan(d), "~ pod web (image changed)\n~ pod web-1 (image changed)"; got != want {
+		t.Fatalf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	e.apply(d)
+	if got := e.ids("db"); !slices.Equal(got, dbBefore) {
+		t.Errorf("db was recreated: %v → %v", dbBefore, got)
+	}
+	for name, before := range map[string][]string{"web": webBefore, "web-1": web1Before} {
+		after := e.ids(name)
+		if slices.ContainsFunc(after, func(id string) bool { return slices.Contains(before, id) }) {
+			t.Errorf("%s kept a container: %v → %v", name, before, after)
+		}
+	}
+	if img := e.podman("inspect", "web-1-app", "--format", "{{.ImageName}}"); img != "localhost/cuelet-busybox:v2" {
+		t.Errorf("web-1 runs %s", img)
+	}
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan after apply:\n%s", got)
+	}
+}
+
+func TestE2EScaleUpAndDownKeepsReplicaZero(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+	zero := e.ids("web")
+
+	e.apply(desired(unit("a.cue", simplePod("web", 3))))
+	pods := e.pods()
+	for _, n := range []string{"web", "web-1", "web-2"} {
+		if _, ok := pods[n]; !ok {
+			t.Errorf("after scale up: %s missing", n)
+		}
+	}
+	if got := e.ids("web"); !slices.Equal(got, zero) {
+		t.Errorf("scale up touched replica 0: %v → %v", zero, got)
+	}
+
+	d := desired(unit("a.cue", simplePod("web", 1)))
+	if got, want := e.plan(d), "- pod web-2\n- pod web-1"; got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	e.apply(d)
+	if got := sortedKeys(e.pods()); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("after scale down: %v", got)
+	}
+	if got := e.ids("web"); !slices.Equal(got, zero) {
+		t.Errorf("scale down touched replica 0: %v → %v", zero, got)
+	}
+	if _, err := os.Stat(filepath.Join(e.runDir, "pods", "web-1")); !os.IsNotExist(err) {
+		t.Errorf("run dir of web-1 left behind: %v", err)
+	}
+}
+
+func TestE2ERemovedPodDefinitionIsPruned(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1)), unit("b.cue", simplePod("db", 2))))
+	e.apply(desired(unit("a.cue", simplePod("web", 1)), unit("b.cue")))
+	if got := sortedKeys(e.pods()); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("pods: %v", got)
+	}
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+	if got := e.podman("ps", "-a", "--format", "{{.Names}}", "--filter", "label=io.cuelet.pod=db"); got != "" {
+		t.Errorf("containers of db left: %q", got)
+	}
+}
+
+func TestE2EHandMadePodWithAManagedNameIsLeftAlone(t *testing.T) {
+	e := newEnv(t)
+	e.podman("pod", "create", "--name", "web")
+	id := e.pods()["web"].ID
+
+	d := desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1)))
+	if got, want := e.plan(d), "+ pod db\n! pod web (conflict: not managed by cuelet)"; got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	res, err := e.rec.Apply(e.ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Pod != "web" || !errors.Is(res.Errors[0], reconcile.ErrConflict) {
+		t.Fatalf("errors: %v", res.Errors)
+	}
+	pods := e.pods()
+	if pods["web"].ID != id || pods["web"].Managed() {
+		t.Errorf("the hand-made pod was touched: %+v", pods["web"])
+	}
+	if _, ok := pods["db"]; !ok {
+		t.Error("the conflict stopped another pod")
+	}
+}
+
+func TestE2EPersistentVolumeSurvivesRecreationEmptyDirDoesNot(t *testing.T) {
+	e := newEnv(t)
+	p := simplePod("db", 1)
+	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "data", MountPath: "/data"}, {Name: "scratch", MountPath: "/scratch"}}
+	p.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}, {Name: "scratch", EmptyDir: &manifests.EmptyDirSource{}}}
+	e.apply(desired(unit("a.cue", p)))
+	if _, err := e.exec("db-app", "echo kept > /data/f && echo gone > /scratch/f"); err != nil {
+		t.Fatal(err)
+	}
+
+	p.Containers[0].Env = map[string]string{"V": "2"} // a change that recreates
+	e.apply(desired(unit("a.cue", p)))
+	if out, err := e.exec("db-app", "cat /data/f; ls /scratch"); err != nil || out != "kept" {
+		t.Errorf("after recreate: %q, %v; want the persistent file and an empty emptyDir", out, err)
+	}
+
+	e.apply(desired(unit("a.cue")))
+	vols := e.podman("volume", "ls", "--format", "{{.Name}}")
+	if vols != "db-data" {
+		t.Errorf("volumes after the pod was removed: %q, want only db-data", vols)
+	}
+}
+
+func TestE2ERemovedReplicaIsStoppedGracefully(t *testing.T) {
+	e := newEnv(t)
+	e.client.StopTimeout = podman.DefaultStopTimeout
+	p := simplePod("db", 1)
+	p.Containers[0].Command = []string{"sh", "-c", "trap 'echo flushed > /data/f; exit 0' TERM; echo up > /data/f; sleep 1000000 & wait"}
+	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "data", MountPath: "/data"}}
+	p.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
+	e.apply(desired(unit("a.cue", p)))
+	eventually(t, 10*time.Second, func() error {
+		if out, err := e.exec("db-app", "cat /data/f"); out != "up" {
+			return fmt.Errorf("not up yet: %q, %v", out, err)
+		}
+		return nil
+	})
+	start := time.Now()
+	e.apply(desired(unit("a.cue")))
+	if took := time.Since(start); took > podman.DefaultStopTimeout {
+		t.Errorf("removal took %s: the container did not get its SIGTERM", took)
+	}
+	out := e.podman("run", "--rm", "-v", "db-data:/data", podmantest.Image, "cat", "/data/f")
+	if out != "flushed" {
+		t.Errorf("persistent file after removal: %q, want what the TERM handler wrote", out)
+	}
+}
+
+func TestE2EEmptyDesiredSetDeletesNothing(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 2))))
+	before := e.ids("web")
+
+	if _, err := e.rec.Apply(e.ctx, desired()); !errors.Is(err, reconcile.ErrNoUnits) {
+		t.Fatalf("apply with no unit: %v, want ErrNoUnits", err)
+	}
+	if _, err := e.rec.Plan(e.ctx, desired()); !errors.Is(err, reconcile.ErrNoUnits) {
+		t.Fatalf("plan with no unit: %v, want ErrNoUnits", err)
+	}
+	if got := e.ids("web"); !slices.Equal(got, before) || len(e.pods()) != 2 {
+		t.Errorf("pods changed: %v → %v", before, got)
+	}
+}
+
+func TestE2EAllowEmptyRemovesEveryManagedPod(t *testing.T) {
+	e := newEnv(t, func(c *reconcile.Config) { c.AllowEmpty = true })
+	e.apply(desired(unit("a.cue", simplePod("web", 2))))
+	e.apply(desired())
+	if n := len(e.pods()); n != 0 {
+		t.Errorf("%d pods left", n)
+	}
+}
+
+func TestE2EInvalidUnitKeepsItsPodsWhileOthersApply(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 2)), unit("b.cue", simplePod("db", 1))))
+	web, web1, db := e.ids("web"), e.ids("web-1"), e.ids("db")
+
+	broken := &manifests.Unit{ID: "a.cue", Problems: []manifests.Problem{{File: "a.cue", Message: "broken"}}}
+	db2 := simplePod("db", 1)
+	db2.Containers[0].Args = []string{"2"}
+	d := desired(broken, unit("b.cue", db2))
+	if got, want := e.plan(d), "~ pod db (args changed)"; got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	e.apply(d)
+	if !slices.Equal(e.ids("web"), web) || !slices.Equal(e.ids("web-1"), web1) {
+		t.Error("pods of the invalid unit were touched")
+	}
+	if slices.Equal(e.ids("db"), db) {
+		t.Error("the valid unit was not applied")
+	}
+}
+
+func TestE2EReapplyRestartsNothingAndWritesNothing(t *testing.T) {
+	e := newEnv(t)
+	d := desired(unit("a.cue", simplePod("web", 2), simplePod("db", 1)))
+	e.apply(d)
+	type state struct {
+		ids     []string
+		started string
+	}
+	snapshot := func() map[string]state {
+		out := map[string]state{}
+		for name := range e.pods() {
+			out[name] = state{e.ids(name), e.podman("pod", "inspect", name, "--format", "{{range .Containers}}{{.ID}}{{end}}")}
+		}
+		for name, s := range out {
+			s.started = e.podman("inspect", "--format", "{{.State.StartedAt}} {{.RestartCount}}", s.ids[1])
+			out[name] = s
+		}
+		return out
+	}
+	before := snapshot()
+	writes := e.client.Writes()
+
+	// A new adapter and reconciler: what a restarted cuelet would have.
+	again := newClient(t, e)
+	rec, err := reconcile.New(reconcile.Config{Podman: again, RunDir: e.runDir, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := rec.Apply(e.ctx, d)
+	if err != nil || res.Err() != nil || len(res.Actions) != 0 {
+		t.Fatalf("second apply: %v %v %v", res.Actions, err, res.Err())
+	}
+	if again.Writes() != 0 || e.client.Writes() != writes {
+		t.Errorf("a no-op pass made %d podman writes", again.Writes())
+	}
+	after := snapshot()
+	for name, s := range before {
+		if !slices.Equal(after[name].ids, s.ids) || after[name].started != s.started {
+			t.Errorf("%s: %+v → %+v", name, s, after[name])
+		}
+	}
+}
+
+func newClient(t *testing.T, e *env) *podman.Client {
+	c, err := podman.Dial(e.ctx, e.pm.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestE2ERestartPolicyAlwaysRestartsAKilledContainer(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+	id := e.ids("web")[1]
+	pid, err := strconv.Atoi(e.podman("inspect", "web-app", "--format", "{{.State.Pid}}"))
+	if err != nil || pid <= 0 {
+		t.Fatalf("pid %d: %v", pid, err)
+	}
+	if err := killPID(pid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		got := e.podman("inspect", "web-app", "--format", "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}")
+		f := strings.Fields(got)
+		if len(f) != 3 || f[0] != "running" || f[1] == strconv.Itoa(pid) || f[1] == "0" {
+			return fmt.Errorf("state %q", got)
+		}
+		return nil
+	})
+	p := e.pods()["web"]
+	if p.Containers[0].ID != id || p.Containers[0].RestartCount < 1 {
+		t.Errorf("container %+v: want the same ID restarted by podman", p.Containers[0])
+	}
+}
+
+func TestE2EStateChangedByHandIsPutBack(t *testing.T) {
+	e := newEnv(t)
+	d := desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1)))
+	e.apply(d)
+
+	e.podman("pod", "rm", "--force", "--time", "0", "web")
+	e.podman("stop", "--time", "0", "db-app")
+	dbID := e.ids("db")[1]
+	if got, want := e.plan(d), "~ pod db (container app stopped)\n+ pod web"; got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	e.apply(d)
+	pods := e.pods()
+	if pods["web"].Containers[0].State != "running" {
+		t.Errorf("web not recreated: %+v", pods["web"])
+	}
+	if c := pods["db"].Containers[0]; c.ID != dbID || c.State != "running" {
+		t.Errorf("db-app: %+v, want the same container started again", c)
+	}
+
+	e.podman("rm", "--force", "--time", "0", "web-app")
+	if got, want := e.plan(d), "~ pod web (container app missing)"; got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	e.apply(d)
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan after repair:\n%s", got)
+	}
+}
+
+func TestE2EServiceVariablesAndEnvFile(t *testing.T) {
+	e := newEnv(t)
+	p := simplePod("web", 1)
+	p.Containers[0].Env = map[string]string{"DB_SERVICE_PORT": "mine"}
+	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "conf", MountPath: "/etc/app"}}
+	p.Volumes = []manifests.Volume{{Name: "conf", Files: map[string]string{"app.conf": "v1\n"}}}
+	vars := []string{"DB_SERVICE_HOST=10.96.0.11", "DB_SERVICE_PORT=6379"}
+	e.apply(reconcile.Desired{Units: []*manifests.Unit{unit("a.cue", p)}, ServiceEnv: vars})
+	ids := e.ids("web")
+
+	out, err := e.exec("web-app", "echo $DB_SERVICE_HOST $DB_SERVICE_PORT; cat /run/cuelet/services.env /etc/app/app.conf")
+	if want := "10.96.0.11 mine\nDB_SERVICE_HOST=10.96.0.11\nDB_SERVICE_PORT=6379\nv1"; err != nil || out != want {
+		t.Errorf("inside: %q, %v\nwant %q", out, err, want)
+	}
+	host, err := os.ReadFile(filepath.Join(e.runDir, "pods", "web", "services.env"))
+	if err != nil || string(host) != "DB_SERVICE_HOST=10.96.0.11\nDB_SERVICE_PORT=6379\n" {
+		t.Errorf("env file on the host: %q, %v", host, err)
+	}
+
+	// New variables and file contents: files rewritten, nothing recreated.
+	vars = append(vars, "WEB_SERVICE_HOST=10.96.0.12")
+	p.Volumes[0].Files = map[string]string{"app.conf": "v2\n"}
+	d := reconcile.Desired{Units: []*manifests.Unit{unit("a.cue", p)}, ServiceEnv: vars}
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan:\n%s", got)
+	}
+	e.apply(d)
+	out, err = e.exec("web-app", "cat /run/cuelet/services.env /etc/app/app.conf")
+	if want := "DB_SERVICE_HOST=10.96.0.11\nDB_SERVICE_PORT=6379\nWEB_SERVICE_HOST=10.96.0.12\nv2"; err != nil || out != want {
+		t.Errorf("inside after the change: %q, %v\nwant %q", out, err, want)
+	}
+	if !slices.Equal(e.ids("web"), ids) {
+		t.Error("a change of service variables recreated the pod")
+	}
+
+	// No services: the file exists, empty.
+	e.apply(desired(unit("a.cue", p)))
+	if out, err := e.exec("web-app", "wc -c < /run/cuelet/services.env"); err != nil || out != "0" {
+		t.Errorf("env file without services: %q bytes, %v", out, err)
+	}
+}
+
+func TestE2EShareProcessNamespace(t *testing.T) {
+	e := newEnv(t)
+	p := simplePod("web", 1)
+	p.ShareProcessNamespace = true
+	side := sleeper("side")
+	side.Command = []string{"sleep", "999999"}
+	p.Containers = append(p.Containers, side)
+	e.apply(desired(unit("a.cue", p)))
+	out, err := e.exec("web-app", "ps -o args")
+	if err != nil || !strings.Contains(out, "sleep 999999") {
+		t.Errorf("ps in web-app: %q, %v; want the other container's process", out, err)
+	}
+}
+
+func TestE2EPerPodFailuresDoNotStopOthers(t *testing.T) {
+	allowed := t.TempDir()
+	e := newEnv(t, func(c *reconcile.Config) { c.AllowedHostPaths = []string{allowed} })
+
+	noImage := simplePod("noimage", 1)
+	noImage.Containers[0].Image = "localhost/not-there:1"
+	noImage.Containers[0].ImagePullPolicy = "Never"
+	badPath := simplePod("badpath", 1)
+	badPath.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "h", MountPath: "/h"}}
+	badPath.Volumes = []manifests.Volume{{Name: "h", HostPath: &manifests.HostPathSource{Path: filepath.Join(allowed, "missing")}}}
+	outside := simplePod("outside", 1)
+	outside.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "h", MountPath: "/h"}}
+	outside.Volumes = []manifests.Volume{{Name: "h", HostPath: &manifests.HostPathSource{Path: "/etc"}}}
+	goodPath := simplePod("good", 1)
+	goodPath.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "h", MountPath: "/h", ReadOnly: true}}
+	goodPath.Volumes = []manifests.Volume{{Name: "h", HostPath: &manifests.HostPathSource{Path: allowed}}}
+	if err := os.WriteFile(filepath.Join(allowed, "hello"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", noImage, badPath, outside, goodPath)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := map[string]error{}
+	for _, pe := range res.Errors {
+		failed[pe.Pod] = pe
+	}
+	if len(failed) != 3 || !errors.Is(failed["noimage"], reconcile.ErrImageNotPresent) ||
+		!errors.Is(failed["outside"], reconcile.ErrHostPathNotAllowed) || failed["badpath"] == nil {
+		t.Fatalf("errors: %v", res.Errors)
+	}
+	pods := e.pods()
+	if got := sortedKeys(pods); !slices.Equal(got, []string{"good"}) {
+		t.Errorf("pods: %v; want only good, and no half-made pod", got)
+	}
+	if out, err := e.exec("good-app", "cat /h/hello"); err != nil || out != "from the host" {
+		t.Errorf("hostPath: %q, %v", out, err)
+	}
+}
+
+func TestE2EFailedRecreateKeepsTheRunningReplica(t *testing.T) {
+	e := newEnv(t)
+	web := simplePod("web", 1)
+	e.apply(desired(unit("a.cue", web)))
+	before := e.ids("web")
+
+	web.Containers[0].Image = "localhost/not-there:1"
+	web.Containers[0].ImagePullPolicy = "Never"
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || !errors.Is(res.Errors[0], reconcile.ErrImageNotPresent) {
+		t.Fatalf("errors: %v", res.Errors)
+	}
+	if !slices.Equal(e.ids("web"), before) {
+		t.Error("a recreate that could not work removed the running replica")
+	}
+}
+
+func TestE2ERunDirOfAPodGoneByHandIsCleanedUp(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1))))
+	e.podman("pod", "rm", "--force", "--time", "0", "db")
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+	if _, err := os.Stat(filepath.Join(e.runDir, "pods", "db")); !os.IsNotExist(err) {
+		t.Errorf("run dir of db left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.runDir, "pods", "web", "services.env")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestE2EExecAndEvents(t *testing.T) {
+	e := newEnv(t)
+	e.apply(desired(unit("a.cue", simplePod("web", 1))))
+
+	code, err := e.client.Exec(e.ctx, "web-app", []string{"sh", "-c", "exit 3"}, 10*time.Second)
+	if err != nil || code != 3 {
+		t.Errorf("exec: %d, %v", code, err)
+	}
+	if _, err := e.client.Exec(e.ctx, "web-app", []string{"sleep", "5"}, 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("exec past its timeout: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	events := make(chan reconcile.Event, 100)
+	done := make(chan error, 1)
+	go func() { done <- e.client.Events(ctx, func(ev reconcile.Event) { events <- ev }) }()
+	// The subscription is live once an event of ours arrives: keep
+	// poking until one does.
+	eventually(t, 20*time.Second, func() error {
+		e.podman("restart", "--time", "0", "web-app")
+		for {
+			select {
+			case ev := <-events:
+				if ev.Type == "container" && ev.Name == "web-app" && ev.Action == "died" {
+					return nil
+				}
+			default:
+				return errors.New("no died event for web-app yet")
+			}
+		}
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Events after cancel: %v", err)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// neverReady is a readiness gate whose probe never passes.
+type neverReady struct{}
+
+func (neverReady) WaitReady(ctx context.Context, _ manifests.Replica, _ reconcile.ObservedPod) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestE2ERolloutStopsAtAReplicaThatIsNotReady(t *testing.T) {
+	e := newEnv(t, func(c *reconcile.Config) {
+		c.Readiness = neverReady{}
+		c.RolloutTimeout = time.Second
+	})
+	web := simplePod("web", 3)
+	e.apply(desired(unit("a.cue", web)))
+	web1, web2 := e.ids("web-1"), e.ids("web-2")
+
+	web.Containers[0].Args = []string{"2"}
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Pod != "web" || !errors.Is(res.Errors[0], reconcile.ErrNotReady) {
+		t.Fatalf("errors: %v; want web not ready", res.Errors)
+	}
+	if !slices.Equal(e.ids("web-1"), web1) || !slices.Equal(e.ids("web-2"), web2) {
+		t.Error("the rollout went on past a replica that was not ready")
+	}
+}

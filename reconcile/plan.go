@@ -1,0 +1,261 @@
+package reconcile
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+// Kind says what an action does.
+type Kind int
+
+const (
+	// Create makes a replica that does not exist.
+	Create Kind = iota + 1
+	// Recreate replaces a replica whose spec changed, or that lost a container.
+	Recreate
+	// Start starts containers of a replica that were stopped by hand.
+	Start
+	// Remove deletes a replica that is no longer wanted.
+	Remove
+	// Conflict reports a pod of a wanted name that cuelet does not own.
+	Conflict
+)
+
+var kindSigns = map[Kind]string{Create: "+", Recreate: "~", Start: "~", Remove: "-", Conflict: "!"}
+
+// Action is one step of a plan.
+type Action struct {
+	Kind Kind
+	// Object is what the action is about: "pod" here; services come later.
+	Object string
+	// Name is the object's name: for pods the replica (= podman pod) name.
+	Name string
+	// Unit is the ID of the unit the pod belongs to (the desired one, or the
+	// label of an observed pod being removed).
+	Unit string
+	// Group is the pod definition; Recreate actions of one group run one at
+	// a time, in order.
+	Group string
+	// Reasons say why a pod is recreated or started.
+	Reasons []string
+	// Replica is the desired replica, for Create and Recreate.
+	Replica *manifests.Replica
+	// Containers are the podman names of the containers to start (Start);
+	// none means the whole pod.
+	Containers []string
+}
+
+// String formats the action as a plan line (SPEC §4): "+ pod web-1",
+// "~ pod web (image changed)", "- pod old",
+// "! pod web (conflict: not managed by cuelet)".
+func (a Action) String() string {
+	obj := a.Object
+	if obj == "" {
+		obj = "pod"
+	}
+	s := kindSigns[a.Kind] + " " + obj + " " + a.Name
+	switch {
+	case a.Kind == Conflict && len(a.Reasons) > 0:
+		s += " (conflict: " + strings.Join(a.Reasons, ", ") + ")"
+	case a.Kind == Conflict:
+		s += " (conflict: " + ErrConflict.Error() + ")"
+	case len(a.Reasons) > 0:
+		s += " (" + strings.Join(a.Reasons, ", ") + ")"
+	}
+	return s
+}
+
+// Input is everything the planner looks at.
+type Input struct {
+	// Want are the replicas of the valid units.
+	Want []manifests.Replica
+	// Have are all pods on the node, managed or not.
+	Have []ObservedPod
+	// InvalidUnits are the IDs of units that failed validation; pods
+	// labelled with them are left as they are (last known good).
+	InvalidUnits []string
+	// NoUnits is true when the manifest directory holds no unit at all.
+	NoUnits bool
+	// AllowEmpty permits removing every managed pod when NoUnits is true.
+	AllowEmpty bool
+}
+
+// Plan computes the actions that make Have equal to Want. It does no I/O.
+// It fails only on the empty-directory guard (ErrNoUnits).
+//
+// The order is: per pod definition (by name) recreates, starts and conflicts
+// by replica index, then creates by index, then scale-down removals from the
+// highest index; then removals of pods whose definition is gone.
+func Plan(in Input) ([]Action, error) {
+	invalid := map[string]bool{}
+	for _, u := range in.InvalidUnits {
+		invalid[u] = true
+	}
+	have := map[string]*ObservedPod{}
+	managed := 0
+	for i := range in.Have {
+		p := &in.Have[i]
+		have[p.Name] = p
+		if p.Managed() {
+			managed++
+		}
+	}
+	if in.NoUnits && !in.AllowEmpty && managed > 0 {
+		return nil, ErrNoUnits
+	}
+
+	want := append([]manifests.Replica(nil), in.Want...)
+	sort.SliceStable(want, func(i, j int) bool {
+		if want[i].Pod.Name != want[j].Pod.Name {
+			return want[i].Pod.Name < want[j].Pod.Name
+		}
+		return want[i].Index < want[j].Index
+	})
+	wanted := map[string]*manifests.Replica{}
+	groups := map[string]*groupActions{}
+	var order []string
+	group := func(name string) *groupActions {
+		g, ok := groups[name]
+		if !ok {
+			g = &groupActions{}
+			groups[name] = g
+			order = append(order, name)
+		}
+		return g
+	}
+	specs := map[*manifests.Pod]spec{}
+	for i := range want {
+		r := &want[i]
+		g := group(r.Pod.Name)
+		if first, ok := wanted[r.Name]; ok {
+			// "web-1" is replica 1 of web and replica 0 of a pod web-1:
+			// the first in name order keeps it.
+			g.changes = append(g.changes, Action{
+				Kind: Conflict, Object: "pod", Name: r.Name, Unit: r.Unit, Group: r.Pod.Name,
+				Reasons: []string{fmt.Sprintf("replica %d of pod %s has the same name", first.Index, first.Pod.Name)},
+			})
+			continue
+		}
+		wanted[r.Name] = r
+		s, ok := specs[r.Pod]
+		if !ok {
+			s = normalize(r.Pod)
+			specs[r.Pod] = s
+		}
+		base := Action{Object: "pod", Name: r.Name, Unit: r.Unit, Group: r.Pod.Name, Replica: r}
+		o := have[r.Name]
+		switch {
+		case o == nil:
+			base.Kind = Create
+			g.creates = append(g.creates, base)
+		case !o.Managed():
+			base.Kind = Conflict
+			g.changes = append(g.changes, base)
+		case invalid[o.Unit()]:
+			// Last known good: the pod belongs to a unit that is invalid now.
+		case o.Labels[LabelSpecHash] != s.hash():
+			base.Kind = Recreate
+			base.Reasons = changes(o.Labels[LabelSpec], s)
+			g.changes = append(g.changes, base)
+		case o.Unit() != r.Unit || o.PodName() != r.Pod.Name || o.Index() != r.Index:
+			base.Kind = Recreate
+			base.Reasons = []string{fmt.Sprintf("moved from unit %s", o.Unit())}
+			g.changes = append(g.changes, base)
+		default:
+			if a, ok := repair(base, o, r.Pod); ok {
+				g.changes = append(g.changes, a)
+			}
+		}
+	}
+
+	var orphans []Action
+	for i := range in.Have {
+		o := &in.Have[i]
+		if !o.Managed() || wanted[o.Name] != nil || invalid[o.Unit()] {
+			continue
+		}
+		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName()}
+		if g, ok := groups[o.PodName()]; ok {
+			g.removes = append(g.removes, removal{a, o.Index()})
+		} else {
+			orphans = append(orphans, a)
+		}
+	}
+	sort.SliceStable(orphans, func(i, j int) bool { return orphans[i].Name < orphans[j].Name })
+
+	var out []Action
+	sort.Strings(order)
+	for _, name := range order {
+		g := groups[name]
+		out = append(out, g.changes...)
+		out = append(out, g.creates...)
+		sort.SliceStable(g.removes, func(i, j int) bool { return g.removes[i].index > g.removes[j].index })
+		for _, r := range g.removes {
+			out = append(out, r.Action)
+		}
+	}
+	return append(out, orphans...), nil
+}
+
+type groupActions struct {
+	changes, creates []Action
+	removes          []removal
+}
+
+type removal struct {
+	Action
+	index int
+}
+
+// repair finds what was changed by hand in a pod whose spec is current: a
+// missing container needs a new replica; a stopped pod, or a stopped
+// container that should always run, only needs a start.
+func repair(a Action, o *ObservedPod, p *manifests.Pod) (Action, bool) {
+	var missing, stopped []string
+	for _, c := range p.Containers {
+		oc, ok := o.Container(c.Name)
+		switch {
+		case !ok:
+			missing = append(missing, c.Name)
+		case p.RestartPolicy == "Always" && !running(oc.State):
+			stopped = append(stopped, c.Name)
+		}
+	}
+	switch {
+	case len(missing) > 0 || o.InfraID == "":
+		a.Kind = Recreate
+		if len(missing) == 0 {
+			a.Reasons = []string{"infra container missing"}
+		}
+		for _, c := range missing {
+			a.Reasons = append(a.Reasons, "container "+c+" missing")
+		}
+		return a, true
+	case !running(o.InfraState):
+		a.Kind = Start
+		a.Reasons = []string{"pod stopped"}
+		return a, true
+	case len(stopped) > 0:
+		a.Kind = Start
+		for _, c := range stopped {
+			a.Reasons = append(a.Reasons, "container "+c+" stopped")
+			a.Containers = append(a.Containers, containerName(o.Name, c))
+		}
+		return a, true
+	}
+	return a, false
+}
+
+// running reports whether a container state counts as up. A container that
+// podman is restarting right now counts, so cuelet does not race podman's
+// restart policy.
+func running(state string) bool {
+	switch strings.ToLower(state) {
+	case "running", "paused", "stopping":
+		return true
+	}
+	return false
+}

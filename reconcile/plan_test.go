@@ -1,0 +1,349 @@
+package reconcile
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+func pod(name string, replicas int, image string) *manifests.Pod {
+	return &manifests.Pod{
+		Name: name, Replicas: replicas, RestartPolicy: "Always",
+		Containers: []manifests.Container{{Name: "app", Image: image, ImagePullPolicy: "IfNotPresent"}},
+	}
+}
+
+func unit(id string, pods ...*manifests.Pod) *manifests.Unit {
+	u := &manifests.Unit{ID: id}
+	for _, p := range pods {
+		u.Pods = append(u.Pods, *p)
+	}
+	return u
+}
+
+func invalidUnit(id string) *manifests.Unit {
+	return &manifests.Unit{ID: id, Problems: []manifests.Problem{{Message: "broken"}}}
+}
+
+// running builds the observed pod that cuelet would have created for r,
+// every container running.
+func observed(r manifests.Replica) ObservedPod {
+	ps, err := podSpec(r, "/run/cuelet", nil, nil)
+	if err != nil {
+		panic(err)
+	}
+	o := ObservedPod{Name: r.Name, ID: "id-" + r.Name, Labels: ps.Labels, State: "Running", InfraID: "infra-" + r.Name, InfraState: "running"}
+	for _, c := range ps.Containers {
+		o.Containers = append(o.Containers, ObservedContainer{Name: c.Name, ID: "id-" + c.Name, Labels: c.Labels, State: "running"})
+	}
+	return o
+}
+
+func observedAll(units ...*manifests.Unit) []ObservedPod {
+	var out []ObservedPod
+	for _, u := range units {
+		for i := range u.Pods {
+			for _, r := range u.Pods[i].ReplicaList(u.ID) {
+				out = append(out, observed(r))
+			}
+		}
+	}
+	return out
+}
+
+func input(have []ObservedPod, units ...*manifests.Unit) Input {
+	r := &Reconciler{}
+	return r.input(Desired{Units: units}, have)
+}
+
+func lines(actions []Action) string {
+	var s []string
+	for _, a := range actions {
+		s = append(s, a.String())
+	}
+	return strings.Join(s, "\n")
+}
+
+func TestPlan(t *testing.T) {
+	web := pod("web", 1, "busybox:1")
+	web3 := pod("web", 3, "busybox:1")
+	webNew := pod("web", 1, "busybox:2")
+	web3New := pod("web", 3, "busybox:2")
+	db := pod("db", 1, "db:1")
+	old := pod("old", 2, "old:1")
+
+	stoppedApp := observedAll(unit("a.cue", web))
+	stoppedApp[0].Containers[0].State = "exited"
+	stoppedPod := observedAll(unit("a.cue", web))
+	stoppedPod[0].InfraState, stoppedPod[0].Containers[0].State = "exited", "exited"
+	lostContainer := observedAll(unit("a.cue", web))
+	lostContainer[0].Containers = nil
+	handMade := []ObservedPod{{Name: "web", Labels: map[string]string{}, InfraState: "running"}}
+	neverPod := pod("job", 1, "busybox:1")
+	neverPod.RestartPolicy = "Never"
+	finishedJob := observedAll(unit("a.cue", neverPod))
+	finishedJob[0].Containers[0].State = "exited"
+
+	tests := []struct {
+		name  string
+		have  []ObservedPod
+		units []*manifests.Unit
+		want  string
+	}{
+		{
+			name:  "new_pod_is_created",
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "+ pod web",
+		},
+		{
+			name:  "unchanged_pods_are_adopted_without_action",
+			have:  observedAll(unit("a.cue", web, db)),
+			units: []*manifests.Unit{unit("a.cue", web, db)},
+		},
+		{
+			name:  "image_changed_recreates_only_that_replica",
+			have:  observedAll(unit("a.cue", web, db)),
+			units: []*manifests.Unit{unit("a.cue", webNew, db)},
+			want:  "~ pod web (image changed)",
+		},
+		{
+			name:  "image_change_of_three_replicas_recreates_them_in_index_order",
+			have:  observedAll(unit("a.cue", web3)),
+			units: []*manifests.Unit{unit("a.cue", web3New)},
+			want:  "~ pod web (image changed)\n~ pod web-1 (image changed)\n~ pod web-2 (image changed)",
+		},
+		{
+			name:  "scale_up_adds_the_highest_indices",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", web3)},
+			want:  "+ pod web-1\n+ pod web-2",
+		},
+		{
+			name:  "scale_down_removes_highest_first_and_keeps_replica_0",
+			have:  observedAll(unit("a.cue", web3)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "- pod web-2\n- pod web-1",
+		},
+		{
+			name:  "removed_pod_definition_is_pruned",
+			have:  observedAll(unit("a.cue", web, old)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "- pod old\n- pod old-1",
+		},
+		{
+			name:  "removed_unit_prunes_its_pods",
+			have:  observedAll(unit("a.cue", web), unit("b.cue", db)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "- pod db",
+		},
+		{
+			name:  "invalid_unit_keeps_its_pods_while_other_units_apply",
+			have:  observedAll(unit("a.cue", web), unit("b.cue", db)),
+			units: []*manifests.Unit{invalidUnit("a.cue"), unit("b.cue", pod("db", 1, "db:2"))},
+			want:  "~ pod db (image changed)",
+		},
+		{
+			name:  "hand_made_pod_with_a_managed_name_is_a_conflict",
+			have:  handMade,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "! pod web (conflict: not managed by cuelet)",
+		},
+		{
+			name:  "unmanaged_pods_that_nobody_wants_are_ignored",
+			have:  []ObservedPod{{Name: "mine", Labels: map[string]string{}}},
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "+ pod web",
+		},
+		{
+			name:  "container_stopped_by_hand_is_started",
+			have:  stoppedApp,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "~ pod web (container app stopped)",
+		},
+		{
+			name:  "pod_stopped_by_hand_is_started",
+			have:  stoppedPod,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "~ pod web (pod stopped)",
+		},
+		{
+			name:  "container_removed_by_hand_recreates_the_replica",
+			have:  lostContainer,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "~ pod web (container app missing)",
+		},
+		{
+			name:  "finished_container_with_restart_policy_never_is_left_alone",
+			have:  finishedJob,
+			units: []*manifests.Unit{unit("a.cue", neverPod)},
+		},
+		{
+			name:  "pod_moved_to_another_unit_is_recreated",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue"), unit("b.cue", web)},
+			want:  "~ pod web (moved from unit a.cue)",
+		},
+		{
+			name:  "zero_replicas_keeps_the_definition_and_runs_nothing",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", pod("web", 0, "busybox:1"))},
+			want:  "- pod web",
+		},
+		{
+			name:  "two_replicas_with_one_name_are_a_conflict_and_the_first_keeps_it",
+			units: []*manifests.Unit{unit("a.cue", pod("web", 2, "busybox:1"), pod("web-1", 1, "busybox:1"))},
+			want:  "+ pod web\n+ pod web-1\n! pod web-1 (conflict: replica 1 of pod web has the same name)",
+		},
+		{
+			name:  "pod_removed_by_hand_is_recreated",
+			have:  nil,
+			units: []*manifests.Unit{unit("a.cue", web3)},
+			want:  "+ pod web\n+ pod web-1\n+ pod web-2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			actions, err := Plan(input(tt.have, tt.units...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := lines(actions); got != tt.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanEmptyDirectoryGuard(t *testing.T) {
+	have := observedAll(unit("a.cue", pod("web", 2, "busybox:1")))
+	t.Run("no_unit_with_managed_pods_is_an_error_and_deletes_nothing", func(t *testing.T) {
+		actions, err := Plan(input(have))
+		if !errors.Is(err, ErrNoUnits) || len(actions) != 0 {
+			t.Fatalf("got %v, %v; want ErrNoUnits and no action", actions, err)
+		}
+	})
+	t.Run("allow_empty_removes_every_managed_pod", func(t *testing.T) {
+		in := input(have)
+		in.AllowEmpty = true
+		actions, err := Plan(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := lines(actions), "- pod web\n- pod web-1"; got != want {
+			t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+		}
+	})
+	t.Run("no_unit_and_only_unmanaged_pods_is_fine", func(t *testing.T) {
+		actions, err := Plan(input([]ObservedPod{{Name: "x", Labels: map[string]string{}}}))
+		if err != nil || len(actions) != 0 {
+			t.Fatalf("got %v, %v", actions, err)
+		}
+	})
+	t.Run("only_invalid_units_is_not_empty_and_keeps_the_pods", func(t *testing.T) {
+		actions, err := Plan(input(have, invalidUnit("a.cue")))
+		if err != nil || len(actions) != 0 {
+			t.Fatalf("got %v, %v", actions, err)
+		}
+	})
+}
+
+func TestChangesNameEveryChangedField(t *testing.T) {
+	base := pod("web", 1, "busybox:1")
+	base.Containers[0].Env = map[string]string{"A": "1"}
+	changed := pod("web", 1, "busybox:2")
+	changed.Containers[0].Command = []string{"sh"}
+	changed.Containers[0].Env = map[string]string{"A": "2"}
+	changed.Containers[0].Resources.Memory = "64Mi"
+	changed.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
+	got := changes(normalize(base).json(), normalize(changed))
+	want := []string{"image changed", "command changed", "env changed", "resources changed", "volumes changed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("changes = %q, want %q", got, want)
+	}
+	if got := changes("", normalize(changed)); !slices.Equal(got, []string{"spec changed"}) {
+		t.Errorf("changes without a stored spec = %q", got)
+	}
+}
+
+func TestSpecHashLeavesOutWhatNeedsNoNewContainer(t *testing.T) {
+	a := pod("web", 1, "busybox:1")
+	b := pod("web", 5, "busybox:1")
+	b.Labels = map[string]string{"app": "web"}
+	b.Containers[0].ImagePullPolicy = "Never"
+	b.Containers[0].ReadinessProbe = &manifests.Probe{PeriodSeconds: 3}
+	a.Volumes = []manifests.Volume{{Name: "conf", Files: map[string]string{"a": "1"}}}
+	b.Volumes = []manifests.Volume{{Name: "conf", Files: map[string]string{"a": "2", "b": "3"}}}
+	if SpecHash(a) != SpecHash(b) {
+		t.Error("replicas, labels, pull policy, probes or file contents changed the hash")
+	}
+	c := pod("web", 1, "busybox:1")
+	c.Containers[0].Resources.Memory = "1Ki"
+	d := pod("web", 1, "busybox:1")
+	d.Containers[0].Resources.MemoryBytes = 1024
+	if SpecHash(c) != SpecHash(d) {
+		t.Error("memory as written and as bytes hash differently")
+	}
+	if SpecHash(a) == SpecHash(c) {
+		t.Error("a resource change kept the hash")
+	}
+}
+
+func TestPodSpec(t *testing.T) {
+	p := pod("web", 2, "busybox:1")
+	p.ShareProcessNamespace = true
+	p.Containers[0].Env = map[string]string{"WEB_SERVICE_HOST": "mine"}
+	p.Containers[0].VolumeMounts = []manifests.VolumeMount{
+		{Name: "scratch", MountPath: "/scratch"}, {Name: "data", MountPath: "/data"},
+		{Name: "site", MountPath: "/srv", ReadOnly: true}, {Name: "conf", MountPath: "/etc/app"},
+	}
+	p.Volumes = []manifests.Volume{
+		{Name: "conf", Files: map[string]string{"a.conf": "x"}},
+		{Name: "data", Persistent: &manifests.PersistentSource{}},
+		{Name: "scratch", EmptyDir: &manifests.EmptyDirSource{}},
+		{Name: "site", HostPath: &manifests.HostPathSource{Path: "/srv/www"}},
+	}
+	r := p.ReplicaList("u.cue")[1]
+	env := []string{"DB_SERVICE_HOST=10.96.0.1", "WEB_SERVICE_HOST=10.96.0.2"}
+
+	if _, err := podSpec(r, "/run/cuelet", []string{"/opt"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
+		t.Fatalf("hostPath outside the prefixes: err = %v", err)
+	}
+	if _, err := podSpec(r, "/run/cuelet", []string{"/srv/w"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
+		t.Fatalf("a prefix is a folder, not a string prefix: err = %v", err)
+	}
+	ps, err := podSpec(r, "/run/cuelet", []string{"/srv"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.Name != "web-1" || !ps.SharePID || ps.Labels[LabelReplica] != "web-1" || ps.Labels[LabelIndex] != "1" ||
+		ps.Labels[LabelUnit] != "u.cue" || ps.Labels[LabelPod] != "web" || ps.Labels[LabelManaged] != "true" {
+		t.Errorf("pod: %+v", ps)
+	}
+	c := ps.Containers[0]
+	if c.Name != "web-1-app" || c.Labels[LabelSpecHash] != ps.Labels[LabelSpecHash] || c.Labels[LabelContainer] != "app" {
+		t.Errorf("container: %+v", c)
+	}
+	if c.Env["DB_SERVICE_HOST"] != "10.96.0.1" || c.Env["WEB_SERVICE_HOST"] != "mine" {
+		t.Errorf("env: the container's own env must win over service variables: %v", c.Env)
+	}
+	wantMounts := []Mount{
+		{Volume: "web-1_scratch_emptydir", Destination: "/scratch"},
+		{Volume: "web-1-data", Destination: "/data"},
+		{Source: "/srv/www", Destination: "/srv", ReadOnly: true},
+		{Source: "/run/cuelet/files/web-1/conf", Destination: "/etc/app", ReadOnly: true},
+		{Source: "/run/cuelet/pods/web-1", Destination: "/run/cuelet", ReadOnly: true},
+	}
+	if !slices.Equal(c.Mounts, wantMounts) {
+		t.Errorf("mounts:\n%+v\nwant\n%+v", c.Mounts, wantMounts)
+	}
+	var vols []string
+	for _, v := range ps.Volumes {
+		vols = append(vols, v.Name+"/"+v.Labels[LabelVolType]+"/"+map[bool]string{true: "fresh", false: "kept"}[v.Fresh])
+	}
+	if want := []string{"web-1-data/persistent/kept", "web-1_scratch_emptydir/emptyDir/fresh"}; !slices.Equal(vols, want) {
+		t.Errorf("volumes %q, want %q", vols, want)
+	}
+}

@@ -1,0 +1,168 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+// Podman is what reconcile needs from podman. The podman package implements
+// it over podman's REST API; planner tests use a fake.
+type Podman interface {
+	// ListPods returns every pod on the node, managed or not, with its
+	// containers. It is read-only.
+	ListPods(ctx context.Context) ([]ObservedPod, error)
+	// PullImages makes the spec's images present as their pull policies
+	// say (ErrImageNotPresent for a missing image with Never).
+	PullImages(ctx context.Context, spec PodSpec) error
+	// CreatePod creates the pod, its volumes and containers (images as
+	// PullImages), and starts it. On error it leaves no half-made pod.
+	CreatePod(ctx context.Context, spec PodSpec) error
+	// RemovePod removes the pod, its containers and its emptyDir volumes
+	// (never a persistent volume). A missing pod is not an error.
+	RemovePod(ctx context.Context, name string) error
+	// StartPod starts the named containers of a pod, or, with none named,
+	// the whole pod (infra container first).
+	StartPod(ctx context.Context, name string, containers []string) error
+	// Events calls fn for each container or pod event until ctx is done or
+	// the stream ends; the caller resyncs on them and subscribes again.
+	Events(ctx context.Context, fn func(Event)) error
+	// Exec runs cmd in a running container and returns its exit code;
+	// readiness exec probes use it.
+	Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error)
+}
+
+// Labels cuelet puts on every pod and container it creates.
+const (
+	LabelManaged   = "io.cuelet.managed" // "true"
+	LabelUnit      = "io.cuelet.unit"    // ID of the unit that defines the pod
+	LabelPod       = "io.cuelet.pod"     // name of the pod definition
+	LabelReplica   = "io.cuelet.replica" // replica name (= podman pod name)
+	LabelIndex     = "io.cuelet.index"   // replica index
+	LabelSpecHash  = "io.cuelet.spec-hash"
+	LabelSpec      = "io.cuelet.spec"      // normalized spec as JSON, pod only
+	LabelContainer = "io.cuelet.container" // container name in the manifest, containers only
+	LabelVolume    = "io.cuelet.volume"    // volume name in the manifest, volumes only
+	LabelVolType   = "io.cuelet.volume-type"
+)
+
+// ObservedPod is a pod as podman reports it.
+type ObservedPod struct {
+	Name       string
+	ID         string
+	Labels     map[string]string
+	State      string // podman's pod status: Running, Degraded, Exited, Created, …
+	InfraID    string
+	InfraState string // "" when the pod has no infra container
+	IP         string // the infra container's address on its first network
+	Created    time.Time
+	Containers []ObservedContainer // without the infra container
+}
+
+// ObservedContainer is a container of an observed pod.
+type ObservedContainer struct {
+	Name         string // podman name, "<replica>-<container>"
+	ID           string
+	Labels       map[string]string
+	State        string // created, running, exited, stopped, paused, …
+	ExitCode     int
+	StartedAt    time.Time
+	RestartCount int
+}
+
+// Managed reports whether cuelet owns the pod.
+func (p ObservedPod) Managed() bool { return p.Labels[LabelManaged] == "true" }
+
+// Unit is the ID of the unit that defined the pod when it was created.
+func (p ObservedPod) Unit() string { return p.Labels[LabelUnit] }
+
+// PodName is the name of the pod definition the replica belongs to.
+func (p ObservedPod) PodName() string { return p.Labels[LabelPod] }
+
+// Index is the replica index, -1 when the label is missing or bad.
+func (p ObservedPod) Index() int {
+	i, err := strconv.Atoi(p.Labels[LabelIndex])
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// Ports are the ports the pod's containers declared when it was created,
+// from the stored spec; they are reachable on IP.
+func (p ObservedPod) Ports() []manifests.ContainerPort {
+	var s spec
+	if json.Unmarshal([]byte(p.Labels[LabelSpec]), &s) != nil {
+		return nil
+	}
+	var out []manifests.ContainerPort
+	for _, c := range s.Containers {
+		out = append(out, c.Ports...)
+	}
+	return out
+}
+
+// Container returns the container with the given manifest name.
+func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
+	for _, c := range p.Containers {
+		if c.Labels[LabelContainer] == name {
+			return c, true
+		}
+	}
+	return ObservedContainer{}, false
+}
+
+// Event is a podman event about a container or a pod.
+type Event struct {
+	Type   string // "container" or "pod"
+	Action string // "died", "start", "remove", "create", …
+	ID     string
+	Name   string
+	Labels map[string]string
+	Time   time.Time
+}
+
+// PodSpec is everything the adapter needs to create one pod replica.
+type PodSpec struct {
+	Name       string            // podman pod name (the replica name)
+	Labels     map[string]string // on the pod; containers get them too
+	SharePID   bool
+	Volumes    []VolumeSpec // podman named volumes to have before the containers
+	Containers []ContainerSpec
+}
+
+// VolumeSpec is a podman named volume a pod needs.
+type VolumeSpec struct {
+	Name   string
+	Labels map[string]string
+	// Fresh volumes (emptyDir) are removed first if they exist, so the
+	// replica starts with an empty one; others are created only if missing.
+	Fresh bool
+}
+
+// ContainerSpec is one container of a PodSpec.
+type ContainerSpec struct {
+	Name          string // podman container name
+	Labels        map[string]string
+	Image         string
+	PullPolicy    string   // "Always" | "IfNotPresent" | "Never"
+	Command       []string // replaces the image's entrypoint when set
+	Args          []string
+	WorkingDir    string
+	Env           map[string]string // service variables overridden by the container's env
+	MemoryBytes   int64             // 0: unlimited
+	CPUs          float64           // 0: unlimited
+	RestartPolicy string            // podman's: "always" | "on-failure" | "no"
+	Mounts        []Mount
+}
+
+// Mount is a bind mount of a host path or a podman named volume.
+type Mount struct {
+	Volume      string // podman volume name; empty for a bind mount
+	Source      string // host path of a bind mount
+	Destination string
+	ReadOnly    bool
+}

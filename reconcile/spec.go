@@ -1,0 +1,366 @@
+package reconcile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cuelet/cuelet/manifests"
+)
+
+// spec is the normalized pod spec: what a running replica depends on and
+// what only a new container can change. Its JSON is hashed into
+// io.cuelet.spec-hash and stored in io.cuelet.spec, so that plan can say
+// what changed.
+//
+// Left out on purpose, because changing them needs no new container:
+// replicas (scaling), labels (services select from the manifests, not from
+// podman), readiness probes (cuelet runs them), imagePullPolicy (used only
+// when a container is created), the content of files volumes (the folder is
+// mounted, so cuelet rewrites the files in place) and the service variables
+// (the env file is rewritten in place).
+type spec struct {
+	RestartPolicy         string          `json:"restartPolicy"`
+	ShareProcessNamespace bool            `json:"shareProcessNamespace,omitempty"`
+	Containers            []specContainer `json:"containers"`
+	Volumes               []specVolume    `json:"volumes,omitempty"`
+}
+
+type specContainer struct {
+	Name         string                    `json:"name"`
+	Image        string                    `json:"image"`
+	Command      []string                  `json:"command,omitempty"`
+	Args         []string                  `json:"args,omitempty"`
+	WorkingDir   string                    `json:"workingDir,omitempty"`
+	Env          map[string]string         `json:"env,omitempty"`
+	Ports        []manifests.ContainerPort `json:"ports,omitempty"`
+	VolumeMounts []manifests.VolumeMount   `json:"volumeMounts,omitempty"`
+	MemoryBytes  int64                     `json:"memoryBytes,omitempty"`
+	CPUs         float64                   `json:"cpus,omitempty"`
+}
+
+type specVolume struct {
+	Name string `json:"name"`
+	Type string `json:"type"`           // emptyDir | persistent | hostPath | files
+	Path string `json:"path,omitempty"` // hostPath only
+}
+
+// Volume types, as in the manifest.
+const (
+	volEmptyDir   = "emptyDir"
+	volPersistent = "persistent"
+	volHostPath   = "hostPath"
+	volFiles      = "files"
+)
+
+func volumeType(v manifests.Volume) string {
+	switch {
+	case v.EmptyDir != nil:
+		return volEmptyDir
+	case v.Persistent != nil:
+		return volPersistent
+	case v.HostPath != nil:
+		return volHostPath
+	case v.Files != nil:
+		return volFiles
+	}
+	return ""
+}
+
+func normalize(p *manifests.Pod) spec {
+	s := spec{RestartPolicy: p.RestartPolicy, ShareProcessNamespace: p.ShareProcessNamespace}
+	for _, c := range p.Containers {
+		mem := c.Resources.MemoryBytes
+		if mem == 0 && c.Resources.Memory != "" {
+			mem, _ = parseMemory(c.Resources.Memory) // the schema checked the format
+		}
+		s.Containers = append(s.Containers, specContainer{
+			Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args,
+			WorkingDir: c.WorkingDir, Env: c.Env, Ports: c.Ports, VolumeMounts: c.VolumeMounts,
+			MemoryBytes: mem, CPUs: c.Resources.CPUs,
+		})
+	}
+	for _, v := range p.Volumes {
+		sv := specVolume{Name: v.Name, Type: volumeType(v)}
+		if v.HostPath != nil {
+			sv.Path = v.HostPath.Path
+		}
+		s.Volumes = append(s.Volumes, sv)
+	}
+	sort.Slice(s.Containers, func(i, j int) bool { return s.Containers[i].Name < s.Containers[j].Name })
+	sort.Slice(s.Volumes, func(i, j int) bool { return s.Volumes[i].Name < s.Volumes[j].Name })
+	return s
+}
+
+func (s spec) json() string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // only strings, numbers and bools: cannot fail
+	}
+	return string(b)
+}
+
+// hash is the spec hash: versioned so that a later change of the normalized
+// form is seen as a change, not as a collision.
+func (s spec) hash() string {
+	sum := sha256.Sum256([]byte("v1\n" + s.json()))
+	return hex.EncodeToString(sum[:12])
+}
+
+// SpecHash is the io.cuelet.spec-hash of a pod definition.
+func SpecHash(p *manifests.Pod) string { return normalize(p).hash() }
+
+// changes explains, in plan words, why old and new differ; old comes from
+// the io.cuelet.spec label of a running pod.
+func changes(oldJSON string, new spec) []string {
+	var old spec
+	if oldJSON == "" || json.Unmarshal([]byte(oldJSON), &old) != nil {
+		return []string{"spec changed"}
+	}
+	seen := map[string]bool{}
+	var out []string
+	add := func(what string) {
+		if !seen[what] {
+			seen[what] = true
+			out = append(out, what+" changed")
+		}
+	}
+	if old.RestartPolicy != new.RestartPolicy {
+		add("restartPolicy")
+	}
+	if old.ShareProcessNamespace != new.ShareProcessNamespace {
+		add("shareProcessNamespace")
+	}
+	if !containerNames(old).Equal(containerNames(new)) {
+		add("containers")
+	}
+	for _, n := range new.Containers {
+		i := slices.IndexFunc(old.Containers, func(o specContainer) bool { return o.Name == n.Name })
+		if i < 0 {
+			continue
+		}
+		o := old.Containers[i]
+		diff := func(what string, a, b any) {
+			if !reflect.DeepEqual(a, b) {
+				add(what)
+			}
+		}
+		diff("image", o.Image, n.Image)
+		diff("command", o.Command, n.Command)
+		diff("args", o.Args, n.Args)
+		diff("workingDir", o.WorkingDir, n.WorkingDir)
+		diff("env", emptyNil(o.Env), emptyNil(n.Env))
+		diff("ports", o.Ports, n.Ports)
+		diff("volumeMounts", o.VolumeMounts, n.VolumeMounts)
+		diff("resources", [2]any{o.MemoryBytes, o.CPUs}, [2]any{n.MemoryBytes, n.CPUs})
+	}
+	if !reflect.DeepEqual(old.Volumes, new.Volumes) {
+		add("volumes")
+	}
+	if len(out) == 0 {
+		out = append(out, "spec changed")
+	}
+	return out
+}
+
+type nameSet []string
+
+func (a nameSet) Equal(b nameSet) bool { return slices.Equal(a, b) }
+
+func containerNames(s spec) nameSet {
+	var out nameSet
+	for _, c := range s.Containers {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func emptyNil(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// parseMemory turns "256Mi", "1G" or "1000" into bytes.
+func parseMemory(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
+		{"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
+	}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("memory %q: not a size", s)
+	}
+	return n * mult, nil
+}
+
+// Podman object names. Persistent volumes are named by SPEC §7; emptyDir
+// volumes get a name with "_", which no replica or volume name can hold,
+// so they never collide with a persistent volume.
+func persistentVolumeName(replica, volume string) string { return replica + "-" + volume }
+func emptyDirVolumeName(replica, volume string) string   { return replica + "_" + volume + "_emptydir" }
+func containerName(replica, container string) string     { return replica + "-" + container }
+
+// Folders under the run dir.
+func podDir(runDir, replica string) string { return filepath.Join(runDir, "pods", replica) }
+func filesDir(runDir, replica, volume string) string {
+	return filepath.Join(runDir, "files", replica, volume)
+}
+
+// envMountPath is where a replica's podDir is mounted in every container.
+const envMountPath = "/run/cuelet"
+
+// envFileName is the file with the service variables, in podDir.
+const envFileName = "services.env"
+
+// podSpec builds what the adapter creates for one replica.
+func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serviceEnv []string) (PodSpec, error) {
+	s := normalize(r.Pod)
+	labels := map[string]string{
+		LabelManaged:  "true",
+		LabelUnit:     r.Unit,
+		LabelPod:      r.Pod.Name,
+		LabelReplica:  r.Name,
+		LabelIndex:    strconv.Itoa(r.Index),
+		LabelSpecHash: s.hash(),
+	}
+	podLabels := copyMap(labels)
+	podLabels[LabelSpec] = s.json()
+	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace}
+
+	type source struct{ volume, path string }
+	sources := map[string]source{}
+	for _, v := range r.Pod.Volumes {
+		vl := copyMap(labels)
+		delete(vl, LabelSpecHash)
+		vl[LabelVolume] = v.Name
+		switch volumeType(v) {
+		case volEmptyDir:
+			name := emptyDirVolumeName(r.Name, v.Name)
+			vl[LabelVolType] = volEmptyDir
+			ps.Volumes = append(ps.Volumes, VolumeSpec{Name: name, Labels: vl, Fresh: true})
+			sources[v.Name] = source{volume: name}
+		case volPersistent:
+			name := persistentVolumeName(r.Name, v.Name)
+			vl[LabelVolType] = volPersistent
+			ps.Volumes = append(ps.Volumes, VolumeSpec{Name: name, Labels: vl})
+			sources[v.Name] = source{volume: name}
+		case volHostPath:
+			p := filepath.Clean(v.HostPath.Path)
+			if !underPrefix(p, allowedHostPaths) {
+				return PodSpec{}, fmt.Errorf("volume %q: %s: %w", v.Name, p, ErrHostPathNotAllowed)
+			}
+			sources[v.Name] = source{path: p}
+		case volFiles:
+			sources[v.Name] = source{path: filesDir(runDir, r.Name, v.Name)}
+		default:
+			return PodSpec{}, fmt.Errorf("volume %q: no source", v.Name)
+		}
+	}
+
+	env := parseEnv(serviceEnv)
+	for _, c := range r.Pod.Containers {
+		cl := copyMap(labels)
+		cl[LabelContainer] = c.Name
+		ce := copyMap(env)
+		for k, v := range c.Env {
+			ce[k] = v
+		}
+		var sc specContainer
+		for _, x := range s.Containers {
+			if x.Name == c.Name {
+				sc = x
+			}
+		}
+		cs := ContainerSpec{
+			Name: containerName(r.Name, c.Name), Labels: cl,
+			Image: c.Image, PullPolicy: c.ImagePullPolicy,
+			Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir, Env: ce,
+			MemoryBytes: sc.MemoryBytes, CPUs: c.Resources.CPUs,
+			RestartPolicy: podmanRestartPolicy(r.Pod.RestartPolicy),
+		}
+		for _, m := range c.VolumeMounts {
+			src, ok := sources[m.Name]
+			if !ok {
+				return PodSpec{}, fmt.Errorf("container %q: volumeMount %q names no volume", c.Name, m.Name)
+			}
+			ro := m.ReadOnly
+			if src.volume == "" && isFilesVolume(r.Pod, m.Name) {
+				ro = true
+			}
+			cs.Mounts = append(cs.Mounts, Mount{Volume: src.volume, Source: src.path, Destination: m.MountPath, ReadOnly: ro})
+		}
+		cs.Mounts = append(cs.Mounts, Mount{Source: podDir(runDir, r.Name), Destination: envMountPath, ReadOnly: true})
+		ps.Containers = append(ps.Containers, cs)
+	}
+	return ps, nil
+}
+
+func isFilesVolume(p *manifests.Pod, name string) bool {
+	for _, v := range p.Volumes {
+		if v.Name == name {
+			return v.Files != nil
+		}
+	}
+	return false
+}
+
+func podmanRestartPolicy(p string) string {
+	switch p {
+	case "OnFailure":
+		return "on-failure"
+	case "Never":
+		return "no"
+	}
+	return "always"
+}
+
+// underPrefix reports whether the clean path p is one of the prefixes or
+// lies below one.
+func underPrefix(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		pre = filepath.Clean(pre)
+		if p == pre || pre == "/" || strings.HasPrefix(p, pre+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func parseEnv(kv []string) map[string]string {
+	m := make(map[string]string, len(kv))
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		if k != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+2)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
