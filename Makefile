@@ -7,6 +7,11 @@ BINDIR  := $(DESTDIR)$(PREFIX)/bin
 # The podman bindings need these tags; without cgo the binary runs on any
 # Linux of the same architecture.
 TAGS    := remote exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper containers_image_openpgp
+# Every go command run by make (test, vet, staticcheck) needs the tags too.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+export GOFLAGS := -tags=$(subst $(space),$(comma),$(TAGS))
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/cuelet/cuelet/cmd/cuelet/cli.version=$(VERSION)
 
@@ -23,8 +28,8 @@ help: ## list the targets
 build: ## build bin/cuelet
 	$(GO_BUILD) -o bin/cuelet ./cmd/cuelet
 
-test: ## run every test (unit, loader, fuzz seeds, command line scripts)
-	go test -count=1 ./...
+test: ## run every test: unit, command line scripts and, as root, the end-to-end tests against a real podman and netfilter
+	go test -count=1 -timeout 30m ./...
 
 lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
