@@ -42,6 +42,9 @@ type Config struct {
 	Quiet time.Duration
 	// Reload delivers SIGHUP.
 	Reload <-chan os.Signal
+	// Registry gets the agent's metrics and is served on MetricsAddress;
+	// nil makes a new one. Other components (the proxy) register on it too.
+	Registry *prometheus.Registry
 	// Components run beside the loops for the agent's lifetime (the proxy).
 	Components []func(context.Context) error
 	Log        zerolog.Logger
@@ -75,16 +78,13 @@ func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
 		cfg:     cfg,
 		syncer:  syncer,
 		events:  events,
-		metrics: newMetrics(),
+		metrics: newMetrics(cfg.Registry),
 		// Bursts are coalesced, but a change still takes effect well
 		// within the 2 s SPEC §4.4 promises.
 		runner: NewRunner(cfg.Quiet, time.Second),
 		retry:  backoff{min: time.Second, max: 30 * time.Second},
 	}
 }
-
-// Registerer is where other components (the proxy) register metrics.
-func (a *Agent) Registerer() prometheus.Registerer { return a.metrics.registry }
 
 // Latest is the report of the last finished sync pass, nil before the first.
 func (a *Agent) Latest() *Report { return a.latest.Load() }

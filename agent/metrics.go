@@ -26,9 +26,12 @@ type metrics struct {
 	registry *prometheus.Registry
 }
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: reg,
 		syncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cuelet_sync_total", Help: "Sync passes run.",
 		}),

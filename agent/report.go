@@ -13,6 +13,8 @@ type Report struct {
 	Pods     []PodStatus     `json:"pods"`
 	Services []ServiceStatus `json:"services"`
 	Units    []UnitStatus    `json:"units"`
+	// Actions are what the pass did, as plan lines ("+ pod web-1").
+	Actions []string `json:"actions,omitempty"`
 	// Errors are problems of the pass that are not a unit's: podman not
 	// answering, the empty-directory guard, a pod podman refused.
 	Errors []string `json:"errors,omitempty"`

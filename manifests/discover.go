@@ -23,7 +23,8 @@ func Ignored(name string) bool {
 		(len(name) > 1 && strings.HasPrefix(name, "#") && strings.HasSuffix(name, "#"))
 }
 
-func isManifest(name string) bool {
+// IsManifest reports whether a file name can be part of a unit.
+func IsManifest(name string) bool {
 	return !Ignored(name) && strings.HasSuffix(name, ".cue")
 }
 
@@ -104,7 +105,7 @@ func (f *finder) dir(path, display string, stack []string) error {
 			if err := f.dir(p, d, append(stack[:len(stack):len(stack)], real)); err != nil {
 				return err
 			}
-		case mode.IsRegular() && isManifest(name):
+		case mode.IsRegular() && IsManifest(name):
 			f.sources = append(f.sources, readSource(p, d, display))
 		}
 	}

@@ -640,7 +640,7 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 			}
 			return c.wrap("events", err)
 		}
-		if changesState(string(e.Action)) {
+		if ChangesState(string(e.Action)) {
 			c.gen.Add(1)
 		}
 		fn(reconcile.Event{
@@ -651,10 +651,10 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 	}
 }
 
-// changesState tells the events that can change what ListPods returns from
+// ChangesState tells the events that can change what ListPods returns from
 // those that cannot: readiness probes exec every few seconds and must not
 // empty the cache each time.
-func changesState(action string) bool {
+func ChangesState(action string) bool {
 	switch action {
 	case "exec", "exec_died", "health_status", "attach", "top", "stats":
 		return false

@@ -37,6 +37,9 @@ type Command struct {
 func commands() []*Command {
 	return []*Command{
 		validateCommand(),
+		planCommand(),
+		applyCommand(),
+		runCommand(),
 		statusCommand(),
 		schemaCommand(),
 		versionCommand(),

@@ -57,6 +57,10 @@ type AgentFlags struct {
 	LogFormat       string
 	LogLevel        string
 	AllowEmpty      bool
+	// PortalLink and NftTable name what the agent adds to the node; only
+	// tests and a second agent on one host need other names.
+	PortalLink string
+	NftTable   string
 }
 
 // Register adds every agent flag with its default; the defaults that
@@ -82,6 +86,8 @@ func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&a.LogFormat, "log-format", format, "json or console (console when stderr is a terminal)")
 	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.BoolVar(&a.AllowEmpty, "allow-empty", false, "delete managed pods even when the manifest directory holds no unit")
+	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
+	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
 }
 
 func registerManifests(fs *flag.FlagSet, dir *string) {

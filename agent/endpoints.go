@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"net/netip"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/reconcile"
+)
+
+// replicaView is an observed replica with what the endpoint computation
+// needs to know about it.
+type replicaView struct {
+	def   *manifests.Pod // the pod definition as the manifests say now
+	pod   reconcile.ObservedPod
+	ready bool // running, and every readiness probe passes
+	// targets are the replica's probed containers.
+	targets []probeTarget
+}
+
+// selects reports whether a service's selector picks a pod definition:
+// every selector label is among the pod's labels, as in Kubernetes.
+func selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// podEndpoints returns, for each port of svc, the endpoints of the ready
+// replicas its selector picks, in replica name order so that round robin
+// is stable across syncs. A named targetPort is resolved per replica
+// against the ports its containers declared when it was created, so a
+// replica running an older spec keeps working until it is replaced; a
+// replica that does not declare the name gets no traffic on that port.
+func podEndpoints(svc *manifests.Service, replicas []replicaView) [][]netip.AddrPort {
+	out := make([][]netip.AddrPort, len(svc.Ports))
+	for _, r := range replicas {
+		if !r.ready || !selects(svc.Selector, r.def.Labels) {
+			continue
+		}
+		ip, err := netip.ParseAddr(r.pod.IP)
+		if err != nil {
+			continue
+		}
+		declared := r.pod.Ports()
+		for i, sp := range svc.Ports {
+			port := sp.TargetPort.Number
+			if sp.TargetPort.Name != "" {
+				port = 0
+				for _, cp := range declared {
+					if cp.Name == sp.TargetPort.Name && cp.Protocol == sp.Protocol {
+						port = cp.ContainerPort
+						break
+					}
+				}
+			}
+			if port > 0 {
+				out[i] = append(out[i], netip.AddrPortFrom(ip, uint16(port)))
+			}
+		}
+	}
+	return out
+}
+
+// replicaUp reports whether the infra container and every container of a
+// replica run.
+func replicaUp(p reconcile.ObservedPod) bool {
+	if p.InfraState != "running" || len(p.Containers) == 0 {
+		return false
+	}
+	for _, c := range p.Containers {
+		if c.State != "running" {
+			return false
+		}
+	}
+	return true
+}

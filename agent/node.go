@@ -1,0 +1,417 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/portal"
+	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/svcenv"
+)
+
+// Podman is what the node needs of podman beyond the reconciler: listing
+// pods for endpoints and status, and exec for readiness probes.
+type Podman interface {
+	reconcile.Podman
+}
+
+// Network keeps the portal addresses on the node (netproxy.Node).
+type Network interface {
+	Sync(portals []netip.Addr) error
+}
+
+// Proxy serves the portals (netproxy.Proxy).
+type Proxy interface {
+	Update(services []netproxy.Service) map[string]error
+}
+
+// NodeConfig configures a Node. Network and Proxy are optional: `cuelet
+// plan` has neither, `cuelet apply` has no proxy.
+type NodeConfig struct {
+	ManifestDir string
+	Options     manifests.Options
+	AllowEmpty  bool
+	StateDir    string
+	RunDir      string
+	Podman      Podman
+	Network     Network
+	Proxy       Proxy
+	// OnProbeChange is called when a readiness probe changes state, so
+	// that endpoints follow at once (the agent kicks a sync).
+	OnProbeChange func()
+	// RolloutTimeout bounds the wait for a recreated replica (default 2m).
+	RolloutTimeout time.Duration
+	Log            zerolog.Logger
+}
+
+// Node brings this node to the desired state: manifests (with last known
+// good versions of invalid units) → portals → service variables → pods →
+// endpoints → proxy. Its Sync is the agent's Syncer; `cuelet apply` calls it
+// once.
+type Node struct {
+	cfg      NodeConfig
+	lastGood *LastGood
+	portals  *portal.Allocator
+	applied  *appliedServices
+	rec      *reconcile.Reconciler
+	probes   *probes
+
+	mu       sync.Mutex
+	lastHave []reconcile.ObservedPod // the last pods podman showed, for when it is away
+	last     *Report
+}
+
+// NewNode prepares a node; probes run under ctx.
+func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
+	if cfg.OnProbeChange == nil {
+		cfg.OnProbeChange = func() {}
+	}
+	alloc, err := portal.Open(filepath.Join(cfg.StateDir, portal.StateFile), cfg.Options.PortalCIDR)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		lastGood: NewLastGood(cfg.StateDir),
+		portals:  alloc,
+		applied:  &appliedServices{path: filepath.Join(cfg.StateDir, appliedServicesFile)},
+	}
+	n.probes = newProbes(ctx, podmanExecer{exec: cfg.Podman.Exec}, cfg.OnProbeChange, cfg.Log)
+	n.rec, err = reconcile.New(reconcile.Config{
+		Podman:           cfg.Podman,
+		RunDir:           cfg.RunDir,
+		AllowedHostPaths: cfg.Options.AllowedHostPaths,
+		AllowEmpty:       cfg.AllowEmpty,
+		Readiness:        n.probes,
+		RolloutTimeout:   cfg.RolloutTimeout,
+		Log:              cfg.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// desired is the state one pass works from.
+type desired struct {
+	units    []*effectiveUnit
+	applied  []*manifests.Unit
+	services []ownedService
+}
+
+// ownedService is a service with the unit that defines it.
+type ownedService struct {
+	unit string
+	svc  *manifests.Service
+}
+
+// load reads the manifests and builds the desired state.
+func (n *Node) load(ctx context.Context) (*desired, error) {
+	found, err := manifests.LoadDir(ctx, n.cfg.ManifestDir, n.cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	d := &desired{units: desiredState(found, n.lastGood, n.cfg.Options, n.cfg.Log)}
+	d.applied = appliedUnits(d.units)
+	for _, u := range d.applied {
+		for i := range u.Services {
+			d.services = append(d.services, ownedService{unit: u.ID, svc: &u.Services[i]})
+		}
+	}
+	slices.SortFunc(d.services, func(a, b ownedService) int { return strings.Compare(a.svc.Name, b.svc.Name) })
+	return d, nil
+}
+
+// wantPortals is the allocator's input: each service's fixed portal, or the
+// zero address for "allocate one".
+func (d *desired) wantPortals() map[string]netip.Addr {
+	want := map[string]netip.Addr{}
+	for _, s := range d.services {
+		a, _ := netip.ParseAddr(s.svc.PortalIP) // validated by the loader
+		want[s.svc.Name] = a
+	}
+	return want
+}
+
+// serviceEnv is the Kubernetes-format variables of every service that has
+// a portal.
+func (d *desired) serviceEnv(portals map[string]netip.Addr) []string {
+	var in []svcenv.Service
+	for _, s := range d.services {
+		e := svcenv.Service{Name: s.svc.Name, Host: portals[s.svc.Name]}
+		for _, p := range s.svc.Ports {
+			e.Ports = append(e.Ports, svcenv.Port{Name: p.Name, Protocol: p.Protocol, Port: p.Port})
+		}
+		in = append(in, e)
+	}
+	return svcenv.Lines(in)
+}
+
+// reconcileDesired is the reconciler's input: the applied units and the
+// variables of every service that has a portal. Services are worked out
+// before pods, so a container sees every service of the desired state,
+// whatever the order of the manifests (SPEC §3.11).
+func reconcileDesired(d *desired, alloc portal.Allocation) reconcile.Desired {
+	return reconcile.Desired{Units: d.applied, ServiceEnv: d.serviceEnv(alloc.Addrs)}
+}
+
+// Sync runs one full pass and reports. It never returns early on a
+// problem of one part: a podman that is away still leaves portals and
+// proxies serving from the last view, a bad unit still lets others apply.
+func (n *Node) Sync(ctx context.Context) *Report {
+	rep := &Report{}
+	d, err := n.load(ctx)
+	if err != nil {
+		// SPEC §3.3 and §7: a missing or unreadable manifest directory
+		// changes nothing; what runs keeps running.
+		rep.Errors = append(rep.Errors, fmt.Sprintf("read manifests: %v; nothing changed", err))
+		return n.keepLast(rep)
+	}
+	rep.Units = unitStatuses(d.units)
+	for _, e := range d.units {
+		if e.found.Valid() {
+			if err := n.lastGood.Save(e.found.ID, e.found.Source); err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			}
+		}
+	}
+
+	alloc, err := n.portals.Allocate(d.wantPortals())
+	if err != nil {
+		rep.Errors = append(rep.Errors, err.Error())
+		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
+	}
+	if n.cfg.Network != nil {
+		addrs := make([]netip.Addr, 0, len(alloc.Addrs))
+		for _, a := range alloc.Addrs {
+			addrs = append(addrs, a)
+		}
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		if err := n.cfg.Network.Sync(addrs); err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("program portals: %v", err))
+		}
+	}
+
+	res, err := n.rec.Apply(ctx, reconcileDesired(d, alloc))
+	switch {
+	case errors.Is(err, reconcile.ErrPodmanUnavailable):
+		rep.PodmanDown = true
+		rep.Errors = append(rep.Errors, err.Error())
+	case err != nil:
+		rep.Errors = append(rep.Errors, err.Error())
+	default:
+		// Units whose files are gone are removed, so is their last good
+		// copy; with the empty-directory guard up (err above) nothing is.
+		keep := map[string]bool{}
+		for _, e := range d.units {
+			keep[e.found.ID] = true
+		}
+		if err := n.lastGood.Forget(keep); err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+		}
+	}
+	for _, a := range res.Actions {
+		rep.Actions = append(rep.Actions, a.String())
+	}
+	podErrs := map[string]string{}
+	for _, pe := range res.Errors {
+		podErrs[pe.Pod] = pe.Err.Error()
+		rep.Errors = append(rep.Errors, pe.Error())
+	}
+
+	have := n.observe(ctx, rep)
+	replicas := n.replicaViews(d, have)
+	rep.Pods = podStatuses(have, replicas, podErrs)
+	rep.Services = n.serve(ctx, d, alloc, replicas)
+	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
+		rep.Errors = append(rep.Errors, err.Error())
+	}
+	n.mu.Lock()
+	n.last = rep
+	n.mu.Unlock()
+	return rep
+}
+
+// keepLast fills a report for a pass that changed nothing from the last one.
+func (n *Node) keepLast(rep *Report) *Report {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.last != nil {
+		rep.Pods, rep.Services, rep.Units = n.last.Pods, n.last.Services, n.last.Units
+		rep.PodmanDown = n.last.PodmanDown
+	}
+	return rep
+}
+
+// observe lists the pods; when podman is away it returns the last list, so
+// that endpoints and status stay as they were.
+func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod {
+	have, err := n.cfg.Podman.ListPods(ctx)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		if !rep.PodmanDown {
+			rep.PodmanDown = errors.Is(err, reconcile.ErrPodmanUnavailable)
+			rep.Errors = append(rep.Errors, fmt.Sprintf("list pods: %v", err))
+		}
+		return n.lastHave
+	}
+	n.lastHave = have
+	return have
+}
+
+// replicaViews joins the managed pods with their definitions and runs
+// their probes.
+func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaView {
+	defs := map[string]*manifests.Pod{}
+	for _, u := range d.applied {
+		for i := range u.Pods {
+			defs[u.Pods[i].Name] = &u.Pods[i]
+		}
+	}
+	var out []replicaView
+	var all []probeTarget
+	for _, p := range have {
+		if !p.Managed() {
+			continue
+		}
+		def, ok := defs[p.PodName()]
+		if !ok {
+			continue // going away, or its unit is invalid without a last good copy
+		}
+		targets := probeTargets(def, p)
+		all = append(all, targets...)
+		out = append(out, replicaView{def: def, pod: p, targets: targets})
+	}
+	n.probes.sync(all)
+	for i := range out {
+		out[i].ready = replicaUp(out[i].pod) && n.probes.ready(out[i].targets)
+	}
+	slices.SortFunc(out, func(a, b replicaView) int { return strings.Compare(a.pod.Name, b.pod.Name) })
+	return out
+}
+
+// serve computes every service's endpoints, hands them to the proxy and
+// says how each service stands.
+func (n *Node) serve(ctx context.Context, d *desired, alloc portal.Allocation, replicas []replicaView) []ServiceStatus {
+	var (
+		out  []ServiceStatus
+		prox []netproxy.Service
+	)
+	for _, s := range d.services {
+		st := ServiceStatus{Name: s.svc.Name, Unit: s.unit}
+		ip, ok := alloc.Addrs[s.svc.Name]
+		if !ok {
+			st.Error = fmt.Sprintf("no portal: %v", alloc.Errors[s.svc.Name])
+			out = append(out, st)
+			continue
+		}
+		st.PortalIP = ip.String()
+		var eps [][]netip.AddrPort
+		if len(s.svc.Endpoints) > 0 {
+			fixed, err := resolveEndpoints(ctx, s.svc.Endpoints)
+			if err != nil {
+				st.Error = err.Error()
+			}
+			eps = [][]netip.AddrPort{fixed} // fixed endpoints go with exactly one port
+		} else {
+			eps = podEndpoints(s.svc, replicas)
+		}
+		ps := netproxy.Service{
+			Name: s.svc.Name, PortalIP: ip, SessionAffinity: s.svc.SessionAffinity,
+			AffinityTimeout: time.Duration(s.svc.SessionAffinityTimeoutSeconds) * time.Second,
+		}
+		for i, p := range s.svc.Ports {
+			ps.Ports = append(ps.Ports, netproxy.Port{Name: p.Name, Protocol: p.Protocol, Port: p.Port, ExternalPort: p.ExternalPort, Endpoints: eps[i]})
+			st.Ports = append(st.Ports, PortStatus{Name: p.Name, Protocol: p.Protocol, Port: p.Port, ExternalPort: p.ExternalPort, Endpoints: addrStrings(eps[i])})
+		}
+		if len(st.Ports) > 0 {
+			st.Endpoints = st.Ports[0].Endpoints
+		}
+		prox = append(prox, ps)
+		out = append(out, st)
+	}
+	if n.cfg.Proxy != nil {
+		errs := n.cfg.Proxy.Update(prox)
+		for i := range out {
+			if err := errs[out[i].Name]; err != nil {
+				out[i].Error = err.Error()
+			}
+		}
+	}
+	return out
+}
+
+// resolveEndpoints parses fixed "HOST:PORT" endpoints; a host name is
+// looked up on every pass, so a changed address is followed.
+func resolveEndpoints(ctx context.Context, eps []string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	var errs []error
+	for _, e := range eps {
+		if ap, err := netip.ParseAddrPort(e); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		host, port, err := net.SplitHostPort(e)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %q: %w", e, err))
+			continue
+		}
+		num, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %q: bad port", e))
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip4", host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			errs = append(errs, fmt.Errorf("endpoint %q: cannot resolve %s: %v", e, host, err))
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(ips[0].Unmap(), uint16(num)))
+	}
+	return out, errors.Join(errs...)
+}
+
+func addrStrings(eps []netip.AddrPort) []string {
+	out := make([]string, len(eps))
+	for i, e := range eps {
+		out[i] = e.String()
+	}
+	return out
+}
+
+// podStatuses are the managed pods as `cuelet status` shows them.
+func podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[string]string) []PodStatus {
+	ready := map[string]bool{}
+	for _, r := range replicas {
+		ready[r.pod.Name] = r.ready
+	}
+	var out []PodStatus
+	for _, p := range have {
+		if !p.Managed() {
+			continue
+		}
+		st := PodStatus{Replica: p.Name, Pod: p.PodName(), Unit: p.Unit(), State: p.State, Ready: ready[p.Name], Created: p.Created, IP: p.IP, Error: errs[p.Name]}
+		for _, c := range p.Containers {
+			st.Restarts += c.RestartCount
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PodStatus) int { return strings.Compare(a.Replica, b.Replica) })
+	return out
+}

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/probe"
+	"github.com/cuelet/cuelet/reconcile"
+)
+
+// probes runs the readiness probes of the running containers: one
+// probe.Worker per container, started when the container appears, stopped
+// when it goes or its probe changes. A new container (new ID) gets a new
+// worker, so a recreated replica is not ready until it passes on its own.
+type probes struct {
+	base     context.Context // workers live at most as long as this
+	execer   probe.Execer
+	onChange func() // a transition changes endpoints: sync
+	log      zerolog.Logger
+
+	mu      sync.Mutex
+	workers map[string]*probeRun // by container ID
+}
+
+type probeRun struct {
+	worker *probe.Worker
+	cancel context.CancelFunc
+	spec   string // the probe and target it was made for
+}
+
+// probeTarget is one container that has a readiness probe.
+type probeTarget struct {
+	id     string
+	config probe.Config
+	spec   string
+}
+
+func newProbes(base context.Context, execer probe.Execer, onChange func(), log zerolog.Logger) *probes {
+	return &probes{base: base, execer: execer, onChange: onChange, log: log, workers: map[string]*probeRun{}}
+}
+
+// targets lists the probed containers of a replica, with named probe
+// ports resolved against the container's declared ports.
+func probeTargets(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
+	ip, _ := netip.ParseAddr(pod.IP)
+	var out []probeTarget
+	for i := range def.Containers {
+		c := &def.Containers[i]
+		if c.ReadinessProbe == nil {
+			continue
+		}
+		oc, ok := pod.Container(c.Name)
+		if !ok || oc.State != "running" {
+			continue
+		}
+		p := c.ReadinessProbe
+		cfg := probe.Config{
+			Target: probe.Target{IP: ip, Container: oc.ID},
+			Probe: probe.Probe{
+				InitialDelay:     time.Duration(p.InitialDelaySeconds) * time.Second,
+				Period:           time.Duration(p.PeriodSeconds) * time.Second,
+				Timeout:          time.Duration(p.TimeoutSeconds) * time.Second,
+				SuccessThreshold: p.SuccessThreshold,
+				FailureThreshold: p.FailureThreshold,
+			},
+		}
+		switch {
+		case p.Exec != nil:
+			cfg.Probe.Exec = &probe.ExecAction{Command: p.Exec.Command}
+		case p.TCPSocket != nil:
+			cfg.Probe.TCPSocket = &probe.TCPSocketAction{Port: resolvePort(c, p.TCPSocket.Port)}
+		case p.HTTPGet != nil:
+			cfg.Probe.HTTPGet = &probe.HTTPGetAction{Path: p.HTTPGet.Path, Port: resolvePort(c, p.HTTPGet.Port)}
+		}
+		spec, _ := json.Marshal(cfg.Probe)
+		out = append(out, probeTarget{id: oc.ID, config: cfg, spec: string(spec) + ip.String()})
+	}
+	return out
+}
+
+// resolvePort turns a probe's named port into the container's number; an
+// unknown name gives 0, a probe that always fails.
+func resolvePort(c *manifests.Container, ref manifests.PortRef) int {
+	if ref.Name == "" {
+		return ref.Number
+	}
+	for _, p := range c.Ports {
+		if p.Name == ref.Name {
+			return p.ContainerPort
+		}
+	}
+	return 0
+}
+
+// ensure starts workers for targets that have none (or whose probe
+// changed); it stops nothing.
+func (m *probes) ensure(targets []probeTarget) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range targets {
+		if r, ok := m.workers[t.id]; ok {
+			if r.spec == t.spec {
+				continue
+			}
+			r.cancel()
+		}
+		cfg := t.config
+		cfg.Execer = m.execer
+		cfg.Logger = m.log
+		cfg.OnChange = func(bool) { m.onChange() }
+		w, err := probe.New(cfg)
+		if err != nil {
+			m.log.Warn().Err(err).Str("action", "probe").Msg("cannot start readiness probe")
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.base)
+		m.workers[t.id] = &probeRun{worker: w, cancel: cancel, spec: t.spec}
+		go w.Run(ctx)
+	}
+}
+
+// sync makes the workers exactly the targets.
+func (m *probes) sync(targets []probeTarget) {
+	m.ensure(targets)
+	keep := map[string]bool{}
+	for _, t := range targets {
+		keep[t.id] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, r := range m.workers {
+		if !keep[id] {
+			r.cancel()
+			delete(m.workers, id)
+		}
+	}
+}
+
+// ready reports whether every target passes its probe.
+func (m *probes) ready(targets []probeTarget) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range targets {
+		r, ok := m.workers[t.id]
+		if !ok || !r.worker.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitReady is the reconciler's readiness gate during a rollout: the next
+// replica is replaced only once this one passes its probes.
+func (m *probes) WaitReady(ctx context.Context, r manifests.Replica, pod reconcile.ObservedPod) error {
+	targets := probeTargets(r.Pod, pod)
+	m.ensure(targets)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for !m.ready(targets) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// podmanExecer adapts the podman client's Exec, which takes a timeout, to
+// the probe's, which has the probe's deadline in its context.
+type podmanExecer struct {
+	exec func(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error)
+}
+
+func (e podmanExecer) Exec(ctx context.Context, container string, cmd []string) (int, error) {
+	timeout := time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	return e.exec(ctx, container, cmd, timeout)
+}

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/cuelet/cuelet/agent"
+)
+
+func applyCommand() *Command {
+	return &Command{
+		Name: "apply",
+		Short: `Run one reconcile pass and exit: allocate portals, keep them on the
+node, write the env files and make podman's pods what the valid units say.
+Prints what it did; exits 1 if a unit is invalid or anything failed. The
+portals are served only while 'cuelet run' runs.`,
+		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
+			var f AgentFlags
+			f.Register(fs, env)
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("takes no arguments, got %q", args)
+				}
+				log, err := f.logger(env.Stderr)
+				if err != nil {
+					return err
+				}
+				release, err := lockState(ctx, f.StateDir)
+				if err != nil {
+					return err
+				}
+				defer release()
+				network, err := f.network(log)
+				if err != nil {
+					return err
+				}
+				defer network.Close()
+				cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
+				cfg.Network = network
+				node, err := agent.NewNode(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				rep := node.Sync(ctx)
+				for _, a := range rep.Actions {
+					fmt.Fprintln(env.Stdout, a)
+				}
+				printProblems(env.Stderr, rep.Units)
+				for _, e := range rep.Errors {
+					fmt.Fprintf(env.Stderr, "cuelet apply: %s\n", e)
+				}
+				if failed(rep) {
+					return errInvalid
+				}
+				return nil
+			}
+		},
+	}
+}
