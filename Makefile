@@ -3,6 +3,11 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
+# Units and tmpfiles of the local administrator, as for software installed
+# under /usr/local; a distribution package would use /usr/lib/... instead.
+UNITDIR     ?= /etc/systemd/system
+TMPFILESDIR ?= /etc/tmpfiles.d
+DOCDIR      ?= $(PREFIX)/share/doc/cuelet
 
 # The podman bindings need these tags; without cgo the binary runs on any
 # Linux of the same architecture.
@@ -14,6 +19,9 @@ space := $(empty) $(empty)
 export GOFLAGS := -tags=$(subst $(space),$(comma),$(TAGS))
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X github.com/cuelet/cuelet/cmd/cuelet/cli.version=$(VERSION)
+
+# A fresh Debian machine has Go in /usr/local/go but not on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 
 # Linters run from their own module, so they stay out of go.mod.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -37,9 +45,15 @@ lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	go run $(STATICCHECK) ./...
 	go mod tidy -diff
 
-install: build ## install the binary under $(DESTDIR)$(PREFIX)
-	install -d $(BINDIR)
+install: build ## install binary, systemd unit, tmpfiles entry, manifest folder and examples under $(DESTDIR)
+	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d -m 0755 $(DESTDIR)/etc/cuelet/manifests
+	install -d -m 0700 $(DESTDIR)/var/lib/cuelet
 	install -m 0755 bin/cuelet $(BINDIR)/cuelet
+	sed 's|@BINDIR@|$(PREFIX)/bin|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cuelet.service
+	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
+	cd examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
 bench: ## time cuelet validate against cue vet on 1,000 units
 	bench/validate/run.sh

@@ -122,3 +122,43 @@ func TestTmpfiles_entries_are_well_formed(t *testing.T) {
 		t.Fatalf("folders %q, want %q", dirs, want)
 	}
 }
+
+// TestMakeInstall_puts_everything_in_place runs `make install` into a
+// DESTDIR and verifies the installed unit against the installed binary.
+func TestMakeInstall_puts_everything_in_place(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("make is missing")
+		}
+		t.Skip("make not installed")
+	}
+	dest := t.TempDir()
+	out, err := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/opt/cuelet").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, p := range []string{
+		"opt/cuelet/bin/cuelet",
+		"etc/systemd/system/cuelet.service",
+		"etc/tmpfiles.d/cuelet.conf",
+		"etc/cuelet/manifests",
+		"var/lib/cuelet",
+		"opt/cuelet/share/doc/cuelet/examples/web.cue",
+		"opt/cuelet/share/doc/cuelet/examples/redis/pod.cue",
+	} {
+		if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
+			t.Errorf("not installed: %s", p)
+		}
+	}
+	d := directives(t, filepath.Join(dest, "etc/systemd/system/cuelet.service"))
+	if got := d["Service.ExecStart"]; len(got) != 1 || got[0] != "/opt/cuelet/bin/cuelet run --manifests /etc/cuelet/manifests" {
+		t.Fatalf("installed ExecStart = %q", got)
+	}
+	// The binary runs.
+	if out, err := exec.Command(filepath.Join(dest, "opt/cuelet/bin/cuelet"), "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "cuelet ") {
+		t.Fatalf("installed cuelet version: %v %s", err, out)
+	}
+}
