@@ -236,6 +236,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	replicas := n.replicaViews(d, have)
 	rep.Pods = podStatuses(have, replicas, podErrs)
 	rep.Services = n.serve(ctx, d, alloc, replicas)
+	if before, err := n.applied.load(); err == nil {
+		rep.Actions = append(rep.Actions, servicePlan(before, d.services, alloc)...)
+	}
 	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
 	}
