@@ -106,9 +106,16 @@
 //     leave through an interface other than lo (TCP with a reset, others
 //     with port unreachable). With the route in place these rules never
 //     match; they guard the moments without it (before the first Sync, or
-//     after someone deletes the route) and count what they catch. The rules
-//     are built as data and replaced in one atomic batch, and only when
-//     their comments differ from the kernel's.
+//     after someone deletes the route) and count what they catch. Its
+//     input chain refuses new TCP connections and UDP flows to the range
+//     whose address, protocol and port are not a service port (the set
+//     portal_ports, which Sync keeps equal to the services' ports): without
+//     it a program listening on 0.0.0.0 of the node would answer on every
+//     address of the range (kube-proxy's IPVS mode rejects the same
+//     traffic for the same reason). The rules are built as data and
+//     replaced in one atomic batch, and only when their comments differ
+//     from the kernel's; the set's elements are updated in a batch of
+//     their own.
 //
 // Portals answer whoever reaches them, like ClusterIPs on a Kubernetes
 // node: the guard stops the range from leaving the node, not other hosts
@@ -117,7 +124,8 @@
 // # Wiring
 //
 // The agent calls, on every sync: portal.Allocator.Allocate for the
-// desired services, Node.Sync with the allocated addresses, then
+// desired services, Node.Sync with the allocated addresses and their
+// services' ports, then
 // Proxy.Update with the services, their portals and their ready endpoints
 // (from package probe). Portal listeners use IP_FREEBIND, so the order of
 // the last two does not matter.
