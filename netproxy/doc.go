@@ -43,10 +43,11 @@
 //     Config.DialTimeout, default 1 s) moves on to the next endpoint; each
 //     endpoint is tried once. When none answers, or there are no endpoints,
 //     the client is reset at once.
-//   - When an endpoint leaves the set, it gets no new connections and its
-//     open TCP connections and UDP sessions are closed at once (its replica
-//     stopped or failed readiness; a prompt close lets clients retry
-//     elsewhere, where the first kube-proxy kept them open forever).
+//   - When an endpoint leaves the set (its replica stopped or failed
+//     readiness), it gets no new connections; its open TCP connections
+//     may finish within Config.DrainTimeout (default 30 s) and are closed
+//     then, where the first kube-proxy kept them open forever; its UDP
+//     sessions end at once, so the client's next datagram picks again.
 //   - TCP data is relayed by two goroutines per connection (pooled
 //     workers, see workers.go). Small messages
 //     go through a pooled 16 KiB buffer with read(2)/send(2), taken only
