@@ -278,6 +278,14 @@ func (n *Node) keepLast(rep *Report) *Report {
 // observe lists the pods; when podman is away it returns the last list, so
 // that endpoints and status stay as they were.
 func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod {
+	if rep.PodmanDown {
+		// The reconciler found podman away a moment ago; asking again
+		// would only add the bindings' retries (0.6 s) before the proxy
+		// gets its update.
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.lastHave
+	}
 	have, err := n.cfg.Podman.ListPods(ctx)
 	n.mu.Lock()
 	defer n.mu.Unlock()
