@@ -581,6 +581,23 @@ services: blocked: {
 		}
 	}
 
+	t.Log("a service added while podman is away is served within 2s")
+	later := freePort(t)
+	start := time.Now()
+	n.write("later.cue", fmt.Sprintf(`services: later: {endpoints: [%q], ports: [{port: 8082, externalPort: %d}]}`, backends[2], later))
+	svcEventually(t, 10*time.Second, func() error {
+		body, err := hostGet(netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", later)), "/")
+		if err == nil && body != "backend 2" {
+			err = fmt.Errorf("answer %q", body)
+		}
+		return err
+	})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a new service was served %v after its file was written, want within 2s", took)
+	} else {
+		t.Logf("a new service was served %v after its file was written", took.Round(time.Millisecond))
+	}
+
 	t.Log("a taken external port is an error for that service only")
 	blocked := n.waitService("blocked", 10*time.Second, func(s agent.ServiceStatus) error {
 		if !strings.Contains(s.Error, fmt.Sprint(takenPort)) {
