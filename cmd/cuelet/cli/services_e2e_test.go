@@ -6,6 +6,11 @@ package cli_test
 // link and table of each test's own, see services_node_test.go), and
 // traffic only to 127.0.0.1, to the portal range and to the test's pods.
 // They need root and podman; without them they skip, unless CI is set.
+//
+// Pods reach portals the way they reach anything off their subnet: by
+// their default route, the podman bridge. Portals are ordinary local
+// addresses of the node (not 127/8), so neither route_localnet nor hairpin
+// mode on the bridge is needed; these tests run with both off.
 
 import (
 	"fmt"
