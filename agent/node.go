@@ -30,7 +30,7 @@ type Podman interface {
 
 // Network keeps the portal addresses on the node (netproxy.Node).
 type Network interface {
-	Sync(portals []netip.Addr) error
+	Sync(portals []netproxy.Portal) error
 }
 
 // Proxy serves the portals (netproxy.Proxy).
@@ -146,6 +146,30 @@ func (d *desired) wantPortals() map[string]netip.Addr {
 	return want
 }
 
+// portals are the allocated portal addresses with the ports of their
+// services, for the node's programming.
+func (d *desired) portals(alloc portal.Allocation) []netproxy.Portal {
+	byAddr := map[netip.Addr]*netproxy.Portal{}
+	for _, a := range alloc.Addrs {
+		byAddr[a] = &netproxy.Portal{Addr: a}
+	}
+	for _, s := range d.services {
+		p, ok := byAddr[alloc.Addrs[s.svc.Name]]
+		if !ok {
+			continue
+		}
+		for _, sp := range s.svc.Ports {
+			p.Ports = append(p.Ports, netproxy.PortalPort{Protocol: sp.Protocol, Port: uint16(sp.Port)})
+		}
+	}
+	out := make([]netproxy.Portal, 0, len(byAddr))
+	for _, p := range byAddr {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b netproxy.Portal) int { return a.Addr.Compare(b.Addr) })
+	return out
+}
+
 // serviceEnv is the Kubernetes-format variables of every service that has
 // a portal.
 func (d *desired) serviceEnv(portals map[string]netip.Addr) []string {
@@ -195,12 +219,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
 	}
 	if n.cfg.Network != nil {
-		addrs := make([]netip.Addr, 0, len(alloc.Addrs))
-		for _, a := range alloc.Addrs {
-			addrs = append(addrs, a)
-		}
-		slices.SortFunc(addrs, netip.Addr.Compare)
-		if err := n.cfg.Network.Sync(addrs); err != nil {
+		if err := n.cfg.Network.Sync(d.portals(alloc)); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("program portals: %v", err))
 		}
 	}
@@ -262,6 +281,14 @@ func (n *Node) keepLast(rep *Report) *Report {
 // observe lists the pods; when podman is away it returns the last list, so
 // that endpoints and status stay as they were.
 func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod {
+	if rep.PodmanDown {
+		// The reconciler found podman away a moment ago; asking again
+		// would only add the bindings' retries (0.6 s) before the proxy
+		// gets its update.
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.lastHave
+	}
 	have, err := n.cfg.Podman.ListPods(ctx)
 	n.mu.Lock()
 	defer n.mu.Unlock()

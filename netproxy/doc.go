@@ -43,10 +43,11 @@
 //     Config.DialTimeout, default 1 s) moves on to the next endpoint; each
 //     endpoint is tried once. When none answers, or there are no endpoints,
 //     the client is reset at once.
-//   - When an endpoint leaves the set, it gets no new connections and its
-//     open TCP connections and UDP sessions are closed at once (its replica
-//     stopped or failed readiness; a prompt close lets clients retry
-//     elsewhere, where the first kube-proxy kept them open forever).
+//   - When an endpoint leaves the set (its replica stopped or failed
+//     readiness), it gets no new connections; its open TCP connections
+//     may finish within Config.DrainTimeout (default 30 s) and are closed
+//     then, where the first kube-proxy kept them open forever; its UDP
+//     sessions end at once, so the client's next datagram picks again.
 //   - TCP data is relayed by two goroutines per connection (pooled
 //     workers, see workers.go). Small messages
 //     go through a pooled 16 KiB buffer with read(2)/send(2), taken only
@@ -106,9 +107,16 @@
 //     leave through an interface other than lo (TCP with a reset, others
 //     with port unreachable). With the route in place these rules never
 //     match; they guard the moments without it (before the first Sync, or
-//     after someone deletes the route) and count what they catch. The rules
-//     are built as data and replaced in one atomic batch, and only when
-//     their comments differ from the kernel's.
+//     after someone deletes the route) and count what they catch. Its
+//     input chain refuses new TCP connections and UDP flows to the range
+//     whose address, protocol and port are not a service port (the set
+//     portal_ports, which Sync keeps equal to the services' ports): without
+//     it a program listening on 0.0.0.0 of the node would answer on every
+//     address of the range (kube-proxy's IPVS mode rejects the same
+//     traffic for the same reason). The rules are built as data and
+//     replaced in one atomic batch, and only when their comments differ
+//     from the kernel's; the set's elements are updated in a batch of
+//     their own.
 //
 // Portals answer whoever reaches them, like ClusterIPs on a Kubernetes
 // node: the guard stops the range from leaving the node, not other hosts
@@ -117,7 +125,8 @@
 // # Wiring
 //
 // The agent calls, on every sync: portal.Allocator.Allocate for the
-// desired services, Node.Sync with the allocated addresses, then
+// desired services, Node.Sync with the allocated addresses and their
+// services' ports, then
 // Proxy.Update with the services, their portals and their ready endpoints
 // (from package probe). Portal listeners use IP_FREEBIND, so the order of
 // the last two does not matter.

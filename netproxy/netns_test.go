@@ -174,6 +174,27 @@ func udpCheck(ns netns.NsHandle, addr netip.AddrPort, sendMayFail bool) error {
 	})
 }
 
+// udpReaches sends a datagram from ns and expects the answer want.
+func udpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
+	return inNS(ns, func() error {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("hello?")); err != nil {
+			return fmt.Errorf("send to %s: %w", addr, err)
+		}
+		c.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, 100)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			return fmt.Errorf("UDP to %s: read %q, %v; want %q", addr, buf[:n], err, want)
+		}
+		return nil
+	})
+}
+
 // tcpReaches dials addr from ns and expects the greeting want.
 func tcpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
 	return inNS(ns, func() error {

@@ -1,12 +1,14 @@
 package netproxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
@@ -14,13 +16,51 @@ import (
 
 // guardRules is the desired content of the node's nftables table, as data:
 // the chains and, per chain, the rules with the comment that identifies
-// each. Sync compares these comments with the kernel's to leave an
-// unchanged table alone, and otherwise replaces the whole table in one
-// atomic batch.
+// each, and the set of served portal ports. Sync compares the comments
+// with the kernel's to leave an unchanged table alone, and otherwise
+// replaces the whole table in one atomic batch; the set's elements are
+// brought up to date in one batch of their own.
 type guardRules struct {
 	table  *nftables.Table
 	chains []*nftables.Chain
 	rules  map[string][]*nftables.Rule // by chain name
+	ports  *nftables.Set               // portalPortsSet
+}
+
+// portalPortsSet holds "portal address . protocol . port" for every
+// service port: what may be reached in the portal range.
+const portalPortsSet = "portal_ports"
+
+// portalPortsKey is the set's key type. Concatenated keys pad each part to
+// 4 bytes (the kernel's 32-bit registers).
+var portalPortsKey = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+
+// portalPortKey is a set element's key: address, protocol and port, each
+// padded to 4 bytes.
+func portalPortKey(addr netip.Addr, proto byte, port uint16) []byte {
+	a := addr.As4()
+	return []byte{a[0], a[1], a[2], a[3], proto, 0, 0, 0, byte(port >> 8), byte(port), 0, 0}
+}
+
+// portalPortElements are the set elements for the portals' ports.
+func portalPortElements(portals []Portal) []nftables.SetElement {
+	var out []nftables.SetElement
+	seen := map[string]bool{}
+	for _, p := range portals {
+		for _, pp := range p.Ports {
+			proto := byte(unix.IPPROTO_TCP)
+			if pp.Protocol == "UDP" {
+				proto = unix.IPPROTO_UDP
+			}
+			k := portalPortKey(p.Addr, proto, pp.Port)
+			if !seen[string(k)] {
+				seen[string(k)] = true
+				out = append(out, nftables.SetElement{Key: k})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	return out
 }
 
 // ifname is a NUL-padded interface name as meta oifname loads it.
@@ -37,6 +77,15 @@ func ifname(name string) []byte {
 // unreachable. With the local route in place nothing ever matches; the
 // rules are the safety net for the moments without it (agent start, a
 // route removed by hand) and show in their counters if they ever fire.
+//
+// The input chain refuses new TCP connections and UDP flows to the range
+// that are not for a service port (the set portal_ports): the local route
+// delivers the whole range to the node's own stack, where a program
+// listening on 0.0.0.0 (sshd, a DNS server, anything) would otherwise
+// answer on every address of the range. kube-proxy's IPVS mode, whose
+// ClusterIPs are local addresses too, rejects the same traffic. Replies
+// (a host client connects from the portal address to itself) are not new
+// and pass.
 func buildGuard(tableName string, cidr netip.Prefix) guardRules {
 	table := &nftables.Table{Name: tableName, Family: nftables.TableFamilyIPv4}
 	accept := nftables.ChainPolicyAccept
@@ -47,6 +96,13 @@ func buildGuard(tableName string, cidr netip.Prefix) guardRules {
 	output := &nftables.Chain{
 		Name: "output", Table: table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	}
+	input := &nftables.Chain{
+		Name: "input", Table: table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	}
+	ports := &nftables.Set{
+		Table: table, Name: portalPortsSet, KeyType: portalPortsKey, Concatenation: true,
 	}
 
 	cidr = cidr.Masked()
@@ -65,6 +121,24 @@ func buildGuard(tableName string, cidr netip.Prefix) guardRules {
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 	}
+	isUDP := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+	}
+	ctNew := []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+	// daddr . l4proto . dport into the 32-bit registers 0-2, looked up
+	// in the set; the rule goes on when the key is not there.
+	notAServicePort := []expr.Any{
+		&expr.Payload{DestRegister: unix.NFT_REG32_00, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: unix.NFT_REG32_01},
+		&expr.Payload{DestRegister: unix.NFT_REG32_02, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: ports.Name, SetID: ports.ID, Invert: true},
+	}
 	resetTCP := &expr.Reject{Type: unix.NFT_REJECT_TCP_RST}
 	portUnreachable := &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3 /* ICMP_PORT_UNREACH */}
 
@@ -82,8 +156,13 @@ func buildGuard(tableName string, cidr netip.Prefix) guardRules {
 	tag := "cuelet: portal range " + cidr.String() + " stays on the node"
 	return guardRules{
 		table:  table,
-		chains: []*nftables.Chain{forward, output},
+		chains: []*nftables.Chain{forward, output, input},
+		ports:  ports,
 		rules: map[string][]*nftables.Rule{
+			"input": {
+				rule(input, tag+" (no service, tcp)", daddrInRange, isTCP, ctNew, notAServicePort, counterAnd(resetTCP)),
+				rule(input, tag+" (no service, udp)", daddrInRange, isUDP, ctNew, notAServicePort, counterAnd(portUnreachable)),
+			},
 			"forward": {
 				rule(forward, tag+" (forwarded tcp)", daddrInRange, isTCP, counterAnd(resetTCP)),
 				rule(forward, tag+" (forwarded)", daddrInRange, counterAnd(portUnreachable)),
@@ -116,11 +195,11 @@ func (g guardRules) comments() map[string][]string {
 	return out
 }
 
-// syncGuard makes the kernel's table equal to g. It reports whether it
-// had to write.
-func syncGuard(conn *nftables.Conn, g guardRules) (bool, error) {
+// syncGuard makes the kernel's table equal to g, with elems in the set of
+// portal ports. It reports whether it had to rewrite the table.
+func syncGuard(conn *nftables.Conn, g guardRules, elems []nftables.SetElement) (bool, error) {
 	if guardInPlace(conn, g) {
-		return false, nil
+		return false, syncPortalPorts(conn, g, elems)
 	}
 	// Add (a no-op when it exists), delete, add: the delete never fails
 	// for a missing table, and the whole batch is one transaction, so the
@@ -128,6 +207,9 @@ func syncGuard(conn *nftables.Conn, g guardRules) (bool, error) {
 	conn.AddTable(g.table)
 	conn.DelTable(g.table)
 	conn.AddTable(g.table)
+	if err := conn.AddSet(g.ports, elems); err != nil {
+		return false, fmt.Errorf("nftables set %s: %w", g.ports.Name, err)
+	}
 	for _, c := range g.chains {
 		conn.AddChain(c)
 		for _, r := range g.rules[c.Name] {
@@ -140,7 +222,52 @@ func syncGuard(conn *nftables.Conn, g guardRules) (bool, error) {
 	return true, nil
 }
 
+// syncPortalPorts adds and removes set elements so that the set holds
+// exactly elems, in one batch.
+func syncPortalPorts(conn *nftables.Conn, g guardRules, elems []nftables.SetElement) error {
+	have, err := conn.GetSetElements(g.ports)
+	if err != nil {
+		return fmt.Errorf("list nftables set %s: %w", g.ports.Name, err)
+	}
+	want := map[string]bool{}
+	for _, e := range elems {
+		want[string(e.Key)] = true
+	}
+	var add, del []nftables.SetElement
+	for _, e := range have {
+		if !want[string(e.Key)] {
+			del = append(del, nftables.SetElement{Key: e.Key})
+		}
+		delete(want, string(e.Key))
+	}
+	for _, e := range elems {
+		if want[string(e.Key)] {
+			add = append(add, e)
+		}
+	}
+	if len(add) == 0 && len(del) == 0 {
+		return nil
+	}
+	if len(del) > 0 {
+		if err := conn.SetDeleteElements(g.ports, del); err != nil {
+			return fmt.Errorf("nftables set %s: %w", g.ports.Name, err)
+		}
+	}
+	if len(add) > 0 {
+		if err := conn.SetAddElements(g.ports, add); err != nil {
+			return fmt.Errorf("nftables set %s: %w", g.ports.Name, err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("update nftables set %s: %w", g.ports.Name, err)
+	}
+	return nil
+}
+
 func guardInPlace(conn *nftables.Conn, g guardRules) bool {
+	if set, err := conn.GetSetByName(g.table, g.ports.Name); err != nil || set == nil || set.KeyType.Bytes != g.ports.KeyType.Bytes {
+		return false
+	}
 	chains, err := conn.ListChainsOfTableFamily(g.table.Family)
 	if err != nil {
 		return false

@@ -50,7 +50,9 @@ type NodeConfig struct {
 //     before any other, never lets the range be routed out;
 //   - the nftables table cuelet rejects anything to the range that would
 //     still be forwarded or sent out of an interface other than lo, in case
-//     the route is missing (see buildGuard).
+//     the route is missing, and refuses new connections and flows to the
+//     range that are not for a service port, so that programs listening on
+//     0.0.0.0 do not answer for the range (see buildGuard).
 //
 // Sync is idempotent and converges: it adds what is missing, removes stale
 // portal addresses and routes from its own link, and rewrites the nftables
@@ -103,22 +105,37 @@ func (n *Node) Close() error {
 	return n.nft.CloseLasting()
 }
 
+// Portal is a portal address and the service ports open on it.
+type Portal struct {
+	Addr  netip.Addr
+	Ports []PortalPort
+}
+
+// PortalPort is one service port of a portal.
+type PortalPort struct {
+	Protocol string // "TCP" or "UDP"
+	Port     uint16
+}
+
 // Sync makes the node hold exactly the given portal addresses, plus the
-// local route and the nftables guard for the whole range. Addresses
-// outside the range are an error and are not added.
-func (n *Node) Sync(portals []netip.Addr) error {
+// local route and the nftables guard for the whole range, which lets in
+// only the given ports. Addresses outside the range are an error and are
+// not added.
+func (n *Node) Sync(portals []Portal) error {
 	var bad []string
 	want := map[netip.Addr]bool{}
-	for _, a := range portals {
-		if !n.cfg.CIDR.Contains(a) {
-			bad = append(bad, a.String())
+	var inRange []Portal
+	for _, p := range portals {
+		if !n.cfg.CIDR.Contains(p.Addr) {
+			bad = append(bad, p.Addr.String())
 			continue
 		}
-		want[a] = true
+		want[p.Addr] = true
+		inRange = append(inRange, p)
 	}
 	// The guard first: it is what protects the range while the rest is
 	// being set up.
-	changed, err := syncGuard(n.nft, buildGuard(n.cfg.TableName, n.cfg.CIDR))
+	changed, err := syncGuard(n.nft, buildGuard(n.cfg.TableName, n.cfg.CIDR), portalPortElements(inRange))
 	if err != nil {
 		return err
 	}

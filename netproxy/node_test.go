@@ -74,6 +74,16 @@ func newTestNode(t *testing.T, cidr string) *testNode {
 	return tn
 }
 
+// portals are the given portal addresses, each serving testPort over TCP
+// and UDP.
+func portals(addrs ...netip.Addr) []Portal {
+	var out []Portal
+	for _, a := range addrs {
+		out = append(out, Portal{Addr: a, Ports: []PortalPort{{Protocol: "TCP", Port: testPort}, {Protocol: "UDP", Port: testPort}}})
+	}
+	return out
+}
+
 func (tn *testNode) addr(i int) netip.Addr {
 	a := tn.cidr.Addr().As4()
 	a[3] += byte(i)
@@ -125,7 +135,18 @@ func (tn *testNode) state(t *testing.T) string {
 		t.Fatal(err)
 	}
 	table := &nftables.Table{Name: "cuelet_test_0", Family: nftables.TableFamilyIPv4}
-	for _, chain := range []string{"forward", "output"} {
+	if set, err := conn.GetSetByName(table, portalPortsSet); err != nil {
+		fmt.Fprintf(&b, "set: %v\n", err)
+	} else {
+		elems, _ := conn.GetSetElements(set)
+		var es []string
+		for _, e := range elems {
+			es = append(es, fmt.Sprintf("%x", e.Key))
+		}
+		slices.Sort(es)
+		fmt.Fprintf(&b, "portal ports %v\n", es)
+	}
+	for _, chain := range []string{"forward", "output", "input"} {
 		rules, err := conn.GetRules(table, &nftables.Chain{Name: chain, Table: table})
 		if err != nil {
 			fmt.Fprintf(&b, "%s: %v\n", chain, err)
@@ -140,7 +161,7 @@ func (tn *testNode) state(t *testing.T) string {
 
 func TestNodeKeepsPortalsLocalAndRefusesTheRestOfTheRange(t *testing.T) {
 	tn := newTestNode(t, "10.234.7.0/24")
-	if err := tn.n.Sync([]netip.Addr{tn.addr(10)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
 	startGreeter(t, tn.node, tn.at(10, testPort), "portal")
@@ -168,13 +189,69 @@ func TestNodeKeepsPortalsLocalAndRefusesTheRestOfTheRange(t *testing.T) {
 	tn.nothingLeaked(t)
 }
 
+func TestNodeRefusesTheRangeToProgramsListeningOnEveryAddress(t *testing.T) {
+	tn := newTestNode(t, "10.234.15.0/24")
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
+		t.Fatal(err)
+	}
+	// Programs on the node that listen on 0.0.0.0: one at the portal's
+	// port, one at another.
+	startGreeter(t, tn.node, netip.MustParseAddrPort(fmt.Sprintf("0.0.0.0:%d", testPort)), "wild")
+	startGreeter(t, tn.node, netip.MustParseAddrPort(fmt.Sprintf("0.0.0.0:%d", testPort+1)), "other")
+	for _, from := range []struct {
+		name string
+		ns   netns.NsHandle
+	}{{"node", tn.node}, {"pod", tn.pod}} {
+		t.Run("from_"+from.name, func(t *testing.T) {
+			// The service port of the portal reaches the listener.
+			if err := tcpReaches(from.ns, tn.at(10, testPort), "wild"); err != nil {
+				t.Error(err)
+			}
+			// (A wildcard UDP socket without IP_PKTINFO answers a pod
+			// from the node's address on the pod's link, which the pod
+			// drops; the proxy answers from the portal. So UDP only
+			// from the node.)
+			if from.name == "node" {
+				if err := udpReaches(from.ns, tn.at(10, testPort), "wild"); err != nil {
+					t.Error(err)
+				}
+			}
+			// Another port of the portal, and an address without a
+			// service, do not, though something listens there.
+			for _, addr := range []netip.AddrPort{tn.at(10, testPort+1), tn.at(99, testPort), tn.at(99, testPort+1)} {
+				if err := tcpRefused(from.ns, addr); err != nil {
+					t.Error(err)
+				}
+				if err := udpRefused(from.ns, addr); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	// A port that the next Sync leaves out is refused from then on; one it
+	// adds is let in.
+	if err := tn.n.Sync([]Portal{{Addr: tn.addr(10), Ports: []PortalPort{{Protocol: "TCP", Port: testPort + 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tcpRefused(tn.pod, tn.at(10, testPort)); err != nil {
+		t.Error(err)
+	}
+	if err := tcpReaches(tn.pod, tn.at(10, testPort+1), "other"); err != nil {
+		t.Error(err)
+	}
+	if err := udpRefused(tn.pod, tn.at(10, testPort+1)); err != nil {
+		t.Error(err)
+	}
+	tn.nothingLeaked(t)
+}
+
 func TestNodeSyncIsIdempotentAndConverges(t *testing.T) {
 	tn := newTestNode(t, "10.234.8.0/24")
-	if err := tn.n.Sync([]netip.Addr{tn.addr(10), tn.addr(11)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(10), tn.addr(11))); err != nil {
 		t.Fatal(err)
 	}
 	before := tn.state(t)
-	if err := tn.n.Sync([]netip.Addr{tn.addr(11), tn.addr(10)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(11), tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
 	if after := tn.state(t); after != before {
@@ -186,7 +263,7 @@ func TestNodeSyncIsIdempotentAndConverges(t *testing.T) {
 
 	// Removing a service removes its address; the address is then
 	// refused like any other of the range.
-	if err := tn.n.Sync([]netip.Addr{tn.addr(11)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(11))); err != nil {
 		t.Fatal(err)
 	}
 	if s := tn.state(t); !strings.Contains(s, "addrs [10.234.8.11/32]") {
@@ -202,7 +279,7 @@ func TestNodeSyncIsIdempotentAndConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close()
-	if err := n2.Sync([]netip.Addr{netip.MustParseAddr("10.234.9.5")}); err != nil {
+	if err := n2.Sync(portals(netip.MustParseAddr("10.234.9.5"))); err != nil {
 		t.Fatal(err)
 	}
 	s := tn.state(t)
@@ -214,7 +291,7 @@ func TestNodeSyncIsIdempotentAndConverges(t *testing.T) {
 
 func TestNodeGuardRejectsTheRangeWithoutTheLocalRoute(t *testing.T) {
 	tn := newTestNode(t, "10.234.10.0/24")
-	if err := tn.n.Sync([]netip.Addr{tn.addr(10)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
 	// Someone deletes the range route: without the nftables guard the
@@ -240,7 +317,7 @@ func TestNodeGuardRejectsTheRangeWithoutTheLocalRoute(t *testing.T) {
 	tn.nothingLeaked(t)
 
 	// The next Sync puts the route back.
-	if err := tn.n.Sync([]netip.Addr{tn.addr(10)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
 	if s := tn.state(t); !strings.Contains(s, "10.234.10.0/24") {
@@ -250,7 +327,7 @@ func TestNodeGuardRejectsTheRangeWithoutTheLocalRoute(t *testing.T) {
 
 func TestNodeCleanupRemovesLinkAndTable(t *testing.T) {
 	tn := newTestNode(t, "10.234.11.0/24")
-	if err := tn.n.Sync([]netip.Addr{tn.addr(10)}); err != nil {
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
 	if err := tn.n.Cleanup(); err != nil {
@@ -287,7 +364,7 @@ func TestNodeRefusesToTakeOverAForeignLink(t *testing.T) {
 		attrs.Name = "cltest0"
 		return netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "cltest0p"})
 	})
-	err := tn.n.Sync([]netip.Addr{tn.addr(10)})
+	err := tn.n.Sync(portals(tn.addr(10)))
 	if err == nil || !strings.Contains(err.Error(), "is a veth") {
 		t.Fatalf("Sync with a foreign link named cltest0 = %v, want an error naming it", err)
 	}
@@ -295,7 +372,7 @@ func TestNodeRefusesToTakeOverAForeignLink(t *testing.T) {
 
 func TestNodeRejectsPortalsOutsideTheRange(t *testing.T) {
 	tn := newTestNode(t, "10.234.13.0/24")
-	err := tn.n.Sync([]netip.Addr{tn.addr(10), netip.MustParseAddr("10.234.14.1")})
+	err := tn.n.Sync(portals(tn.addr(10), netip.MustParseAddr("10.234.14.1")))
 	if err == nil || !strings.Contains(err.Error(), "10.234.14.1") {
 		t.Fatalf("Sync = %v, want an error naming the outside address", err)
 	}

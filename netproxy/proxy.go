@@ -21,6 +21,7 @@ const (
 	DefaultUDPIdleTimeout = 30 * time.Second
 	DefaultUDPMaxSessions = 1024
 	DefaultDialTimeout    = time.Second
+	DefaultDrainTimeout   = 30 * time.Second
 )
 
 // Config configures a Proxy. The zero value works.
@@ -41,6 +42,13 @@ type Config struct {
 	// DialTimeout bounds each attempt to connect to a TCP endpoint (default
 	// 1 s); after a failed attempt the next endpoint is tried.
 	DialTimeout time.Duration
+	// DrainTimeout is how long open TCP connections to an endpoint that
+	// left the rotation may go on before the proxy closes them (default
+	// 30 s, Kubernetes' default grace period for a terminating pod); a
+	// negative value closes them at once. A replica that fails readiness
+	// finishes the requests it has, as behind kube-proxy; one whose
+	// process stopped closes its connections itself.
+	DrainTimeout time.Duration
 	// Now is the clock for ClientIP affinity; nil means time.Now.
 	Now func() time.Time
 	// PortalCIDR is the portal range (--portal-cidr). The node makes the
@@ -105,6 +113,7 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.UDPIdleTimeout = cmp.Or(cfg.UDPIdleTimeout, DefaultUDPIdleTimeout)
 	cfg.UDPMaxSessions = cmp.Or(cfg.UDPMaxSessions, DefaultUDPMaxSessions)
 	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, DefaultDialTimeout)
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

@@ -47,11 +47,13 @@ func newServicePort(p *Proxy, key portKey) *servicePort {
 	}
 }
 
-// setEndpoints installs a new endpoint set. Connections and UDP sessions
-// to endpoints that left it are closed: an endpoint leaves because its
-// replica stopped or failed readiness, and a client is better served by a
-// prompt close it can retry than by a connection to a replica that is going
-// away (the first kube-proxy left them open forever).
+// setEndpoints installs a new endpoint set. An endpoint leaves it because
+// its replica stopped or failed readiness. Its open TCP connections get
+// Config.DrainTimeout to finish (a replica failing readiness to drain
+// must not lose the requests it is answering) and are then closed, unless
+// the endpoint came back meanwhile (the first kube-proxy left them open
+// forever). Its UDP sessions end at once: a datagram has nothing in
+// flight to lose, and the client's next one picks a ready endpoint.
 func (sp *servicePort) setEndpoints(eps []netip.AddrPort, affinity time.Duration) {
 	removed := sp.lb.set(eps, affinity)
 	if len(removed) == 0 {
@@ -69,14 +71,24 @@ func (sp *servicePort) setEndpoints(eps []netip.AddrPort, affinity time.Duration
 		relays = append(relays, r)
 	}
 	sp.mu.Unlock()
-	for _, c := range doomed {
-		c.close()
+	if drain := sp.p.cfg.DrainTimeout; drain < 0 {
+		for _, c := range doomed {
+			c.close()
+		}
+	} else if len(doomed) > 0 {
+		time.AfterFunc(drain, func() {
+			for _, c := range doomed {
+				if !sp.lb.has(c.ep) {
+					c.close()
+				}
+			}
+		})
 	}
 	for _, r := range relays {
 		r.closeSessions(func(s *udpSession) bool { return slices.Contains(removed, s.ep) })
 	}
 	sp.log.Info().Str("action", "endpoints").Int("endpoints", len(eps)).
-		Int("removed", len(removed)).Int("closed_connections", len(doomed)).Msg("endpoints changed")
+		Int("removed", len(removed)).Int("draining_connections", len(doomed)).Msg("endpoints changed")
 }
 
 // track registers an open connection; it refuses when the service port is

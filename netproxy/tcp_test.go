@@ -214,9 +214,10 @@ func TestClientIPAffinityStaysUntilTheTimeout(t *testing.T) {
 	}
 }
 
-func TestRemovedEndpointGetsNoNewConnectionsAndItsConnectionsClose(t *testing.T) {
+func TestRemovedEndpointGetsNoNewConnectionsAndItsConnectionsDrain(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	p := startProxy(t, Config{})
+	const drain = 500 * time.Millisecond
+	p := startProxy(t, Config{DrainTimeout: drain})
 	port := freePort(t)
 	mustUpdate(t, p, svc("web", port, a.addr, b.addr))
 
@@ -236,13 +237,26 @@ func TestRemovedEndpointGetsNoNewConnectionsAndItsConnectionsClose(t *testing.T)
 		t.Fatalf("first two connections went to %s and %s, want a and b", nameA, nameB)
 	}
 
+	removed := time.Now()
 	mustUpdate(t, p, svc("web", port, b.addr))
+	// The connection to the removed endpoint may finish what it does...
+	toA.Write([]byte("draining"))
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(toA, got); err != nil || string(got) != "draining" {
+		if time.Since(removed) < drain {
+			t.Fatalf("connection to the removed endpoint right after the removal: %q, %v", got, err)
+		}
+	}
+	// ...and is closed after the drain timeout.
 	if err := readsClosed(toA, within); err != nil {
 		t.Fatalf("connection to the removed endpoint stayed open: %v", err)
 	}
+	if d := time.Since(removed); d < drain {
+		t.Fatalf("connection to the removed endpoint closed after %v, before the drain timeout %v", d, drain)
+	}
 	// The connection to b is untouched.
 	toB.Write([]byte("still"))
-	got := make([]byte, 5)
+	got = make([]byte, 5)
 	if _, err := io.ReadFull(toB, got); err != nil || string(got) != "still" {
 		t.Fatalf("connection to the kept endpoint: %q, %v", got, err)
 	}

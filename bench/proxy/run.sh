@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs the shared L4 proxy benchmark harness (shared/bench/proxy, see its
-# README.md) with cuelet's userspace proxy as the candidate, next to
-# haproxy, nginx and socat. The report goes to stdout, progress to stderr.
+# README.md) with the real `cuelet run` as the candidate, next to haproxy,
+# nginx and socat: one service with fixed endpoints on the harness's three
+# backends, its external port on 127.0.0.1 (candidate.sh). The report goes
+# to stdout, progress to stderr. Needs root (cuelet programs its portal).
 #
 #   bench/proxy/run.sh                     # about 3 minutes
 #   REPEATS=1 DURATION=3s bench/proxy/run.sh
 #
 # Every knob of the harness (REPEATS, DURATION, TESTS, PROXIES, ...) passes
-# through. HARNESS=/path/to/shared/bench/proxy overrides where it is found.
+# through. HARNESS=/path/to/shared/bench/proxy overrides where it is found;
+# CUELET=/path/to/cuelet skips `make build`.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,16 +25,38 @@ find_harness() {
 	return 1
 }
 HARNESS="${HARNESS:-$(find_harness)}" || { echo "run.sh: shared/bench/proxy not found; set HARNESS" >&2; exit 1; }
+[[ "$(id -u)" == 0 ]] || { echo "run.sh: cuelet run needs root for its portal link and nftables table" >&2; exit 1; }
 
-BIN_DIR="$(mktemp -d /tmp/cuelet-bench.XXXXXX)"
-trap 'rm -rf "$BIN_DIR"' EXIT
-(cd "$REPO" && go build -o "$BIN_DIR/candidate" ./bench/proxy/candidate)
+if [[ -z "${CUELET:-}" ]]; then
+	make -C "$REPO" build >&2
+	CUELET="$REPO/bin/cuelet"
+fi
+
+# The agent's portal range, link and table: its own, so that an agent on
+# this host (10.96.0.0/16, cuelet0, cuelet) and the tests
+# (10.237.x.0/24, clsvc<N>) are not touched.
+export CUELET_PORTAL_CIDR="${CUELET_PORTAL_CIDR:-10.238.255.0/24}"
+export CUELET_PORTAL_LINK="${CUELET_PORTAL_LINK:-clbench0}"
+export CUELET_NFT_TABLE="${CUELET_NFT_TABLE:-cuelet_bench}"
+export CUELET_METRICS_ADDRESS="${CUELET_METRICS_ADDRESS:-127.0.0.1:19299}"
+if ip -4 route show table all | grep -v " dev $CUELET_PORTAL_LINK " | grep -q "${CUELET_PORTAL_CIDR%.*}\."; then
+	echo "run.sh: something on this host routes $CUELET_PORTAL_CIDR; set CUELET_PORTAL_CIDR" >&2
+	exit 1
+fi
+
+CUELET_WORK="$(mktemp -d /tmp/cuelet-bench.XXXXXX)"
+cleanup() {
+	# The agent leaves its portals in place when it stops (so a restart
+	# keeps serving); the benchmark removes them.
+	ip link del "$CUELET_PORTAL_LINK" 2>/dev/null || true
+	nft delete table ip "$CUELET_NFT_TABLE" 2>/dev/null || true
+	rm -rf "$CUELET_WORK"
+}
+trap cleanup EXIT
+export CUELET CUELET_WORK
 
 export CANDIDATE_ADDR="${CANDIDATE_ADDR:-127.0.0.1:19205}"
 export CANDIDATE_NAME="${CANDIDATE_NAME:-cuelet}"
-# The candidate command, run by the harness with $CANDIDATE_ADDR and
-# $BENCH_BACKENDS set. To measure the agent itself, this is the one line
-# to swap (a manifest with fixed endpoints and an external port).
-export CANDIDATE_CMD="exec '$BIN_DIR/candidate' -listen \"\$CANDIDATE_ADDR\" -backends \"\$BENCH_BACKENDS\""
+export CANDIDATE_CMD="exec '$HERE/candidate.sh'"
 
 "$HARNESS/run.sh"
