@@ -86,8 +86,23 @@ func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
 	}
 }
 
-// Latest is the report of the last finished sync pass, nil before the first.
+// Latest is the report of the last finished sync pass; before the first
+// one it is that pass's partial report (see Progress), or nil.
 func (a *Agent) Latest() *Report { return a.latest.Load() }
+
+// Progress publishes the report of a pass under way (NodeConfig.Progress)
+// while no pass has finished yet, so that `cuelet status` answers during a
+// long first pass. It is marked Partial; READY=1 and /readyz still wait
+// for the pass to finish.
+func (a *Agent) Progress(rep *Report) {
+	if cur := a.latest.Load(); cur != nil && !cur.Partial {
+		return
+	}
+	r := *rep
+	r.Partial = true
+	r.Time = time.Now()
+	a.latest.Store(&r)
+}
 
 // Kick asks for a sync pass.
 func (a *Agent) Kick() { a.runner.Kick() }
