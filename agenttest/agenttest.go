@@ -317,7 +317,8 @@ func (n *Node) Start(o Options) *Agent {
 	tb := n.TB
 	tb.Helper()
 	n.agents++
-	a := &Agent{n: n, LogPath: filepath.Join(n.Dir, fmt.Sprintf("agent-%d.log", n.agents)), exited: make(chan struct{})}
+	num := n.agents
+	a := &Agent{n: n, LogPath: filepath.Join(n.Dir, fmt.Sprintf("agent-%d.log", num)), exited: make(chan struct{})}
 	a.MetricsAddress = freePort(tb)
 	args := []string{
 		"run",
@@ -373,7 +374,7 @@ func (n *Node) Start(o Options) *Agent {
 			<-a.exited
 		}
 		if tb.Failed() {
-			tb.Logf("log of agent %d (%s):\n%s", n.agents, a.LogPath, tail(a.Log(), 200))
+			tb.Logf("log of agent %d (%s):\n%s", num, a.LogPath, tail(a.Log(), 200))
 		}
 	})
 	return a
