@@ -182,7 +182,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	if err != nil {
 		// SPEC §3.3 and §7: a missing or unreadable manifest directory
 		// changes nothing; what runs keeps running.
-		rep.Errors = append(rep.Errors, fmt.Sprintf("read manifests: %v; nothing changed", err))
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%v; nothing changed", err)) // the loader names the folder
 		return n.keepLast(rep)
 	}
 	rep.Units = unitStatuses(d.units)
