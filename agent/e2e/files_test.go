@@ -205,8 +205,8 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	})
 	stdout, _, _ := n.CLI("status", "--run-dir", n.RunDir)
 	t.Logf("cuelet status with the folder gone:\n%s", stdout)
-	if !strings.Contains(stdout, "error: read manifests") {
-		t.Errorf("cuelet status does not show the error")
+	if !strings.Contains(stdout, "error: read manifests: stat ") || strings.Count(stdout, "read manifests") != 1 {
+		t.Errorf("cuelet status does not show the error once")
 	}
 
 	// The folder back, but empty: the guard holds too.
