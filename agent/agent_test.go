@@ -305,3 +305,35 @@ func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *tes
 		t.Fatal("a partial report replaced a finished one")
 	}
 }
+
+func TestAgent_stuck_pass_stops_watchdog_pings_and_fails_healthz(t *testing.T) {
+	ch := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "100000") // a ping every 50 ms
+	addr := freeAddr(t)
+	s := &blockingSyncer{release: make(chan struct{})}
+	startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr, StuckAfter: 500 * time.Millisecond}, s, nil)
+	if got := nextNotify(t, ch); got != "WATCHDOG=1" {
+		t.Fatalf("got %q, want a watchdog ping while the first pass is young", got)
+	}
+	waitFor(t, 5*time.Second, func() bool { return get(t, "http://"+addr+"/healthz") == http.StatusServiceUnavailable })
+	// Pings in flight when the pass became stuck may still come; after
+	// that, none for several intervals.
+	time.Sleep(100 * time.Millisecond)
+	for len(ch) > 0 {
+		<-ch
+	}
+	select {
+	case got := <-ch:
+		t.Fatalf("got %q from an agent whose pass is stuck", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(s.release)
+	for {
+		if got := nextNotify(t, ch); got == "WATCHDOG=1" {
+			break // pings again once the loop moves
+		}
+	}
+	if code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz after the pass = %d", code)
+	}
+}
