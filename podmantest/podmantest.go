@@ -196,6 +196,14 @@ func (p *Podman) StopService() error {
 	return nil
 }
 
+// PauseService freezes the service process (SIGSTOP): the socket still
+// accepts connections but nothing answers, as with a podman that hangs.
+// ResumeService thaws it; call it before Close.
+func (p *Podman) PauseService() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// ResumeService undoes PauseService.
+func (p *Podman) ResumeService() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
 // StartService starts the service again after StopService.
 func (p *Podman) StartService(ctx context.Context) error {
 	select {
@@ -450,6 +458,7 @@ func (p *Podman) close() error {
 		case <-p.exited:
 			run = p.runLocal
 		default:
+			p.cmd.Process.Signal(syscall.SIGCONT) // in case a test paused it
 		}
 		if _, err := run(ctx, nil, "pod", "rm", "--all", "--force", "--time", "0"); err != nil {
 			errs = append(errs, err)

@@ -89,3 +89,30 @@ func TestStopServiceKeepsContainersAndStartServiceComesBack(t *testing.T) {
 		t.Errorf("%s still there after Close: %v", p.Dir, err)
 	}
 }
+
+func TestPausedServiceHangsUntilResumed(t *testing.T) {
+	p := podmantest.New(t)
+	if err := p.PauseService(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := p.Run(ctx, "ps"); err == nil {
+		t.Fatal("a paused podman answered")
+	}
+	if err := p.ResumeService(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "ps"); err != nil {
+		t.Fatal(err)
+	}
+	// Close copes with a service left paused.
+	if err := p.PauseService(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
