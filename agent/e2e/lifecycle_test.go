@@ -196,6 +196,13 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	if err := dial(db); err != nil {
 		t.Errorf("portal after podman came back: %v", err)
 	}
+	// Logged once per change of state, not once per retry.
+	log := a.Log()
+	problems, clean := strings.Count(log, `"message":"sync pass problem"`), strings.Count(log, `"message":"sync pass clean again"`)
+	t.Logf("agent log: %d problem lines, %d clean-again lines across the outage", problems, clean)
+	if problems == 0 || problems > 2 || clean != 1 {
+		t.Errorf("the outage logged %d problem lines and %d clean-again lines; want 1–2 and 1:\n%s", problems, clean, log)
+	}
 	// The event stream is followed again: a pod removed by hand comes back
 	// without waiting for the resync (30 s).
 	gone := time.Now()
@@ -263,4 +270,49 @@ func TestStatusWithoutAnAgentExits1(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "no cuelet agent answers") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+// A podman that accepts connections and never answers makes a pass hang
+// (the watchdog stops after Config.StuckAfter, 15 min: not waited for
+// here). Meanwhile the portals serve, status and /healthz answer, and once
+// podman answers again the pass finishes and the change goes through.
+func TestHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
+	n.Write("web.cue", podUnit("web", 1, "1"))
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, "web")
+	db, err := portal(rep, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := n.Podman.PauseService(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Podman.ResumeService() })
+	at := n.Write("api.cue", podUnit("api", 1, "1"))
+	for i := range 10 {
+		if err := dial(db); err != nil {
+			t.Errorf("portal with podman hung, try %d: %v", i, err)
+		}
+		time.Sleep(200 * time.Millisecond) // spread the tries over the hang
+	}
+	if _, _, code := n.CLI("status", "--run-dir", n.RunDir); code != 0 {
+		t.Errorf("status exit %d with podman hung", code)
+	}
+	if rep, err := n.Status(); err != nil || rep.Time.After(at) {
+		t.Errorf("a pass finished with podman hung (%v): the test does not test a hang", err)
+	}
+	if code, body, err := a.HTTPGet("/healthz"); err != nil || code != 200 {
+		t.Errorf("/healthz with podman hung for seconds: %d %q %v", code, body, err)
+	}
+
+	if err := n.Podman.ResumeService(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("api-app", "start"))
+	waitRunning(t, n, changeWithin, "web", "api")
 }
