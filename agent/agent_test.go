@@ -38,12 +38,6 @@ func (f *fakeSyncer) count() int {
 	return f.passes
 }
 
-func (f *fakeSyncer) set(r Report) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.report = r
-}
-
 // freeAddr returns a loopback TCP address nobody listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
