@@ -46,10 +46,11 @@ type Podman struct {
 	Subnet netip.Prefix
 	Bridge string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
-	slot   *os.File
-	env    []string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	stopped bool // by StopService
+	slot    *os.File
+	env     []string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -181,6 +182,7 @@ func (p *Podman) startService(ctx context.Context) error {
 // their conmon, and the socket stops answering. StartService brings it
 // back on the same storage; Close works in either state.
 func (p *Podman) StopService() error {
+	p.stopped = true
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
@@ -211,6 +213,7 @@ func (p *Podman) StartService(ctx context.Context) error {
 	default:
 		return errors.New("podman service still running")
 	}
+	p.stopped = false
 	return p.startService(ctx)
 }
 
@@ -452,19 +455,25 @@ func (p *Podman) close() error {
 	if p.cmd != nil && p.cmd.Process != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		// With the service stopped (StopService) the containers still
-		// run: remove them with podman itself on the same storage.
-		run := p.run
+		// run: remove them with podman itself on the same storage. A
+		// service that died otherwise (reaped) left nothing to remove.
+		var run func(context.Context, []byte, ...string) (string, error)
 		select {
 		case <-p.exited:
-			run = p.runLocal
+			if p.stopped {
+				run = p.runLocal
+			}
 		default:
 			p.cmd.Process.Signal(syscall.SIGCONT) // in case a test paused it
+			run = p.run
 		}
-		if _, err := run(ctx, nil, "pod", "rm", "--all", "--force", "--time", "0"); err != nil {
-			errs = append(errs, err)
-		}
-		if _, err := run(ctx, nil, "rm", "--all", "--force", "--time", "0"); err != nil {
-			errs = append(errs, err)
+		if run != nil {
+			if _, err := run(ctx, nil, "pod", "rm", "--all", "--force", "--time", "0"); err != nil {
+				errs = append(errs, err)
+			}
+			if _, err := run(ctx, nil, "rm", "--all", "--force", "--time", "0"); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		cancel()
 		p.cmd.Process.Signal(syscall.SIGTERM)
