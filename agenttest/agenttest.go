@@ -187,7 +187,16 @@ func (n *Node) Pods() map[string]reconcile.ObservedPod {
 	n.TB.Helper()
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()
-	ps, err := n.Client.ListPods(ctx)
+	var ps []reconcile.ObservedPod
+	var err error
+	// A listing races with pods being created and removed by the agent:
+	// try a few times before calling it a failure.
+	for try := 0; try < 5; try++ {
+		if ps, err = n.Client.ListPods(ctx); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		n.TB.Fatal(err)
 	}
