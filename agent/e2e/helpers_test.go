@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,3 +160,20 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+var syncTotal = regexp.MustCompile(`(?m)^cuelet_sync_total (\d+)`)
+
+// syncPasses reads cuelet_sync_total from the agent's /metrics.
+func syncPasses(t *testing.T, a *agenttest.Agent) int {
+	t.Helper()
+	_, body, err := a.HTTPGet("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := syncTotal.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no cuelet_sync_total in /metrics")
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}

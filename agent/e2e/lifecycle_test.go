@@ -149,6 +149,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	}
 	web := n.State("web")
 
+	passesBefore := syncPasses(t, a)
 	down := time.Now()
 	if err := n.Podman.StopService(); err != nil {
 		t.Fatal(err)
@@ -199,7 +200,8 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	// Logged once per change of state, not once per retry.
 	log := a.Log()
 	problems, clean := strings.Count(log, `"message":"sync pass problem"`), strings.Count(log, `"message":"sync pass clean again"`)
-	t.Logf("agent log: %d problem lines, %d clean-again lines across the outage", problems, clean)
+	t.Logf("agent log: %d problem lines, %d clean-again lines across the outage; %d sync passes meanwhile",
+		problems, clean, syncPasses(t, a)-passesBefore)
 	if problems == 0 || problems > 2 || clean != 1 {
 		t.Errorf("the outage logged %d problem lines and %d clean-again lines; want 1–2 and 1:\n%s", problems, clean, log)
 	}
