@@ -451,8 +451,9 @@ func (a *Agent) Kill() {
 	<-a.exited
 }
 
-// WaitSynced waits until the agent's status socket has a report whose
-// pass started after since and that ok accepts, and returns it.
+// WaitSynced waits until the agent's status socket has the report of a
+// finished pass (not the partial one of a first pass under way) that
+// started after since and that ok accepts, and returns it.
 func (a *Agent) WaitSynced(within time.Duration, since time.Time, ok func(*agent.Report) error) *agent.Report {
 	a.n.TB.Helper()
 	var rep *agent.Report
@@ -465,6 +466,9 @@ func (a *Agent) WaitSynced(within time.Duration, since time.Time, ok func(*agent
 		r, err := a.n.Status()
 		if err != nil {
 			return err
+		}
+		if r.Partial {
+			return errors.New("the first pass is still under way")
 		}
 		if r.Time.Before(since) {
 			return fmt.Errorf("last pass started %s, before %s", r.Time.Format(time.RFC3339Nano), since.Format(time.RFC3339Nano))
