@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agenttest"
 	"github.com/cuelet/cuelet/podmantest"
 )
@@ -63,6 +63,10 @@ func TestLongFirstPassStillAnswersStatusAndServesPortals(t *testing.T) {
 		return err
 	})
 	t.Logf("status answers %v after the start, while the rollout waits", time.Since(start).Round(time.Millisecond))
+	stdout, _, code := n.CLI("status", "--run-dir", n.RunDir)
+	if code != 0 || !strings.HasPrefix(stdout, "first sync pass under way") || !strings.Contains(stdout, "web-1") {
+		t.Errorf("cuelet status during the first pass (exit %d):\n%s", code, stdout)
+	}
 	agenttest.Eventually(t, 10*time.Second, func() error { return dial(db) })
 	t.Logf("portal serves %v after the start", time.Since(start).Round(time.Millisecond))
 	for _, m := range b.Notify.All() {
@@ -80,12 +84,7 @@ func TestLongFirstPassStillAnswersStatusAndServesPortals(t *testing.T) {
 	if _, _, err := b.Notify.Wait(0, startWithin, agenttest.Has("READY", "1")); err != nil {
 		t.Fatal(err)
 	}
-	rep = b.WaitSynced(startWithin, start, func(r *agent.Report) error {
-		if r.Partial {
-			return errorf("still the partial report")
-		}
-		return nil
-	})
+	rep = b.WaitSynced(startWithin, start, nil)
 	if len(rep.Errors) > 0 {
 		t.Errorf("errors: %v", rep.Errors)
 	}
