@@ -40,6 +40,11 @@ type Config struct {
 	Resync         time.Duration // 0: no periodic resync
 	// Quiet is the debounce window for bursts of triggers.
 	Quiet time.Duration
+	// StuckAfter is how long one sync pass may run before the agent
+	// counts its loop as stuck (default 15 min: a pass may pull images and
+	// wait for rollouts, 2 min each). A stuck agent stops its watchdog
+	// pings, so that systemd restarts it, and /healthz answers 503.
+	StuckAfter time.Duration
 	// Reload delivers SIGHUP.
 	Reload <-chan os.Signal
 	// Registry gets the agent's metrics and is served on MetricsAddress;
@@ -60,6 +65,8 @@ type Agent struct {
 	runner  *Runner
 
 	latest        atomic.Pointer[Report]
+	passStart     atomic.Int64 // UnixNano when the running pass began; 0 between passes
+	stuckLogged   atomic.Bool
 	reloadPending atomic.Bool
 	firstDone     bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
@@ -71,10 +78,13 @@ func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
 	if cfg.Quiet == 0 {
 		cfg.Quiet = 150 * time.Millisecond
 	}
+	if cfg.StuckAfter == 0 {
+		cfg.StuckAfter = 15 * time.Minute
+	}
 	if cfg.KeepFile == nil {
 		cfg.KeepFile = func(string) bool { return true }
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		syncer:  syncer,
 		events:  events,
@@ -84,10 +94,55 @@ func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
 		runner: NewRunner(cfg.Quiet, time.Second),
 		retry:  backoff{min: time.Second, max: 30 * time.Second},
 	}
+	a.metrics.health = a.health
+	return a
 }
 
-// Latest is the report of the last finished sync pass, nil before the first.
+// health is nil while the sync loop makes progress, and says how long the
+// running pass has taken once that exceeds StuckAfter.
+func (a *Agent) health() error {
+	start := a.passStart.Load()
+	if start == 0 {
+		return nil
+	}
+	if d := time.Since(time.Unix(0, start)); d > a.cfg.StuckAfter {
+		return fmt.Errorf("sync pass running for %s (more than %s)", d.Round(time.Second), a.cfg.StuckAfter)
+	}
+	return nil
+}
+
+// watchdog pings systemd's watchdog while the sync loop is healthy. A
+// separate goroutine pinging regardless would keep an agent whose pass
+// hangs (on a podman that accepts connections but never answers, say)
+// alive forever, serving a stale view.
+func (a *Agent) watchdog() {
+	if err := a.health(); err != nil {
+		if !a.stuckLogged.Swap(true) {
+			a.cfg.Log.Error().Str("action", "watchdog").Err(err).Msg("sync loop stuck; watchdog pings stop")
+		}
+		return
+	}
+	a.stuckLogged.Store(false)
+	a.notify.Watchdog()
+}
+
+// Latest is the report of the last finished sync pass; before the first
+// one it is that pass's partial report (see Progress), or nil.
 func (a *Agent) Latest() *Report { return a.latest.Load() }
+
+// Progress publishes the report of a pass under way (NodeConfig.Progress)
+// while no pass has finished yet, so that `cuelet status` answers during a
+// long first pass. It is marked Partial; READY=1 and /readyz still wait
+// for the pass to finish.
+func (a *Agent) Progress(rep *Report) {
+	if cur := a.latest.Load(); cur != nil && !cur.Partial {
+		return
+	}
+	r := *rep
+	r.Partial = true
+	r.Time = time.Now()
+	a.latest.Store(&r)
+}
 
 // Kick asks for a sync pass.
 func (a *Agent) Kick() { a.runner.Kick() }
@@ -118,7 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Go(func() error { return a.metrics.serve(ctx, a.cfg.MetricsAddress) })
 	}
 	if d := a.notify.WatchdogInterval(); d > 0 {
-		g.Go(func() error { return every(ctx, d, a.notify.Watchdog) })
+		g.Go(func() error { return every(ctx, d, a.watchdog) })
 	}
 	if a.cfg.Reload != nil {
 		g.Go(func() error { return a.reloads(ctx) })
@@ -136,7 +191,9 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) sync(ctx context.Context) {
 	reloading := a.reloadPending.Swap(false)
 	start := time.Now()
+	a.passStart.Store(start.UnixNano())
 	rep := a.syncer.Sync(ctx)
+	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node
 	}

@@ -38,12 +38,6 @@ func (f *fakeSyncer) count() int {
 	return f.passes
 }
 
-func (f *fakeSyncer) set(r Report) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.report = r
-}
-
 // freeAddr returns a loopback TCP address nobody listens on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -253,5 +247,87 @@ func TestAgent_stops_promptly_when_cancelled(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("stop took %s", took)
+	}
+}
+
+// progressSyncer publishes a partial report, then blocks until released.
+type progressSyncer struct {
+	agent   atomic.Pointer[Agent]
+	release chan struct{}
+}
+
+func (p *progressSyncer) Sync(ctx context.Context) *Report {
+	for p.agent.Load() == nil { // set right after the agent starts
+		time.Sleep(time.Millisecond)
+	}
+	p.agent.Load().Progress(&Report{Pods: []PodStatus{{Replica: "web", State: "Running"}}})
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+	}
+	return &Report{Pods: []PodStatus{{Replica: "web", State: "Running"}, {Replica: "web-1", State: "Running"}}}
+}
+
+func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *testing.T) {
+	run, addr := t.TempDir(), freeAddr(t)
+	s := &progressSyncer{release: make(chan struct{})}
+	r := startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run, MetricsAddress: addr}, s, nil)
+	s.agent.Store(r.agent)
+	var rep *Report
+	waitFor(t, 5*time.Second, func() bool {
+		var err error
+		rep, err = FetchStatus(context.Background(), run)
+		return err == nil
+	})
+	if !rep.Partial || len(rep.Pods) != 1 {
+		t.Fatalf("status during the first pass = %+v, want the partial report", rep)
+	}
+	if code := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz during the first pass = %d, want 503", code)
+	}
+	close(s.release)
+	waitFor(t, 5*time.Second, func() bool {
+		rep, _ = FetchStatus(context.Background(), run)
+		return rep != nil && !rep.Partial
+	})
+	if len(rep.Pods) != 2 {
+		t.Fatalf("status after the first pass = %+v", rep)
+	}
+	// A later pass's progress does not replace a finished report.
+	r.agent.Progress(&Report{})
+	if rep, _ = FetchStatus(context.Background(), run); rep.Partial {
+		t.Fatal("a partial report replaced a finished one")
+	}
+}
+
+func TestAgent_stuck_pass_stops_watchdog_pings_and_fails_healthz(t *testing.T) {
+	ch := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "100000") // a ping every 50 ms
+	addr := freeAddr(t)
+	s := &blockingSyncer{release: make(chan struct{})}
+	startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr, StuckAfter: 500 * time.Millisecond}, s, nil)
+	if got := nextNotify(t, ch); got != "WATCHDOG=1" {
+		t.Fatalf("got %q, want a watchdog ping while the first pass is young", got)
+	}
+	waitFor(t, 5*time.Second, func() bool { return get(t, "http://"+addr+"/healthz") == http.StatusServiceUnavailable })
+	// Pings in flight when the pass became stuck may still come; after
+	// that, none for several intervals.
+	time.Sleep(100 * time.Millisecond)
+	for len(ch) > 0 {
+		<-ch
+	}
+	select {
+	case got := <-ch:
+		t.Fatalf("got %q from an agent whose pass is stuck", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(s.release)
+	for {
+		if got := nextNotify(t, ch); got == "WATCHDOG=1" {
+			break // pings again once the loop moves
+		}
+	}
+	if code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz after the pass = %d", code)
 	}
 }

@@ -23,6 +23,7 @@ type metrics struct {
 	podmanUp prometheus.Gauge
 	lastSync prometheus.Gauge
 	ready    atomic.Bool
+	health   func() error // nil: healthy
 	registry *prometheus.Registry
 }
 
@@ -100,6 +101,12 @@ func (m *metrics) serve(ctx context.Context, addr string) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if m.health != nil {
+			if err := m.health(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -54,7 +54,12 @@ type NodeConfig struct {
 	OnProbeChange func()
 	// RolloutTimeout bounds the wait for a recreated replica (default 2m).
 	RolloutTimeout time.Duration
-	Log            zerolog.Logger
+	// Progress, when set, gets every pass's report as it stands before
+	// any pod is changed: the units, and the pods and service endpoints
+	// as podman has them. A pass may wait minutes for a rollout; the agent
+	// shows this report until its first pass is done.
+	Progress func(*Report)
+	Log      zerolog.Logger
 }
 
 // Node brings this node to the desired state: manifests (with last known
@@ -201,7 +206,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	if err != nil {
 		// SPEC §3.3 and §7: a missing or unreadable manifest directory
 		// changes nothing; what runs keeps running.
-		rep.Errors = append(rep.Errors, fmt.Sprintf("read manifests: %v; nothing changed", err))
+		rep.Errors = append(rep.Errors, fmt.Sprintf("%v; nothing changed", err)) // the loader names the folder
 		return n.keepLast(rep)
 	}
 	rep.Units = unitStatuses(d.units)
@@ -223,6 +228,8 @@ func (n *Node) Sync(ctx context.Context) *Report {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("program portals: %v", err))
 		}
 	}
+
+	n.serveCurrent(ctx, d, alloc, rep)
 
 	res, err := n.rec.Apply(ctx, reconcileDesired(d, alloc))
 	switch {
@@ -265,6 +272,22 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	n.last = rep
 	n.mu.Unlock()
 	return rep
+}
+
+// serveCurrent points the portals at the pods as they are, before the
+// pass changes any, and hands that report to Progress. Applying may wait
+// minutes for a rollout's readiness; the portals of a just started agent
+// (the userspace proxy stops with the previous one) and the endpoints of
+// every other service must not wait with it.
+func (n *Node) serveCurrent(ctx context.Context, d *desired, alloc portal.Allocation, rep *Report) {
+	pre := &Report{Units: rep.Units, Errors: slices.Clone(rep.Errors)}
+	have := n.observe(ctx, pre)
+	replicas := n.replicaViews(d, have)
+	pre.Pods = podStatuses(have, replicas, nil)
+	pre.Services = n.serve(ctx, d, alloc, replicas)
+	if n.cfg.Progress != nil {
+		n.cfg.Progress(pre)
+	}
 }
 
 // keepLast fills a report for a pass that changed nothing from the last one.

@@ -84,7 +84,7 @@ type PlanResult struct {
 func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 	d, err := n.load(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read manifests: %w", err)
+		return nil, err // the loader names the folder
 	}
 	res := &PlanResult{}
 	for _, u := range unitStatuses(d.units) {

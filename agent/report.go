@@ -21,6 +21,9 @@ type Report struct {
 	// PodmanDown is set when podman could not be reached; the proxies then
 	// keep serving from the last view.
 	PodmanDown bool `json:"podmanDown,omitempty"`
+	// Partial marks the report of the agent's first pass while it still
+	// runs: units, pods and services as found before it changed anything.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // PodStatus is one managed pod replica.

@@ -187,10 +187,13 @@ func unwrapConnect(err error) error {
 	return err
 }
 
+// isNotFound reports a 404, or a 500 whose cause is podman's "no such
+// container" (pod, volume): an object removed between podman's lookup and
+// its use, such as a container inspected while its pod is being removed.
 func isNotFound(err error) bool {
 	var e *errorhandling.ErrorModel
 	if errors.As(err, &e) {
-		return e.ResponseCode == 404
+		return e.ResponseCode == 404 || strings.HasPrefix(e.Because, "no such ")
 	}
 	return false
 }

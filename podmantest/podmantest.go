@@ -46,10 +46,11 @@ type Podman struct {
 	Subnet netip.Prefix
 	Bridge string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
-	slot   *os.File
-	env    []string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	stopped bool // by StopService
+	slot    *os.File
+	env     []string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -116,7 +117,7 @@ func Start(ctx context.Context) (p *Podman, err error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p = &Podman{Dir: dir, URL: "unix://" + filepath.Join(dir, "podman.sock"), exited: make(chan struct{})}
+	p = &Podman{Dir: dir, URL: "unix://" + filepath.Join(dir, "podman.sock")}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Close())
@@ -141,31 +142,79 @@ func Start(ctx context.Context) (p *Podman, err error) {
 	p.env = append(os.Environ(), "CONTAINERS_CONF="+conf, "XDG_RUNTIME_DIR="+filepath.Join(dir, "xdg"))
 	p.env = slicesDeleteEnv(p.env, "CONTAINER_HOST", "CONTAINER_CONNECTION")
 
-	log, err := os.Create(filepath.Join(dir, "service.log"))
-	if err != nil {
-		return p, err
-	}
-	defer log.Close()
-	args := append(p.globalArgs(), "system", "service", "--time", "0", p.URL)
-	p.cmd = exec.Command("podman", args...)
-	p.cmd.Env = p.env
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	// The service dies with the test binary, even on a crash.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := p.cmd.Start(); err != nil {
-		return p, fmt.Errorf("start podman system service: %w", err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.exited)
-	}()
-	if err := p.waitReady(ctx); err != nil {
+	if err := p.startService(ctx); err != nil {
 		return p, err
 	}
 	if err := p.buildImage(ctx); err != nil {
 		return p, fmt.Errorf("build %s: %w", Image, err)
 	}
 	return p, nil
+}
+
+// startService starts `podman system service` on p.URL and waits until it
+// answers.
+func (p *Podman) startService(ctx context.Context) error {
+	log, err := os.OpenFile(filepath.Join(p.Dir, "service.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	args := append(p.globalArgs(), "system", "service", "--time", "0", p.URL)
+	cmd := exec.Command("podman", args...)
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = log, log
+	// The service dies with the test binary, even on a crash.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start podman system service: %w", err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited = cmd, exited
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	return p.waitReady(ctx)
+}
+
+// StopService stops the podman service process only, the way a podman
+// upgrade or `systemctl stop podman` does: containers keep running under
+// their conmon, and the socket stops answering. StartService brings it
+// back on the same storage; Close works in either state.
+func (p *Podman) StopService() error {
+	p.stopped = true
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+	// The service removes its socket on a clean exit; make sure nothing
+	// answers (or accepts) on the old path.
+	if err := os.Remove(p.socketPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// PauseService freezes the service process (SIGSTOP): the socket still
+// accepts connections but nothing answers, as with a podman that hangs.
+// ResumeService thaws it; call it before Close.
+func (p *Podman) PauseService() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// ResumeService undoes PauseService.
+func (p *Podman) ResumeService() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
+
+// StartService starts the service again after StopService.
+func (p *Podman) StartService(ctx context.Context) error {
+	select {
+	case <-p.exited:
+	default:
+		return errors.New("podman service still running")
+	}
+	p.stopped = false
+	return p.startService(ctx)
 }
 
 func slicesDeleteEnv(env []string, keys ...string) []string {
@@ -306,7 +355,16 @@ func (p *Podman) Run(ctx context.Context, args ...string) (string, error) {
 }
 
 func (p *Podman) run(ctx context.Context, stdin []byte, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "podman", append([]string{"--url", p.URL}, args...)...)
+	return p.podman(ctx, stdin, []string{"--url", p.URL}, args)
+}
+
+// runLocal runs podman on this service's storage without the service.
+func (p *Podman) runLocal(ctx context.Context, stdin []byte, args ...string) (string, error) {
+	return p.podman(ctx, stdin, p.globalArgs(), args)
+}
+
+func (p *Podman) podman(ctx context.Context, stdin []byte, global, args []string) (string, error) {
+	cmd := exec.CommandContext(ctx, "podman", append(global, args...)...)
 	cmd.Env = p.env
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -396,13 +454,24 @@ func (p *Podman) close() error {
 	var errs []error
 	if p.cmd != nil && p.cmd.Process != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		// With the service stopped (StopService) the containers still
+		// run: remove them with podman itself on the same storage. A
+		// service that died otherwise (reaped) left nothing to remove.
+		var run func(context.Context, []byte, ...string) (string, error)
 		select {
 		case <-p.exited:
+			if p.stopped {
+				run = p.runLocal
+			}
 		default:
-			if _, err := p.run(ctx, nil, "pod", "rm", "--all", "--force", "--time", "0"); err != nil {
+			p.cmd.Process.Signal(syscall.SIGCONT) // in case a test paused it
+			run = p.run
+		}
+		if run != nil {
+			if _, err := run(ctx, nil, "pod", "rm", "--all", "--force", "--time", "0"); err != nil {
 				errs = append(errs, err)
 			}
-			if _, err := p.run(ctx, nil, "rm", "--all", "--force", "--time", "0"); err != nil {
+			if _, err := run(ctx, nil, "rm", "--all", "--force", "--time", "0"); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -54,3 +54,65 @@ func TestStartReapsWhatADeadTestProcessLeft(t *testing.T) {
 		t.Errorf("%s not reaped: %v", p.Dir, err)
 	}
 }
+
+func TestStopServiceKeepsContainersAndStartServiceComesBack(t *testing.T) {
+	p := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "run", "-d", "--name", "survivor", podmantest.Image, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.StopService(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Run(ctx, "ps"); err == nil {
+		t.Fatal("podman answered with its service stopped")
+	}
+	if err := p.StartService(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Run(ctx, "inspect", "--format", "{{.State.Status}}", "survivor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != "running" {
+		t.Errorf("container %s after the service came back, want running", got)
+	}
+	// Close with the service stopped still removes the containers.
+	if err := p.StopService(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there after Close: %v", p.Dir, err)
+	}
+}
+
+func TestPausedServiceHangsUntilResumed(t *testing.T) {
+	p := podmantest.New(t)
+	if err := p.PauseService(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := p.Run(ctx, "ps"); err == nil {
+		t.Fatal("a paused podman answered")
+	}
+	if err := p.ResumeService(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "ps"); err != nil {
+		t.Fatal(err)
+	}
+	// Close copes with a service left paused.
+	if err := p.PauseService(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

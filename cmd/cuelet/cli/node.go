@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -119,10 +118,4 @@ func failed(rep *agent.Report) bool {
 		}
 	}
 	return false
-}
-
-// trimErr keeps one line of an error for a summary.
-func trimErr(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }

@@ -77,6 +77,7 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env) error {
 	// A probe that changes state changes endpoints: sync at once. The
 	// agent exists before any probe runs (probes start in its first pass).
 	cfg.OnProbeChange = func() { a.Kick() }
+	cfg.Progress = func(r *agent.Report) { a.Progress(r) }
 	node, err := agent.NewNode(ctx, cfg)
 	if err != nil {
 		return err

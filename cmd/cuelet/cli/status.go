@@ -50,6 +50,9 @@ socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
 
 // printStatus writes the report as three tables, like kubectl get.
 func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
+	if rep.Partial {
+		fmt.Fprintln(w, "first sync pass under way; as found before it changed anything:")
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tSTATE\tREADY\tRESTARTS\tAGE\tUNIT")
 	for _, p := range rep.Pods {

@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/agenttest"
+)
+
+func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	// Another unit stays throughout: removing the last unit would trip the
+	// empty-directory guard instead.
+	n.Write("keep.cue", podUnit("keep", 1, "1"))
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, "keep")
+	keep := n.State("keep")
+
+	at := n.Write("web.cue", podUnit("web", 1, "1"))
+	spec2s(t, "drop", at,
+		waitEvent(t, n, at, changeWithin, agenttest.PodEvent("web", "create")),
+		waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "start")))
+	waitRunning(t, n, changeWithin, "web")
+	first := n.State("web")
+
+	at = n.Write("web.cue", podUnit("web", 1, "2"))
+	spec2s(t, "edit", at,
+		waitEvent(t, n, at, changeWithin, about("web")),
+		waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "start")))
+	waitRunning(t, n, changeWithin, "web")
+	if d := first.Diff(n.State("web")); len(d) == 0 {
+		t.Error("edit: web was not recreated")
+	}
+	out, err := n.Podman.Run(ctxFor(t, time.Minute), "exec", "web-app", "sh", "-c", "echo $VERSION")
+	if err != nil || strings.TrimSpace(out) != "2" {
+		t.Errorf("edit: VERSION in the new container is %q (%v), want 2", out, err)
+	}
+
+	at = n.Remove("web.cue")
+	spec2s(t, "delete", at,
+		waitEvent(t, n, at, changeWithin, about("web")),
+		waitEvent(t, n, at, changeWithin, agenttest.PodEvent("web", "remove")))
+	agenttest.Eventually(t, changeWithin, func() error {
+		if _, ok := n.Pods()["web"]; ok {
+			return os.ErrExist
+		}
+		return nil
+	})
+
+	if d := keep.Diff(n.State("keep")); len(d) > 0 {
+		t.Errorf("keep was touched: %v", d)
+	}
+}
+
+func TestGitSyncSymlinkSwapsAreFollowed(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	// git-sync's layout: worktrees in <root>/.worktrees/<hash>, published
+	// by a relative symlink <root>/<link> that is swapped atomically
+	// (symlink tmp-link, rename over the link); the old worktree is
+	// deleted right after.
+	root := filepath.Join(n.Dir, "git")
+	link := filepath.Join(root, "manifests")
+	revision := func(hash string, files map[string]string) {
+		t.Helper()
+		dir := filepath.Join(root, ".worktrees", hash)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish := func(hash, old string) time.Time {
+		t.Helper()
+		at := time.Now()
+		tmp := filepath.Join(root, "tmp-link")
+		if err := os.Symlink(filepath.Join(".worktrees", hash), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			t.Fatal(err)
+		}
+		if old != "" {
+			if err := os.RemoveAll(filepath.Join(root, ".worktrees", old)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return at
+	}
+	revision("aaa", map[string]string{"web.cue": podUnit("web", 1, "1")})
+	publish("aaa", "")
+	n.Manifests = link
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, "web")
+	web := n.State("web")
+
+	// Revision 2 adds api and changes web.
+	revision("bbb", map[string]string{"web.cue": podUnit("web", 1, "2"), "api.cue": podUnit("api", 1, "1")})
+	at := publish("bbb", "aaa")
+	spec2s(t, "swap to bbb", at,
+		waitEvent(t, n, at, changeWithin, agenttest.AnyOf(about("web"), about("api"))),
+		waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("api-app", "start")))
+	waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "start"))
+	waitRunning(t, n, changeWithin, "web", "api")
+	if d := web.Diff(n.State("web")); len(d) == 0 {
+		t.Error("web was not recreated for revision bbb")
+	}
+	api := n.State("api")
+
+	// Revision 3 drops web; the watches must have survived the first swap
+	// and the deletion of the worktree they were on.
+	revision("ccc", map[string]string{"api.cue": podUnit("api", 1, "1")})
+	at = publish("ccc", "bbb")
+	spec2s(t, "swap to ccc", at,
+		waitEvent(t, n, at, changeWithin, about("web")),
+		waitEvent(t, n, at, changeWithin, agenttest.PodEvent("web", "remove")))
+	if d := api.Diff(n.State("api")); len(d) > 0 {
+		t.Errorf("api was touched by revision ccc: %v", d)
+	}
+	rep := a.WaitSynced(changeWithin, at, nil)
+	if len(rep.Errors) > 0 {
+		t.Errorf("errors after the swap: %v", rep.Errors)
+	}
+}
+
+func TestInvalidEditKeepsPodsAndStatusShowsTheError(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("web.cue", podUnit("web", 2, "1"))
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, "web", "web-1")
+	before := n.State("web", "web-1")
+
+	at := n.Write("web.cue", strings.Replace(podUnit("web", 2, "2"), "replicas: 2", "replicas: 200", 1))
+	problem := regexp.MustCompile(`^web\.cue:2:\d+: pods\.web\.replicas: .*200`)
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		u, ok := unit(rep, "web.cue")
+		if !ok || u.Valid || len(u.Problems) == 0 {
+			return errorf("web.cue not reported invalid yet: %+v", u)
+		}
+		if !problem.MatchString(u.Problems[0]) {
+			t.Fatalf("problem %q does not match %s", u.Problems[0], problem)
+		}
+		if !u.LastGood {
+			t.Errorf("web.cue: lastGood not set")
+		}
+		return nil
+	})
+	stdout, stderr, code := n.CLI("status", "--run-dir", n.RunDir)
+	t.Logf("cuelet status:\n%s", stdout)
+	if code != 0 || !strings.Contains(stdout, "invalid (last good kept)") || !regexp.MustCompile(`(?m)web\.cue:2:\d+: pods\.web\.replicas: `).MatchString(stdout) {
+		t.Errorf("cuelet status exit %d, stderr %q: the error line is missing", code, stderr)
+	}
+
+	// Another full pass (SIGHUP) still touches nothing.
+	hup := time.Now()
+	a.Signal(syscall.SIGHUP)
+	a.WaitSynced(changeWithin, hup, nil)
+	if d := before.Diff(n.State("web", "web-1")); len(d) > 0 {
+		t.Errorf("pods of the invalid unit changed: %v", d)
+	}
+	if evs := n.Events.Since(at, agenttest.AnyOf(about("web"), about("web-1"))); len(evs) > 0 {
+		t.Errorf("podman events for the kept pods: %v", evs)
+	}
+
+	// Fixed again: the change goes through.
+	at = n.Write("web.cue", podUnit("web", 2, "2"))
+	waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "start"))
+}
+
+func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("web.cue", podUnit("web", 1, "1"))
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, "web")
+	before := n.State("web")
+
+	at := time.Now()
+	if err := os.RemoveAll(n.Manifests); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if len(rep.Errors) == 0 || !strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
+			return errorf("no error reported yet: %v", rep.Errors)
+		}
+		if len(rep.Pods) != 1 {
+			t.Errorf("status lost the pods while the folder is gone: %+v", rep.Pods)
+		}
+		return nil
+	})
+	stdout, _, _ := n.CLI("status", "--run-dir", n.RunDir)
+	t.Logf("cuelet status with the folder gone:\n%s", stdout)
+	if !strings.Contains(stdout, "error: read manifests: stat ") || strings.Count(stdout, "read manifests") != 1 {
+		t.Errorf("cuelet status does not show the error once")
+	}
+
+	// The folder back, but empty: the guard holds too.
+	empty := time.Now()
+	if err := os.Mkdir(n.Manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSynced(changeWithin, empty, func(rep *agent.Report) error {
+		if len(rep.Errors) == 0 || strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
+			return errorf("want the empty-directory guard's error, have %v", rep.Errors)
+		}
+		t.Logf("empty folder: %v", rep.Errors)
+		return nil
+	})
+
+	// And the file back: clean, nothing restarted.
+	back := n.Write("web.cue", podUnit("web", 1, "1"))
+	a.WaitSynced(changeWithin, back, func(rep *agent.Report) error {
+		if len(rep.Errors) > 0 {
+			return errorf("errors: %v", rep.Errors)
+		}
+		return nil
+	})
+	if d := before.Diff(n.State("web")); len(d) > 0 {
+		t.Errorf("web changed: %v", d)
+	}
+	if evs := n.Events.Since(at, about("web")); len(evs) > 0 {
+		t.Errorf("podman events for web: %v", evs)
+	}
+}

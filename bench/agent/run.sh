@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Measures the running agent (bin/cuelet, built by `make build`) against an
+# isolated podman: the latency a file write adds on top of podman's own
+# create and start, then memory and CPU at rest with 100 pods. Needs root,
+# podman, runc, netavark and busybox-static; see README.md beside this
+# script. Takes about 3 minutes.
+#
+#   bench/agent/run.sh
+#   ITERATIONS=40 IDLE=5m bench/agent/run.sh
+#   BENCH=WriteToRunning bench/agent/run.sh     # only the latency
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+make -s build
+# The podman bindings' build tags, as the Makefile sets them.
+export GOFLAGS="${GOFLAGS:-$(make -s -f - <<<'include Makefile
+print: ; @echo $(GOFLAGS)' print)}"
+export CUELET_BIN="$repo/bin/cuelet"
+export CUELET_BENCH_IDLE="${IDLE:-60s}"
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+if [[ "${BENCH:-WriteToRunning}" == *WriteToRunning* ]]; then
+	go test -run '^$' -bench 'WriteToRunning' -benchtime "${ITERATIONS:-20}x" -timeout 30m ./bench/agent/
+fi
+if [[ "${BENCH:-Idle100Pods}" == *Idle100Pods* ]]; then
+	go test -run '^$' -bench 'Idle100Pods' -benchtime 1x -timeout 30m ./bench/agent/
+fi
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
