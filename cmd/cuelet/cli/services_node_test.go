@@ -53,7 +53,7 @@ type svcNode struct {
 	hostDir string
 
 	slot        int
-	cidr        netip.Prefix // 10.237.<slot>.0/24
+	cidr        netip.Prefix // 10.236.<slot>.0/24
 	link, table string       // clsvc<slot>, cuelet_svc<slot>
 	watchTable  string       // cuelet_svcwatch<slot>, see watchLeaks
 	extAddr     string       // --external-address
@@ -151,7 +151,7 @@ func (n *svcNode) claimSlot() {
 		t.Fatal(err)
 	}
 	for slot := range 250 {
-		cidr := netip.MustParsePrefix(fmt.Sprintf("10.237.%d.0/24", slot))
+		cidr := netip.MustParsePrefix(fmt.Sprintf("10.236.%d.0/24", slot))
 		link := "clsvc" + strconv.Itoa(slot)
 		if foreignRoute(routes, cidr, link) {
 			continue
@@ -184,7 +184,7 @@ func (n *svcNode) claimSlot() {
 		})
 		return
 	}
-	t.Fatal("no free portal range 10.237.0-249.0/24")
+	t.Fatal("no free portal range 10.236.0-249.0/24")
 }
 
 // foreignRoute reports whether a route of some other link overlaps cidr.
