@@ -54,6 +54,9 @@ type NodeConfig struct {
 	OnProbeChange func()
 	// RolloutTimeout bounds the wait for a recreated replica (default 2m).
 	RolloutTimeout time.Duration
+	// StepRollouts: see reconcile.Config. The agent sets it, so that a
+	// rollout waiting for readiness holds up no other change.
+	StepRollouts bool
 	// Progress, when set, gets every pass's report as it stands before
 	// any pod is changed: the units, and the pods and service endpoints
 	// as podman has them. A pass may wait minutes for a rollout; the agent
@@ -102,6 +105,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		AllowEmpty:       cfg.AllowEmpty,
 		Readiness:        n.probes,
 		RolloutTimeout:   cfg.RolloutTimeout,
+		StepRollouts:     cfg.StepRollouts,
 		Log:              cfg.Log,
 	})
 	if err != nil {

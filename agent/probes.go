@@ -155,6 +155,15 @@ func (m *probes) ready(targets []probeTarget) bool {
 	return true
 }
 
+// Ready is the reconciler's readiness gate for stepped rollouts: it starts
+// the replica's probes if they do not run yet and says whether they pass.
+// A worker just started is not ready; its first success kicks a sync.
+func (m *probes) Ready(r manifests.Replica, pod reconcile.ObservedPod) bool {
+	targets := probeTargets(r.Pod, pod)
+	m.ensure(targets)
+	return m.ready(targets)
+}
+
 // WaitReady is the reconciler's readiness gate during a rollout: the next
 // replica is replaced only once this one passes its probes.
 func (m *probes) WaitReady(ctx context.Context, r manifests.Replica, pod reconcile.ObservedPod) error {

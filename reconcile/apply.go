@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,8 @@ type ReadinessGate interface {
 	// WaitReady returns nil once the replica passes its readiness probe,
 	// or an error when ctx ends first.
 	WaitReady(ctx context.Context, r manifests.Replica, pod ObservedPod) error
+	// Ready says, without waiting, whether the replica passes it now.
+	Ready(r manifests.Replica, pod ObservedPod) bool
 }
 
 // Config configures a Reconciler.
@@ -43,6 +46,14 @@ type Config struct {
 	RolloutTimeout time.Duration
 	// PollInterval is how often a rollout looks at the replica (default 200ms).
 	PollInterval time.Duration
+	// StepRollouts makes a pass replace at most one replica of each pod
+	// definition, and only once the replicas already replaced run and are
+	// ready; the next pass (woken by the new replica's start or readiness)
+	// takes the next step. The agent uses it, so that a rollout never holds
+	// up the other changes of the node. Without it a pass waits for each
+	// replaced replica before the next (cuelet apply: one pass, whole
+	// rollouts).
+	StepRollouts bool
 	Log          zerolog.Logger
 }
 
@@ -121,8 +132,11 @@ func (e *PodError) Unwrap() error { return e.Err }
 
 // Result is what one Apply pass did.
 type Result struct {
-	// Actions are the planned actions, in plan order.
+	// Actions are the actions taken (or tried), in plan order.
 	Actions []Action
+	// Waiting are recreates left for a later pass: with StepRollouts, the
+	// rest of a rollout, or a rollout whose last step is not ready yet.
+	Waiting []Action
 	// Errors are the pods that failed, conflicts included.
 	Errors []*PodError
 }
@@ -156,7 +170,7 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		}
 	}
 	p.refreshRunDir(have)
-	p.run(ctx, p.tasks())
+	p.run(ctx, p.tasks(have))
 	sort.SliceStable(p.res.Errors, func(i, j int) bool { return p.res.Errors[i].Pod < p.res.Errors[j].Pod })
 	if err := ctx.Err(); err != nil {
 		return p.res, err
@@ -210,7 +224,7 @@ func (p *pass) refreshRunDir(have []ObservedPod) {
 // tasks turns the actions into independent units of work: every create,
 // start and remove alone, the recreates of one pod definition as one chain
 // that replaces a replica only once the previous one is ready.
-func (p *pass) tasks() []func(context.Context) {
+func (p *pass) tasks(have []ObservedPod) []func(context.Context) {
 	var tasks []func(context.Context)
 	chains := map[string][]Action{}
 	var chainOrder []string
@@ -239,6 +253,18 @@ func (p *pass) tasks() []func(context.Context) {
 	}
 	for _, g := range chainOrder {
 		chain := chains[g]
+		if p.r.cfg.StepRollouts {
+			n := 1
+			if why := p.rolloutBusy(g, chain, have); why != "" {
+				p.r.cfg.Log.Debug().Str("unit", chain[0].Unit).Str("pod", chain[0].Name).Str("action", "recreate").
+					Str("waiting", why).Msg("rollout waits for the replica replaced last")
+				n = 0
+			}
+			p.postpone(chain[n:])
+			if chain = chain[:n]; len(chain) == 0 {
+				continue
+			}
+		}
 		tasks = append(tasks, func(ctx context.Context) {
 			for i, a := range chain {
 				err := p.r.do(ctx, a, p.env)
@@ -257,6 +283,45 @@ func (p *pass) tasks() []func(context.Context) {
 		})
 	}
 	return tasks
+}
+
+// rolloutBusy says why the next step of a pod definition's rollout must
+// wait: a replica already on the new spec, and not itself to be replaced
+// in this chain (a half-made replica is repaired, not waited for), does
+// not run or is not ready. "" means the step may go.
+func (p *pass) rolloutBusy(group string, chain []Action, have []ObservedPod) string {
+	next := chain[0].Replica
+	hash := SpecHash(next.Pod)
+	inChain := map[string]bool{}
+	for _, a := range chain {
+		inChain[a.Name] = true
+	}
+	for _, o := range have {
+		if !o.Managed() || o.PodName() != group || o.Labels[LabelSpecHash] != hash || inChain[o.Name] {
+			continue
+		}
+		if why := notRunning(o, next.Pod); why != "" {
+			return o.Name + ": " + why
+		}
+		rep := manifests.Replica{Name: o.Name, Index: o.Index(), Unit: next.Unit, Pod: next.Pod}
+		if p.r.cfg.Readiness != nil && !p.r.cfg.Readiness.Ready(rep, o) {
+			return o.Name + ": not ready"
+		}
+	}
+	return ""
+}
+
+// postpone moves actions from the pass's actions to the waiting ones.
+func (p *pass) postpone(actions []Action) {
+	if len(actions) == 0 {
+		return
+	}
+	later := map[string]bool{}
+	for _, a := range actions {
+		later[a.Name] = true
+	}
+	p.res.Waiting = append(p.res.Waiting, actions...)
+	p.res.Actions = slices.DeleteFunc(p.res.Actions, func(a Action) bool { return a.Kind == Recreate && later[a.Name] })
 }
 
 // run runs the tasks, at most Concurrency at once.

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -794,6 +795,90 @@ type neverReady struct{}
 func (neverReady) WaitReady(ctx context.Context, _ manifests.Replica, _ reconcile.ObservedPod) error {
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+func (neverReady) Ready(manifests.Replica, reconcile.ObservedPod) bool { return false }
+
+// switchGate is a readiness gate the test opens and closes.
+type switchGate struct{ open atomic.Bool }
+
+func (g *switchGate) WaitReady(ctx context.Context, r manifests.Replica, p reconcile.ObservedPod) error {
+	for !g.Ready(r, p) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (g *switchGate) Ready(manifests.Replica, reconcile.ObservedPod) bool { return g.open.Load() }
+
+func waitingNames(res reconcile.Result) []string {
+	var out []string
+	for _, a := range res.Waiting {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+// With StepRollouts (the agent), a pass replaces one replica of a pod and
+// returns; the next replica goes in a later pass, once the replaced one
+// runs and is ready. Nothing in between waits inside a pass.
+func TestE2ESteppedRolloutTakesOneReplicaAPassOnceTheLastIsReady(t *testing.T) {
+	gate := &switchGate{}
+	gate.open.Store(true)
+	e := newEnv(t, func(c *reconcile.Config) {
+		c.Readiness = gate
+		c.StepRollouts = true
+	})
+	web := simplePod("web", 3)
+	e.apply(desired(unit("a.cue", web)))
+	ids := func() [3]string {
+		return [3]string{strings.Join(e.ids("web"), ","), strings.Join(e.ids("web-1"), ","), strings.Join(e.ids("web-2"), ",")}
+	}
+	before := ids()
+
+	web.Containers[0].Args = []string{"2"}
+	d := desired(unit("a.cue", web))
+	gate.open.Store(false)
+	start := time.Now()
+	res := e.apply(d)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("a stepped pass took %s: it waited for readiness", took)
+	}
+	step1 := ids()
+	if step1[0] == before[0] || step1[1] != before[1] || step1[2] != before[2] {
+		t.Fatalf("pass 1 replaced %v -> %v; want only web", before, step1)
+	}
+	if got := waitingNames(res); !slices.Equal(got, []string{"web-1", "web-2"}) {
+		t.Fatalf("waiting after pass 1 = %v", got)
+	}
+
+	// web runs the new spec but is not ready: the rollout holds.
+	res = e.apply(d)
+	if ids() != step1 {
+		t.Fatal("pass 2 replaced a replica while the last replaced one was not ready")
+	}
+	if got := waitingNames(res); !slices.Equal(got, []string{"web-1", "web-2"}) {
+		t.Fatalf("waiting after pass 2 = %v", got)
+	}
+
+	gate.open.Store(true)
+	e.apply(d)
+	step3 := ids()
+	if step3[0] != step1[0] || step3[1] == step1[1] || step3[2] != step1[2] {
+		t.Fatalf("pass 3 replaced %v -> %v; want only web-1", step1, step3)
+	}
+	e.apply(d)
+	step4 := ids()
+	if step4[2] == step3[2] || step4[0] != step3[0] || step4[1] != step3[1] {
+		t.Fatalf("pass 4 replaced %v -> %v; want only web-2", step3, step4)
+	}
+	if res := e.apply(d); len(res.Actions) != 0 || len(res.Waiting) != 0 {
+		t.Fatalf("pass 5: actions %v, waiting %v; want none", res.Actions, res.Waiting)
+	}
 }
 
 func TestE2ERolloutStopsAtAReplicaThatIsNotReady(t *testing.T) {

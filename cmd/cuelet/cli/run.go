@@ -74,6 +74,7 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env) error {
 	cfg := f.nodeConfig(pm, log)
 	cfg.Network = network
 	cfg.Proxy = proxy
+	cfg.StepRollouts = true
 	// A probe that changes state changes endpoints: sync at once. The
 	// agent exists before any probe runs (probes start in its first pass).
 	cfg.OnProbeChange = func() { a.Kick() }
