@@ -84,6 +84,10 @@ type Proxy struct {
 
 	work       chan func() // hands tasks to idle workers (see spawn)
 	workerIdle time.Duration
+
+	// testHookDialed, when set by a test, runs after every successful
+	// dial of an endpoint, before the connection is relayed.
+	testHookDialed func(ep netip.AddrPort)
 }
 
 type portKey struct {

@@ -1,6 +1,7 @@
 package netproxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,17 +92,24 @@ func (sp *servicePort) setEndpoints(eps []netip.AddrPort, affinity time.Duration
 		Int("removed", len(removed)).Int("draining_connections", len(doomed)).Msg("endpoints changed")
 }
 
+// errEndpointLeft: the endpoint of a connection being set up left the
+// rotation after it was picked.
+var errEndpointLeft = errors.New("endpoint left the rotation")
+
 // track registers an open connection; it refuses when the service port is
-// gone or the endpoint left the rotation since it was picked, so no
-// connection escapes setEndpoints or close.
-func (sp *servicePort) track(c *tcpConn) bool {
+// gone (ErrClosed) or the endpoint left the rotation since it was picked
+// (errEndpointLeft), so no connection escapes setEndpoints or close.
+func (sp *servicePort) track(c *tcpConn) error {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.closed || !sp.lb.has(c.ep) {
-		return false
+	switch {
+	case sp.closed:
+		return ErrClosed
+	case !sp.lb.has(c.ep):
+		return errEndpointLeft
 	}
 	sp.conns[c] = struct{}{}
-	return true
+	return nil
 }
 
 func (sp *servicePort) untrack(c *tcpConn) {

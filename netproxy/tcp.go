@@ -75,23 +75,36 @@ func (sp *servicePort) serveTCP(client *net.TCPConn) {
 	if a, ok := client.RemoteAddr().(*net.TCPAddr); ok {
 		src = a.AddrPort().Addr().Unmap()
 	}
-	backend, ep, err := sp.dialTCP(src)
-	if err != nil {
-		// A reset tells the client at once, where a plain close could look
-		// like an empty answer.
+	var c *tcpConn
+	for attempt := 1; ; attempt++ {
+		backend, ep, err := sp.dialTCP(src)
+		if err != nil {
+			// A reset tells the client at once, where a plain close could
+			// look like an empty answer.
+			client.SetLinger(0)
+			client.Close()
+			ev := sp.warn.Warn()
+			if errors.Is(err, ErrNoEndpoints) {
+				ev = sp.log.Debug()
+			}
+			ev.Str("action", "connect").Str("client", src.String()).Err(err).Msg("client reset: no endpoint answered")
+			return
+		}
+		c = &tcpConn{client: client, backend: backend, ep: ep}
+		err = sp.track(c)
+		if err == nil {
+			break
+		}
+		backend.Close()
+		// The endpoint left the rotation between the pick and now (an
+		// Update while dialing): nothing was relayed yet, so the client
+		// loses nothing by going to an endpoint that is still in it. Each
+		// new try needs another Update to fail again; give up after a few.
+		if errors.Is(err, errEndpointLeft) && attempt < maxSetupAttempts {
+			continue
+		}
 		client.SetLinger(0)
 		client.Close()
-		ev := sp.warn.Warn()
-		if errors.Is(err, ErrNoEndpoints) {
-			ev = sp.log.Debug()
-		}
-		ev.Str("action", "connect").Str("client", src.String()).Err(err).Msg("client reset: no endpoint answered")
-		return
-	}
-	c := &tcpConn{client: client, backend: backend, ep: ep}
-	if !sp.track(c) {
-		client.SetLinger(0)
-		c.close()
 		return
 	}
 	defer sp.untrack(c)
@@ -103,16 +116,20 @@ func (sp *servicePort) serveTCP(client *net.TCPConn) {
 	done := make(chan struct{})
 	sp.p.spawn(func() {
 		defer close(done)
-		if err := copyCounted(backend, client, sp.m.toEndpoint); err != nil {
+		if err := copyCounted(c.backend, client, sp.m.toEndpoint); err != nil {
 			c.close()
 		}
 	})
-	if err := copyCounted(client, backend, sp.m.toClient); err != nil {
+	if err := copyCounted(client, c.backend, sp.m.toClient); err != nil {
 		c.close()
 	}
 	<-done
 	c.close()
 }
+
+// maxSetupAttempts bounds how often a connection picks and dials again
+// because its endpoint left the rotation while it was being dialed.
+const maxSetupAttempts = 3
 
 // countChunk is how much a bulk transfer moves with splice(2) before the
 // byte counter is updated and the copy looks again at the traffic.
@@ -217,6 +234,9 @@ func (sp *servicePort) dialTCP(client netip.Addr) (*net.TCPConn, netip.AddrPort,
 		// otherwise share, so a busy proxy runs out of ports.
 		c, err := d.DialContext(sp.p.ctx, "tcp", ep.String())
 		if err == nil {
+			if h := sp.p.testHookDialed; h != nil {
+				h(ep)
+			}
 			if i > 0 {
 				sp.lb.stick(client, ep)
 			}

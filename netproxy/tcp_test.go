@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -264,6 +265,33 @@ func TestRemovedEndpointGetsNoNewConnectionsAndItsConnectionsDrain(t *testing.T)
 		if got := hello(t, portal(port)); got != "b" {
 			t.Fatalf("new connection %d went to %q, want b", i, got)
 		}
+	}
+}
+
+// An endpoint that leaves the rotation while a connection to it is being
+// set up (picked and dialed, not yet relaying) must not cost the client
+// its connection: nothing reached the endpoint yet, so the connection
+// goes to an endpoint that is still in the rotation. (cmd/cuelet/cli's
+// TestServicesReplicaLeavesTheRotation saw "connection reset by peer"
+// here under load, when a replica failed readiness.)
+func TestConnectionWhoseEndpointLeavesWhileDialingGoesToAnother(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	p := startProxy(t, Config{})
+	port := freePort(t)
+	mustUpdate(t, p, svc("web", port, a.addr, b.addr))
+
+	var once sync.Once
+	p.testHookDialed = func(ep netip.AddrPort) {
+		// Between the dial and the start of the relay: a leaves.
+		once.Do(func() {
+			if ep != a.addr {
+				t.Errorf("first connection dialed %s, want a at %s", ep, a.addr)
+			}
+			mustUpdate(t, p, svc("web", port, b.addr))
+		})
+	}
+	if got := hello(t, portal(port)); got != "b" {
+		t.Fatalf("connection reached %q, want b", got)
 	}
 }
 
