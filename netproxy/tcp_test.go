@@ -278,9 +278,8 @@ func TestConnectionWhoseEndpointLeavesWhileDialingGoesToAnother(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	p := startProxy(t, Config{})
 	port := freePort(t)
-	mustUpdate(t, p, svc("web", port, a.addr, b.addr))
-
 	var once sync.Once
+	// Set before the listener starts, which orders it before its use.
 	p.testHookDialed = func(ep netip.AddrPort) {
 		// Between the dial and the start of the relay: a leaves.
 		once.Do(func() {
@@ -290,6 +289,7 @@ func TestConnectionWhoseEndpointLeavesWhileDialingGoesToAnother(t *testing.T) {
 			mustUpdate(t, p, svc("web", port, b.addr))
 		})
 	}
+	mustUpdate(t, p, svc("web", port, a.addr, b.addr))
 	if got := hello(t, portal(port)); got != "b" {
 		t.Fatalf("connection reached %q, want b", got)
 	}
