@@ -168,6 +168,47 @@ func TestTCPDialFailureMovesOnToTheNextEndpoint(t *testing.T) {
 	}
 }
 
+// silentAddr returns a loopback address whose listener never answers a
+// new connection: its accept queue (backlog 0) is full, and the kernel
+// drops the SYNs, so a connect hangs as with a host that is gone.
+func silentAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.AddrPortFrom(loopback, uint16(sa.(*unix.SockaddrInet4).Port))
+	dial(t, addr) // takes the one place in the queue
+	return addr
+}
+
+func TestTCPDialTimeoutMovesOnToTheNextEndpoint(t *testing.T) {
+	live := startBackend(t, "live")
+	const timeout = 200 * time.Millisecond
+	p := startProxy(t, Config{DialTimeout: timeout})
+	port := freePort(t)
+	mustUpdate(t, p, svc("slow", port, silentAddr(t), live.addr))
+
+	start := time.Now()
+	if got := hello(t, portal(port)); got != "live" {
+		t.Fatalf("connection reached %q, want live", got)
+	}
+	if d := time.Since(start); d < timeout {
+		t.Errorf("reached the second endpoint after %v, before the dial timeout %v", d, timeout)
+	}
+}
+
 func TestTCPAllEndpointsDeadResetsTheClient(t *testing.T) {
 	p := startProxy(t, Config{})
 	port := freePort(t)
@@ -486,60 +527,86 @@ func TestTCPAlternatingBulkAndSmallMessagesKeepFlowing(t *testing.T) {
 	}
 }
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+// pollPair returns a socket in poll connected over loopback to a
+// net.TCPConn, the peer the test plays.
+func pollPair(t *testing.T, poll *poller) (*pollFD, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	a := dial(t, ln.Addr().(*net.TCPAddr).AddrPort())
-	b, err := ln.Accept()
+	fd, e := rawSocket(loopback)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	d, err := poll.open(fd)
+	if err != nil {
+		rawClose(fd)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { poll.close(d) })
+	sa := newSockaddr(ln.Addr().(*net.TCPAddr).AddrPort())
+	if e := rawConnect(fd, sa); e != unix.EINPROGRESS {
+		t.Fatalf("connect: %v, want EINPROGRESS", e)
+	}
+	peer, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
-	return a, b.(*net.TCPConn)
+	t.Cleanup(func() { peer.Close() })
+	eventually(t, "connected", func() bool {
+		e := rawConnect(fd, sa)
+		return e == 0 || e == unix.EISCONN
+	})
+	return d, peer.(*net.TCPConn)
+}
+
+func testPoller(t *testing.T) *poller {
+	t.Helper()
+	poll, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(poll.stop) // after the sockets' cleanups, which come later
+	return poll
 }
 
 func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
-	clientSide, proxyClient := tcpPair(t)
-	proxyBackend, backendSide := tcpPair(t)
-	_ = backendSide // never reads
+	poll := testPoller(t)
+	proxyClient, clientSide := pollPair(t, poll)
+	proxyBackend, _ := pollPair(t, poll) // the backend never reads
 
 	// Fill the proxy→backend direction until a send would block.
-	// Big writes first, then single bytes to use up the room left in the
+	// Big sends first, then single bytes to use up the room left in the
 	// last segment, so that even a 5-byte send must wait.
 	for _, size := range []int{64 << 10, 1} {
 		chunk := make([]byte, size)
-		proxyBackend.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 		for {
-			if _, err := proxyBackend.Write(chunk); err != nil {
+			if _, e := rawSend(proxyBackend.fd, chunk); e == unix.EAGAIN {
 				break
+			} else if e != 0 {
+				t.Fatal(e)
 			}
 		}
 	}
-	proxyBackend.SetWriteDeadline(time.Time{})
 
 	// A small message: the relay reads it and blocks sending it on.
+	c := &tcpConn{client: proxyClient, backend: proxyBackend}
 	done := make(chan error, 1)
 	go func() {
-		done <- copyCounted(proxyBackend, proxyClient, prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}))
+		done <- c.copy(proxyBackend, proxyClient, prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}), &pipePool{})
 	}()
-	clientSide.SetDeadline(time.Time{})
+	clientSide.SetDeadline(time.Now().Add(within))
 	if _, err := clientSide.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
 	}
 	// Once the relay has read the message, it is stuck in the send.
-	rc, _ := proxyClient.SyscallConn()
 	eventually(t, "relay read the message", func() bool {
-		queued := -1
-		rc.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
-		return queued == 0
+		queued, err := unix.IoctlGetInt(proxyClient.fd, unix.SIOCINQ)
+		return err == nil && queued == 0
 	})
 
-	c := &tcpConn{client: proxyClient, backend: proxyBackend}
 	closed := make(chan struct{})
 	go func() { c.close(); close(closed) }()
 	select {
