@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -21,10 +22,11 @@ import (
 // matters). The waiting itself stays with Go: goroutines block on
 // channels, and the thread blocks in Go's own epoll_wait.
 //
-// Sockets are registered edge-triggered for reading and writing at once:
-// a waiter first tries its read or send, and waits only after EAGAIN. A
-// notification is a token in a channel with room for one, so none is lost
-// between the EAGAIN and the wait; a stale one costs one more try.
+// Sockets are registered edge-triggered for reading and writing at once.
+// A notification is a token in a channel with room for one, so none is
+// lost between a read or send that found nothing to do and the wait that
+// follows; a stale one costs one more try. Registering reports the state
+// the socket is in already, so a first wait is as good as a first try.
 type poller struct {
 	epfd int
 	file *os.File // epfd, watched by Go's poller
@@ -42,10 +44,13 @@ type pollFD struct {
 	// r and w hold a token when the socket may have become readable or
 	// writable (or hung up) since the last wait.
 	r, w chan struct{}
+	// more: the socket hung up, failed or got urgent data, so a short
+	// read may not have drained it (see copySmall). It stays set.
+	more atomic.Bool
 }
 
 // pollEvents are the events every socket is registered for.
-const pollEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+const pollEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLPRI | unix.EPOLLET
 
 func newPoller() (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -148,7 +153,10 @@ func (p *poller) dispatch(events []unix.EpollEvent) {
 		if d == nil || d.gen != uint32(ev.Pad) {
 			continue // closed since: the event was for its predecessor
 		}
-		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0 {
+			d.more.Store(true) // before the token, which the reader waits for
+		}
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLPRI) != 0 {
 			notify(d.r)
 		}
 		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -165,11 +173,11 @@ func notify(c chan struct{}) {
 }
 
 // waitRead blocks until the socket may have become readable since the
-// last wait. Call it only after a read returned EAGAIN.
+// last wait. Call it first, or after a read that drained the socket.
 func (d *pollFD) waitRead() { <-d.r }
 
 // waitWrite blocks until the socket may have become writable since the
-// last wait. Call it only after a send returned EAGAIN.
+// last wait. Call it after a send returned EAGAIN.
 func (d *pollFD) waitWrite() { <-d.w }
 
 // wake makes the current or next waits return, so that their callers

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -152,6 +153,8 @@ func (l *listener) acceptTCP() {
 type tcpConn struct {
 	client, backend *pollFD
 	ep              netip.AddrPort
+	// eofs counts the directions that ended with EOF (see copy).
+	eofs atomic.Int32
 
 	mu sync.Mutex
 	// shut: close shut both sockets down. released: serveTCP closed them;
@@ -275,6 +278,7 @@ var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); retur
 // space. After countChunk bytes it comes back, so a connection that turns
 // interactive again gets the cheap path again.
 func (c *tcpConn) copy(dst, src *pollFD, counter prometheus.Counter, pipes *pipePool) error {
+	src.waitRead() // see copySmall
 	for {
 		eof, bulk, err := copySmall(dst, src, counter)
 		if bulk {
@@ -284,6 +288,14 @@ func (c *tcpConn) copy(dst, src *pollFD, counter prometheus.Counter, pipes *pipe
 		case err != nil:
 			return err
 		case eof:
+			// The direction that ends second leaves the FIN to the close
+			// that follows at once: dst has nothing left to read (the
+			// other direction read it to its EOF), so close(2) sends a
+			// FIN, not a reset, and a shutdown(2) first would be a
+			// system call for nothing.
+			if c.eofs.Add(1) == 2 {
+				return nil
+			}
 			if e := rawShutdown(dst.fd, unix.SHUT_WR); e != 0 {
 				return os.NewSyscallError("shutdown", e)
 			}
@@ -294,6 +306,14 @@ func (c *tcpConn) copy(dst, src *pollFD, counter prometheus.Counter, pipes *pipe
 
 // copySmall relays through a buffer until EOF, an error, or a read that
 // fills the buffer (bulk).
+//
+// A read waits only when the socket is drained, and a read shorter than
+// the buffer has drained it, unless the socket hung up, failed or has
+// urgent data (the kernel stops a read at those); otherwise new data
+// brings a new token. So a read returns EAGAIN only after a stale token,
+// where reading until EAGAIN cost a read for every message. A socket new
+// to the poller gets a token when it has data already, so copy waits
+// before its first read: a backend's answer is never there yet.
 func copySmall(dst, src *pollFD, counter prometheus.Counter) (eof, bulk bool, err error) {
 	bp := readBufs.Get().(*[]byte)
 	buf := *bp
@@ -301,28 +321,32 @@ func copySmall(dst, src *pollFD, counter prometheus.Counter) (eof, bulk bool, er
 		n, e := rawRead(src.fd, buf)
 		switch {
 		case e == unix.EAGAIN:
-			// Idle: wait without the buffer.
-			readBufs.Put(bp)
-			src.waitRead()
-			bp = readBufs.Get().(*[]byte)
-			buf = *bp
-			continue
 		case e != 0:
 			err = os.NewSyscallError("read", e)
 		case n == 0:
 			eof = true
 		default:
-			err = sendAll(dst, buf[:n])
-			if err == nil {
-				counter.Add(float64(n))
-				if n < len(buf) {
-					continue
-				}
+			if err = sendAll(dst, buf[:n]); err != nil {
+				break
+			}
+			counter.Add(float64(n))
+			if n == len(buf) {
 				bulk = true
+				break
+			}
+			if src.more.Load() {
+				continue
 			}
 		}
+		if err != nil || eof || bulk {
+			readBufs.Put(bp)
+			return eof, bulk, err
+		}
+		// Drained: wait without the buffer.
 		readBufs.Put(bp)
-		return eof, bulk, err
+		src.waitRead()
+		bp = readBufs.Get().(*[]byte)
+		buf = *bp
 	}
 }
 
