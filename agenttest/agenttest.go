@@ -17,13 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
-
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/netproxy"
 	"github.com/cuelet/cuelet/podman"
 	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/portaltest"
 	"github.com/cuelet/cuelet/reconcile"
 )
 
@@ -52,7 +49,6 @@ type Node struct {
 
 	ctx    context.Context
 	agents int
-	slot   *os.File
 }
 
 // NewNode starts a podman service (see podmantest.Require for when the
@@ -88,72 +84,10 @@ func NewNode(tb testing.TB) *Node {
 	return n
 }
 
-// claimSlot takes a free slot (a lock file held until the test ends) and
-// with it a portal range, link and table no other test uses. What a
-// crashed earlier holder of the slot left on the host is removed first.
+// claimSlot takes a portal range, link and table no other test uses.
 func (n *Node) claimSlot() {
-	tb := n.TB
-	lockDir := filepath.Join(os.TempDir(), "cuelet-agenttest")
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	for i := 0; i < 250; i++ {
-		cidr := netip.MustParsePrefix(fmt.Sprintf("10.237.%d.0/24", i))
-		if rangeInUse(cidr) {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("slot-%d.lock", i)), os.O_CREATE|os.O_RDWR, 0o644)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		n.slot, n.PortalCIDR = f, cidr
-		n.Link = fmt.Sprintf("cue2e%d", i)
-		n.Table = fmt.Sprintf("cuelet_e2e_%d", i)
-		n.cleanNetwork()
-		tb.Cleanup(func() {
-			n.cleanNetwork()
-			f.Close()
-		})
-		return
-	}
-	tb.Fatal("no free agent test slot (10.237.0-249.0/24)")
-}
-
-// rangeInUse reports whether a host address lies in cidr, on any link
-// but the ones this harness names.
-func rangeInUse(cidr netip.Prefix) bool {
-	ifs, _ := net.Interfaces()
-	for _, ifc := range ifs {
-		if strings.HasPrefix(ifc.Name, "cue2e") {
-			continue
-		}
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && cidr.Contains(ip) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// cleanNetwork deletes the node's portal link and nftables table.
-func (n *Node) cleanNetwork() {
-	nn, err := netproxy.NewNode(netproxy.NodeConfig{CIDR: n.PortalCIDR, LinkName: n.Link, TableName: n.Table, Logger: zerolog.Nop()})
-	if err != nil {
-		n.TB.Errorf("clean portal link and table: %v", err)
-		return
-	}
-	defer nn.Close()
-	if err := nn.Cleanup(); err != nil {
-		n.TB.Errorf("clean portal link and table: %v", err)
-	}
+	slot := portaltest.Claim(n.TB)
+	n.PortalCIDR, n.Link, n.Table = slot.CIDR, slot.Link, slot.Table
 }
 
 // Write writes a manifest file below the manifest directory the way an

@@ -19,23 +19,18 @@ portals are served only while 'cuelet run' runs.`,
 			var f AgentFlags
 			f.Register(fs, env)
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("takes no arguments, got %q", args)
+				if err := noArgs(args); err != nil {
+					return err
 				}
 				log, err := f.logger(env.Stderr)
 				if err != nil {
 					return err
 				}
-				release, err := lockState(ctx, f.StateDir)
+				network, closeNode, err := f.claimNode(ctx, log)
 				if err != nil {
 					return err
 				}
-				defer release()
-				network, err := f.network(log)
-				if err != nil {
-					return err
-				}
-				defer network.Close()
+				defer closeNode()
 				cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
 				cfg.Network = network
 				node, err := agent.NewNode(ctx, cfg)

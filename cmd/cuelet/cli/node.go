@@ -16,6 +16,14 @@ import (
 	"github.com/cuelet/cuelet/netproxy"
 )
 
+// noArgs is for the commands that take flags only.
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments, got %q", args)
+	}
+	return nil
+}
+
 // logger builds the zerolog logger the agent flags ask for.
 func (a *AgentFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(a.LogLevel)
@@ -54,15 +62,22 @@ func (a *AgentFlags) nodeConfig(pm agent.Podman, log zerolog.Logger) agent.NodeC
 	}
 }
 
-// network opens the portal programming of the node (netlink, nftables).
-func (a *AgentFlags) network(log zerolog.Logger) (*netproxy.Node, error) {
+// claimNode is what apply and run do before they touch the node: take the
+// state lock, so that no other cuelet works on it at once, and open the
+// portal programming (netlink, nftables). close undoes both.
+func (a *AgentFlags) claimNode(ctx context.Context, log zerolog.Logger) (network *netproxy.Node, close func(), err error) {
+	release, err := lockState(ctx, a.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
 	n, err := netproxy.NewNode(netproxy.NodeConfig{
 		CIDR: a.PortalCIDR, LinkName: a.PortalLink, TableName: a.NftTable, Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("portals need root (CAP_NET_ADMIN): %w", err)
+		release()
+		return nil, nil, fmt.Errorf("portals need root (CAP_NET_ADMIN): %w", err)
 	}
-	return n, nil
+	return n, func() { n.Close(); release() }, nil
 }
 
 // checkProxyMode refuses modes not built yet rather than ignoring them.

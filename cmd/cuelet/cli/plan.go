@@ -19,8 +19,8 @@ a unit is invalid or podman cannot be reached.`,
 			var f AgentFlags
 			f.Register(fs, env)
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("takes no arguments, got %q", args)
+				if err := noArgs(args); err != nil {
+					return err
 				}
 				log, err := f.logger(env.Stderr)
 				if err != nil {

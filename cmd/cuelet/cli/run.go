@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,8 +25,8 @@ the userspace proxy stop with it.`,
 			var f AgentFlags
 			f.Register(fs, env)
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("takes no arguments, got %q", args)
+				if err := noArgs(args); err != nil {
+					return err
 				}
 				return runAgent(ctx, &f, env)
 			}
@@ -47,16 +46,11 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env) error {
 	if err != nil {
 		return err
 	}
-	release, err := lockState(ctx, f.StateDir)
+	network, closeNode, err := f.claimNode(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer release()
-	network, err := f.network(log)
-	if err != nil {
-		return err
-	}
-	defer network.Close()
+	defer closeNode()
 
 	registry := prometheus.NewRegistry()
 	proxy, err := netproxy.New(netproxy.Config{

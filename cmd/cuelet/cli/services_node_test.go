@@ -31,13 +31,12 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
-	"github.com/cuelet/cuelet/netproxy"
 	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/portaltest"
 )
 
 // svcNode is one node for a services test.
@@ -137,76 +136,11 @@ func newSvcNode(t *testing.T, withPodman bool) *svcNode {
 	return n
 }
 
-// claimSlot takes a portal range that no other test process and nothing
-// on the host uses, and removes what a crashed earlier run with that slot
-// may have left.
+// claimSlot takes a portal range, link and table no other test uses.
 func (n *svcNode) claimSlot() {
-	t := n.t
-	lockDir := filepath.Join(os.TempDir(), "cuelet-svctest")
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for slot := range 250 {
-		cidr := netip.MustParsePrefix(fmt.Sprintf("10.236.%d.0/24", slot))
-		link := "clsvc" + strconv.Itoa(slot)
-		if foreignRoute(routes, cidr, link) {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("slot-%d.lock", slot)), os.O_CREATE|os.O_RDWR, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		t.Cleanup(func() { f.Close() })
-		n.slot, n.cidr, n.link = slot, cidr, link
-		n.table = "cuelet_svc" + strconv.Itoa(slot)
-		n.watchTable = "cuelet_svcwatch" + strconv.Itoa(slot)
-		node, err := netproxy.NewNode(netproxy.NodeConfig{CIDR: cidr, LinkName: n.link, TableName: n.table})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cleanup := func() {
-			if err := node.Cleanup(); err != nil {
-				t.Errorf("remove portal link and table: %v", err)
-			}
-		}
-		cleanup() // a crashed run's leftovers
-		t.Cleanup(func() {
-			cleanup()
-			node.Close()
-		})
-		return
-	}
-	t.Fatal("no free portal range 10.236.0-249.0/24")
-}
-
-// foreignRoute reports whether a route of some other link overlaps cidr.
-func foreignRoute(routes []netlink.Route, cidr netip.Prefix, ownLink string) bool {
-	for _, r := range routes {
-		if r.Dst == nil {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(r.Dst.IP.To4())
-		if !ok {
-			continue
-		}
-		ones, _ := r.Dst.Mask.Size()
-		if ones == 0 || !netip.PrefixFrom(ip, ones).Overlaps(cidr) { // the default route is no claim
-			continue
-		}
-		if link, err := netlink.LinkByIndex(r.LinkIndex); err == nil && link.Attrs().Name == ownLink {
-			continue
-		}
-		return true
-	}
-	return false
+	slot := portaltest.Claim(n.t)
+	n.slot, n.cidr, n.link, n.table = slot.N, slot.CIDR, slot.Link, slot.Table
+	n.watchTable = "cuelet_watch" + strconv.Itoa(slot.N)
 }
 
 // addr is the i-th address of the node's portal range.

@@ -27,8 +27,8 @@ socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
 			fs.StringVar(&runDir, "run-dir", defaultRunDir, "the agent's run `folder`")
 			fs.BoolVar(&asJSON, "json", false, "print the agent's report as JSON")
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("takes no arguments, got %q", args)
+				if err := noArgs(args); err != nil {
+					return err
 				}
 				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
