@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
@@ -34,10 +35,29 @@ type Watcher struct {
 	keep func(name string) bool
 	log  zerolog.Logger
 
-	fsw   *fsnotify.Watcher
-	hops  map[string]map[string]bool // folder -> names on the way to the manifest dir
-	tree  map[string]bool            // folders of the resolved tree
-	watch map[string]bool            // what fsw watches now
+	fsw  *fsnotify.Watcher
+	hops map[string]map[string]bool // folder -> names on the way to the manifest dir
+	tree map[string]bool            // folders of the resolved tree
+	// watch maps each folder fsw watches to the identity of the folder
+	// that was there when the watch was added. A watch belongs to an
+	// inode, not a name: a folder removed and recreated under the same
+	// name before we look again must be watched anew.
+	watch map[string]fileID
+}
+
+// fileID identifies a folder on the node independent of its name.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(p string) (fileID, bool) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fileID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, true
 }
 
 // NewWatcher watches path (which need not exist yet). keep filters file
@@ -52,7 +72,7 @@ func NewWatcher(path string, keep func(name string) bool, log zerolog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", path, err)
 	}
-	w := &Watcher{path: abs, keep: keep, log: log, fsw: fsw, watch: map[string]bool{}}
+	w := &Watcher{path: abs, keep: keep, log: log, fsw: fsw, watch: map[string]fileID{}}
 	w.rescan()
 	return w, nil
 }
@@ -92,6 +112,14 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 	if ev.Op == fsnotify.Chmod {
 		return false // permission changes show up when reading fails anyway
 	}
+	if _, watched := w.watch[ev.Name]; watched && ev.Has(fsnotify.Create|fsnotify.Remove|fsnotify.Rename) {
+		// A watched folder's name was removed, renamed or replaced, as
+		// seen from its parent. Its watch is dead or about to be, and a
+		// folder recreated under the name may even reuse the inode
+		// number, so forget the watch: the rescan below adds it anew.
+		_ = w.fsw.Remove(ev.Name)
+		delete(w.watch, ev.Name)
+	}
 	dir, name := filepath.Dir(ev.Name), filepath.Base(ev.Name)
 	if w.hops[dir][name] {
 		w.rescan()
@@ -112,8 +140,21 @@ func isDir(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// rescan recomputes the folders to watch and adjusts the watches.
+// rescan recomputes the folders to watch and adjusts the watches. A
+// folder created inside a newly watched one between our look and the
+// watch taking effect sends no event, so after adding a watch we look
+// again, until a look adds nothing (bounded, for a tree that keeps
+// growing: the next event brings us back anyway).
 func (w *Watcher) rescan() {
+	for range 8 {
+		if !w.rescanOnce() {
+			return
+		}
+	}
+}
+
+// rescanOnce adjusts the watches once and reports whether it added any.
+func (w *Watcher) rescanOnce() (added bool) {
 	hops, resolved := resolveHops(w.path)
 	tree := map[string]bool{}
 	if resolved != "" {
@@ -134,8 +175,18 @@ func (w *Watcher) rescan() {
 		}
 	}
 	for d := range want {
-		if w.watch[d] {
-			continue
+		id, ok := idOf(d)
+		if !ok {
+			continue // gone again; the event in its parent brings us back
+		}
+		if old, watched := w.watch[d]; watched {
+			if old == id {
+				continue
+			}
+			// Same name, another folder: the old watch died with the
+			// old folder (or will); drop it before watching the new one.
+			_ = w.fsw.Remove(d)
+			delete(w.watch, d)
 		}
 		if err := w.fsw.Add(d); err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
@@ -143,9 +194,11 @@ func (w *Watcher) rescan() {
 			}
 			continue
 		}
-		w.watch[d] = true
+		w.watch[d] = id
+		added = true
 	}
 	w.hops, w.tree = hops, tree
+	return added
 }
 
 // resolveHops walks p one name at a time, following symlinks, and records
