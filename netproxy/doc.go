@@ -49,14 +49,17 @@
 //     then, where the first kube-proxy kept them open forever; its UDP
 //     sessions end at once, so the client's next datagram picks again.
 //   - TCP data is relayed by two goroutines per connection (pooled
-//     workers, see workers.go). Small messages
-//     go through a pooled 16 KiB buffer with read(2)/send(2), taken only
-//     while the socket is readable; bulk transfers (a read that fills the
-//     buffer) switch to (*net.TCPConn).ReadFrom, which Go runs as splice(2)
-//     socket to socket, and come back every MiB. The relay's reads, sends
-//     and half-closes are raw system calls on non-blocking sockets, which
-//     spares the Go scheduler's sysmon handoffs (see rawio.go). A clean
-//     EOF becomes a half-close on the other side; an error closes both.
+//     workers, see workers.go). The sockets of TCP connections and
+//     listeners are handled with raw system calls and watched by an
+//     epoll instance of the proxy's own, which Go's poller watches in
+//     turn (poller.go): no net.Conn, no os.File, nothing per connection
+//     that enters the scheduler's syscall state (rawio.go says why that
+//     matters). Small messages go through a pooled 16 KiB buffer with
+//     read(2)/send(2), taken only while the socket has data; bulk
+//     transfers (a read that fills the buffer) switch to splice(2)
+//     socket to pipe to socket through a pooled pipe, and come back
+//     every MiB. A clean EOF becomes a half-close on the other side; an
+//     error shuts both sockets down.
 //   - UDP: a session per client address, with a connected socket to the
 //     endpoint picked for it; replies leave from the address the client
 //     sent to (IP_PKTINFO on wildcard listeners). Sessions end after

@@ -23,7 +23,7 @@ const within = 10 * time.Second
 var loopback = netip.MustParseAddr("127.0.0.1")
 
 // startProxy runs a proxy until the test ends.
-func startProxy(t *testing.T, cfg Config) *Proxy {
+func startProxy(t testing.TB, cfg Config) *Proxy {
 	t.Helper()
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
@@ -54,7 +54,7 @@ func startProxy(t *testing.T, cfg Config) *Proxy {
 	return p
 }
 
-func mustUpdate(t *testing.T, p *Proxy, services ...Service) {
+func mustUpdate(t testing.TB, p *Proxy, services ...Service) {
 	t.Helper()
 	if errs := p.Update(services); errs != nil {
 		t.Fatalf("Update: %v", errs)
@@ -63,7 +63,7 @@ func mustUpdate(t *testing.T, p *Proxy, services ...Service) {
 
 // freePort returns a port that is free on 0.0.0.0 for TCP and UDP right
 // now (the kernel may hand it out again later, but not soon).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp4", "0.0.0.0:0")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -72,7 +71,10 @@ type Proxy struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	dialer net.Dialer
+	// poll watches the sockets of TCP connections and listeners; it is
+	// started with the first TCP listener and stopped by Run at its end.
+	poll  *poller
+	pipes *pipePool // splice pipes of bulk transfers
 
 	mu        sync.Mutex
 	closed    bool
@@ -84,6 +86,10 @@ type Proxy struct {
 
 	work       chan func() // hands tasks to idle workers (see spawn)
 	workerIdle time.Duration
+
+	// testHookDialed, when set by a test, runs after every successful
+	// dial of an endpoint, before the connection is relayed.
+	testHookDialed func(ep netip.AddrPort)
 }
 
 type portKey struct {
@@ -101,12 +107,6 @@ type listenerKey struct {
 
 func (k listenerKey) String() string { return k.protocol + " " + k.addr.String() }
 
-// keepAlive turns TCP keep-alive on with the kernel's timings (two hours
-// idle by default, tunable with the net.ipv4.tcp_keepalive_* sysctls):
-// dead peers are found eventually, at the cost of one setsockopt per
-// connection instead of Go's four.
-var keepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
-
 // New returns a Proxy; it listens on nothing until Update.
 func New(cfg Config) (*Proxy, error) {
 	cfg.ExternalAddress = cmp.Or(cfg.ExternalAddress, netip.IPv4Unspecified())
@@ -123,7 +123,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Proxy{
-		dialer:     net.Dialer{Timeout: cfg.DialTimeout, KeepAliveConfig: keepAlive},
+		pipes:      &pipePool{},
 		cfg:        cfg,
 		log:        cfg.Logger.With().Str("component", "proxy").Logger(),
 		metrics:    m,
@@ -171,9 +171,28 @@ func (p *Proxy) shutdown() {
 		sp.close()
 		delete(p.ports, k)
 	}
+	poll := p.poll
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	// Last, as every connection and listener used it until now.
+	if poll != nil {
+		poll.stop()
+	}
+	p.pipes.close()
+}
+
+// poller returns the proxy's poller, started on first use. Callers hold
+// p.mu.
+func (p *Proxy) poller() (*poller, error) {
+	if p.poll == nil {
+		poll, err := newPoller()
+		if err != nil {
+			return nil, err
+		}
+		p.poll = poll
+	}
+	return p.poll, nil
 }
 
 // Update makes the proxy serve exactly services (the whole desired set,

@@ -1,6 +1,7 @@
 package netproxy
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,17 +92,24 @@ func (sp *servicePort) setEndpoints(eps []netip.AddrPort, affinity time.Duration
 		Int("removed", len(removed)).Int("draining_connections", len(doomed)).Msg("endpoints changed")
 }
 
+// errEndpointLeft: the endpoint of a connection being set up left the
+// rotation after it was picked.
+var errEndpointLeft = errors.New("endpoint left the rotation")
+
 // track registers an open connection; it refuses when the service port is
-// gone or the endpoint left the rotation since it was picked, so no
-// connection escapes setEndpoints or close.
-func (sp *servicePort) track(c *tcpConn) bool {
+// gone (ErrClosed) or the endpoint left the rotation since it was picked
+// (errEndpointLeft), so no connection escapes setEndpoints or close.
+func (sp *servicePort) track(c *tcpConn) error {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.closed || !sp.lb.has(c.ep) {
-		return false
+	switch {
+	case sp.closed:
+		return ErrClosed
+	case !sp.lb.has(c.ep):
+		return errEndpointLeft
 	}
 	sp.conns[c] = struct{}{}
-	return true
+	return nil
 }
 
 func (sp *servicePort) untrack(c *tcpConn) {
@@ -142,35 +150,42 @@ type listener struct {
 	// foreign is the portal range on a wildcard listener: destinations in
 	// it belong to portals, not to this external port.
 	foreign netip.Prefix
-	tcp     *net.TCPListener
+	tcp     *tcpListener
 	udp     *udpRelay
 	done    chan struct{}
 	once    sync.Once
 }
 
 func (sp *servicePort) listen(lk listenerKey) (*listener, error) {
-	network := "tcp4"
-	if lk.protocol == "UDP" {
-		network = "udp4"
-	}
-	if lk.addr.Addr().Is6() {
-		network = network[:3] + "6"
-	}
-	lc := net.ListenConfig{Control: listenControl(lk), KeepAliveConfig: keepAlive}
 	l := &listener{sp: sp, key: lk, done: make(chan struct{})}
 	if lk.addr.Addr().IsUnspecified() {
 		l.foreign = sp.p.cfg.PortalCIDR
 	}
 	switch lk.protocol {
 	case "TCP":
-		ln, err := lc.Listen(sp.p.ctx, network, lk.addr.String())
+		poll, err := sp.p.poller()
 		if err != nil {
 			return nil, err
 		}
-		l.tcp = ln.(*net.TCPListener)
+		ln, err := listenTCP(poll, lk)
+		if err != nil {
+			return nil, err
+		}
+		l.tcp = ln
 		sp.p.wg.Add(1)
 		go l.acceptTCP()
 	case "UDP":
+		network := "udp4"
+		if lk.addr.Addr().Unmap().Is6() {
+			network = "udp6"
+		}
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = setListenOptions(int(fd), lk) }); err != nil {
+				return err
+			}
+			return serr
+		}}
 		pc, err := lc.ListenPacket(sp.p.ctx, network, lk.addr.String())
 		if err != nil {
 			return nil, err
@@ -196,7 +211,7 @@ func (l *listener) close() {
 	l.once.Do(func() {
 		close(l.done)
 		if l.tcp != nil {
-			l.tcp.Close()
+			l.tcp.close()
 		}
 		if l.udp != nil {
 			l.sp.mu.Lock()
@@ -207,7 +222,8 @@ func (l *listener) close() {
 	})
 }
 
-// listenControl returns the control function for a listener:
+// setListenOptions sets the options of a listening socket before it is
+// bound:
 //
 //   - IP_FREEBIND lets a portal listener bind its address before the
 //     address is on the node, so the proxy does not depend on the order in
@@ -224,31 +240,21 @@ func (l *listener) close() {
 //     another program, even one that sets SO_REUSEPORT itself (haproxy
 //     does by default), stays a clear "address already in use" instead of
 //     a port silently shared with it.
-func listenControl(lk listenerKey) func(network, address string, c syscall.RawConn) error {
+func setListenOptions(fd int, lk listenerKey) error {
 	wildcard := lk.addr.Addr().IsUnspecified()
-	reusePort := !wildcard || lk.shared
-	return func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if !wildcard {
-				level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
-				if network == "tcp6" || network == "udp6" {
-					level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
-				}
-				if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
-					serr = fmt.Errorf("set IP_FREEBIND: %w", err)
-					return
-				}
-			}
-			if reusePort {
-				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-					serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
-				}
-			}
-		})
-		if err != nil {
-			return err
+	if !wildcard {
+		level, opt := unix.IPPROTO_IP, unix.IP_FREEBIND
+		if lk.addr.Addr().Unmap().Is6() {
+			level, opt = unix.IPPROTO_IPV6, unix.IPV6_FREEBIND
 		}
-		return serr
+		if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+			return fmt.Errorf("set IP_FREEBIND: %w", err)
+		}
 	}
+	if !wildcard || lk.shared {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("set SO_REUSEPORT: %w", err)
+		}
+	}
+	return nil
 }
