@@ -36,9 +36,11 @@ type probeRun struct {
 
 // probeTarget is one container that has a readiness probe.
 type probeTarget struct {
-	id     string
-	config probe.Config
-	spec   string
+	id        string
+	pod       string // the replica, for the worker's log lines
+	container string
+	config    probe.Config
+	spec      string
 }
 
 func newProbes(base context.Context, execer probe.Execer, onChange func(), log zerolog.Logger) *probes {
@@ -79,7 +81,7 @@ func probeTargets(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
 			cfg.Probe.HTTPGet = &probe.HTTPGetAction{Path: p.HTTPGet.Path, Port: resolvePort(c, p.HTTPGet.Port)}
 		}
 		spec, _ := json.Marshal(cfg.Probe)
-		out = append(out, probeTarget{id: oc.ID, config: cfg, spec: string(spec) + ip.String()})
+		out = append(out, probeTarget{id: oc.ID, pod: pod.Name, container: c.Name, config: cfg, spec: string(spec) + ip.String()})
 	}
 	return out
 }
@@ -112,7 +114,9 @@ func (m *probes) ensure(targets []probeTarget) {
 		}
 		cfg := t.config
 		cfg.Execer = m.execer
-		cfg.Logger = m.log
+		// Say whose readiness changed: the worker itself knows only a
+		// container ID.
+		cfg.Logger = m.log.With().Str("pod", t.pod).Str("container", t.container).Logger()
 		cfg.OnChange = func(bool) { m.onChange() }
 		w, err := probe.New(cfg)
 		if err != nil {
