@@ -274,6 +274,10 @@ func (p *Podman) claimNetwork() error {
 			continue
 		}
 		p.slot, p.Subnet, p.Bridge = f, subnet, bridge
+		// A crashed run may have left the slot's bridge and rules.
+		if err := removeNetworkLeftovers(subnet.String(), bridge); err != nil {
+			return err
+		}
 		gw := subnet.Addr().Next()
 		conf := fmt.Sprintf(`{
   "name": %q,
@@ -494,6 +498,9 @@ func (p *Podman) close() error {
 		errs = append(errs, err)
 	}
 	if p.slot != nil {
+		if err := removeNetworkLeftovers(p.Subnet.String(), p.Bridge); err != nil {
+			errs = append(errs, err)
+		}
 		p.slot.Close()
 	}
 	return errors.Join(errs...)

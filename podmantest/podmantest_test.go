@@ -35,6 +35,20 @@ func TestServiceRunsTheBusyboxImageAndCleansUp(t *testing.T) {
 	if strings.Contains(string(mounts), p.Dir) {
 		t.Errorf("mounts below %s left after Close", p.Dir)
 	}
+	assertNetworkGone(t, p)
+}
+
+// assertNetworkGone checks that the service's test network left no bridge
+// and no iptables rule on the node.
+func assertNetworkGone(t *testing.T, p *podmantest.Podman) {
+	t.Helper()
+	left, err := p.Leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		t.Errorf("left after Close: %s", l)
+	}
 }
 
 func TestStartReapsWhatADeadTestProcessLeft(t *testing.T) {
@@ -88,6 +102,7 @@ func TestStopServiceKeepsContainersAndStartServiceComesBack(t *testing.T) {
 	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
 		t.Errorf("%s still there after Close: %v", p.Dir, err)
 	}
+	assertNetworkGone(t, p)
 }
 
 func TestPausedServiceHangsUntilResumed(t *testing.T) {
@@ -115,4 +130,23 @@ func TestPausedServiceHangsUntilResumed(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A service that dies under running containers gives netavark no chance to
+// tear their network down; Close removes the bridge and rules itself.
+func TestCloseAfterTheServiceDiedLeavesNoNetwork(t *testing.T) {
+	p := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := p.Run(ctx, "run", "-d", "--name", "stranded", podmantest.Image, "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := p.Leftovers(); len(left) == 0 {
+		t.Fatal("a running container's network shows no bridge or rules; the check below would prove nothing")
+	}
+	if err := p.KillService(); err != nil {
+		t.Fatal(err)
+	}
+	p.Close() // may report the containers it could not remove
+	assertNetworkGone(t, p)
 }

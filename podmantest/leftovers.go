@@ -1,0 +1,98 @@
+package podmantest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+)
+
+// removeNetworkLeftovers deletes what netavark made for a test network and
+// did not tear down: the bridge and the iptables rules and chains that
+// name the subnet. netavark removes them with the last container of the
+// network, but containers killed with their service (a test that stops
+// podman, or a crashed run) never get that teardown. The slot's lock is
+// held, so nothing else uses this subnet or bridge.
+func removeNetworkLeftovers(subnet, bridge string) error {
+	var errs []error
+	if _, err := net.InterfaceByName(bridge); err == nil {
+		if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", bridge, err, out))
+		}
+	}
+	rules, err := subnetRules(subnet)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var chains []string // netavark's per-network chains our rules jump to
+	for _, r := range rules {
+		f := r.fields
+		if i := indexField(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "NETAVARK-") {
+			chains = append(chains, r.table+" "+f[i+1])
+		}
+		args := append([]string{"-w", "-t", r.table, "-D"}, f[1:]...)
+		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, out))
+		}
+	}
+	for _, c := range chains {
+		table, chain, _ := strings.Cut(c, " ")
+		// A chain that a rule naming our subnet jumped to is netavark's
+		// chain for this network alone (named by the network's ID, fixed
+		// per slot); it also holds a MASQUERADE rule without the subnet.
+		_ = exec.Command("iptables", "-w", "-t", table, "-F", chain).Run()
+		_ = exec.Command("iptables", "-w", "-t", table, "-X", chain).Run()
+	}
+	return errors.Join(errs...)
+}
+
+func indexField(f []string, s string) int {
+	for i, x := range f {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+type iptablesRule struct {
+	table  string
+	fields []string // as iptables -S prints it: -A CHAIN ...
+}
+
+// subnetRules lists the iptables rules (nat and filter) that name subnet.
+func subnetRules(subnet string) ([]iptablesRule, error) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return nil, nil // no iptables, so netavark made no rules
+	}
+	var out []iptablesRule
+	for _, table := range []string{"nat", "filter"} {
+		text, err := exec.Command("iptables", "-w", "-t", table, "-S").Output()
+		if err != nil {
+			return out, fmt.Errorf("iptables -t %s -S: %w", table, err)
+		}
+		for _, line := range strings.Split(string(text), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "-A" && indexField(f, subnet) >= 0 {
+				out = append(out, iptablesRule{table: table, fields: f})
+			}
+		}
+	}
+	return out, nil
+}
+
+// Leftovers describes what of this service's test network is on the node:
+// its bridge and the iptables rules that name its subnet. After Close it
+// is empty; tests assert that.
+func (p *Podman) Leftovers() ([]string, error) {
+	var out []string
+	if _, err := net.InterfaceByName(p.Bridge); err == nil {
+		out = append(out, "link "+p.Bridge)
+	}
+	rules, err := subnetRules(p.Subnet.String())
+	for _, r := range rules {
+		out = append(out, "iptables -t "+r.table+" "+strings.Join(r.fields, " "))
+	}
+	return out, err
+}
