@@ -28,7 +28,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help build test lint install bench bench-agent clean
+.PHONY: help build test lint install bench bench-agent bench-pods bench-proxy clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -60,6 +60,12 @@ bench: ## time cuelet validate against cue vet on 1,000 units
 
 bench-agent: ## time the running agent: a file write's overhead over podman, idle memory and CPU with 100 pods (root, podman)
 	bench/agent/run.sh
+
+bench-pods: ## time apply against podman kube play and no-op passes over 100 pods (root, podman)
+	bench/pods.sh
+
+bench-proxy: ## measure the proxy against haproxy and nginx on the shared harness (root)
+	bench/proxy/run.sh
 
 clean: ## remove build output
 	rm -rf bin
