@@ -113,7 +113,15 @@ func Start(ctx context.Context) (p *Podman, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(processID(os.Getpid())), 0o644); err != nil {
+	// Written whole or not at all: another test binary's reapStale that
+	// read an empty owner file (created, not yet written) took the dir
+	// for a dead one and removed it under us.
+	tmpOwner := filepath.Join(dir, "."+ownerFile)
+	if err := os.WriteFile(tmpOwner, []byte(processID(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := os.Rename(tmpOwner, filepath.Join(dir, ownerFile)); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -537,17 +545,16 @@ func reapStale() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, dir := range dirs {
 		owner, err := os.ReadFile(filepath.Join(dir, ownerFile))
-		if err != nil {
+		pid, _, _ := strings.Cut(string(owner), " ")
+		n, perr := strconv.Atoi(pid)
+		if err != nil || perr != nil {
 			// Being set up right now, or left by a harness too old to
-			// write an owner file.
+			// write an owner file (or one that wrote it in place).
 			if st, serr := os.Stat(dir); serr != nil || time.Since(st.ModTime()) < 10*time.Minute {
 				continue
 			}
-		} else {
-			pid, _, _ := strings.Cut(string(owner), " ")
-			if n, err := strconv.Atoi(pid); err == nil && processID(n) == string(owner) {
-				continue // its test process still runs
-			}
+		} else if processID(n) == string(owner) {
+			continue // its test process still runs
 		}
 		killProcessesUsing(dir)
 		unmountBelow(dir)
