@@ -1,6 +1,7 @@
 package podmantest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,14 @@ import (
 // held, so nothing else uses this subnet or bridge.
 func removeNetworkLeftovers(subnet, bridge string) error {
 	var errs []error
+	// The containers' network namespaces stay pinned under /run/netns,
+	// with their veth pairs, when nobody tears them down; the ones whose
+	// veth hangs on our bridge are ours. Find them before the bridge goes.
+	for _, ns := range bridgeNetns(bridge) {
+		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", ns, err, out))
+		}
+	}
 	if _, err := net.InterfaceByName(bridge); err == nil {
 		if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", bridge, err, out))
@@ -83,16 +92,55 @@ func subnetRules(subnet string) ([]iptablesRule, error) {
 }
 
 // Leftovers describes what of this service's test network is on the node:
-// its bridge and the iptables rules that name its subnet. After Close it
+// its bridge, the network namespaces whose veth hangs on it, and the
+// iptables rules that name its subnet. After Close it
 // is empty; tests assert that.
 func (p *Podman) Leftovers() ([]string, error) {
 	var out []string
 	if _, err := net.InterfaceByName(p.Bridge); err == nil {
 		out = append(out, "link "+p.Bridge)
 	}
+	for _, ns := range bridgeNetns(p.Bridge) {
+		out = append(out, "netns "+ns)
+	}
 	rules, err := subnetRules(p.Subnet.String())
 	for _, r := range rules {
 		out = append(out, "iptables -t "+r.table+" "+strings.Join(r.fields, " "))
 	}
 	return out, err
+}
+
+// bridgeNetns names the network namespaces (under /run/netns) whose veth
+// pair has its host end on bridge.
+func bridgeNetns(bridge string) []string {
+	links, err := exec.Command("ip", "-j", "link", "show", "master", bridge).Output()
+	if err != nil {
+		return nil // no such bridge
+	}
+	var ls []struct {
+		NetnsID *int `json:"link_netnsid"`
+	}
+	if json.Unmarshal(links, &ls) != nil {
+		return nil
+	}
+	nsList, err := exec.Command("ip", "-j", "netns", "list").Output()
+	if err != nil {
+		return nil
+	}
+	var nss []struct {
+		Name string `json:"name"`
+		ID   *int   `json:"id"`
+	}
+	if json.Unmarshal(nsList, &nss) != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range ls {
+		for _, ns := range nss {
+			if l.NetnsID != nil && ns.ID != nil && *l.NetnsID == *ns.ID {
+				out = append(out, ns.Name)
+			}
+		}
+	}
+	return out
 }

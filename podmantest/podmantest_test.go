@@ -141,12 +141,24 @@ func TestCloseAfterTheServiceDiedLeavesNoNetwork(t *testing.T) {
 	if _, err := p.Run(ctx, "run", "-d", "--name", "stranded", podmantest.Image, "sleep", "1000"); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := p.Leftovers(); len(left) == 0 {
-		t.Fatal("a running container's network shows no bridge or rules; the check below would prove nothing")
+	before, _ := p.Leftovers()
+	var netns []string
+	for _, l := range before {
+		if name, ok := strings.CutPrefix(l, "netns "); ok {
+			netns = append(netns, name)
+		}
+	}
+	if len(netns) == 0 {
+		t.Fatalf("a running container's network shows no namespace on the bridge (%q); the checks below would prove nothing", before)
 	}
 	if err := p.KillService(); err != nil {
 		t.Fatal(err)
 	}
 	p.Close() // may report the containers it could not remove
 	assertNetworkGone(t, p)
+	for _, name := range netns {
+		if _, err := os.Stat(filepath.Join("/run/netns", name)); !os.IsNotExist(err) {
+			t.Errorf("network namespace %s left after Close: %v", name, err)
+		}
+	}
 }
