@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // removeNetworkLeftovers deletes what netavark made for a test network and
@@ -20,7 +22,17 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 	// The containers' network namespaces stay pinned under /run/netns,
 	// with their veth pairs, when nobody tears them down; the ones whose
 	// veth hangs on our bridge are ours. Find them before the bridge goes.
+	// Their processes too: conmon dies with the service (or is killed by
+	// Close), and the container's processes, reparented to init, would
+	// run on.
 	for _, ns := range bridgeNetns(bridge) {
+		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, f := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
 		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", ns, err, out))
 		}

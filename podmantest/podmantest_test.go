@@ -141,6 +141,11 @@ func TestCloseAfterTheServiceDiedLeavesNoNetwork(t *testing.T) {
 	if _, err := p.Run(ctx, "run", "-d", "--name", "stranded", podmantest.Image, "sleep", "1000"); err != nil {
 		t.Fatal(err)
 	}
+	out, err := p.Run(ctx, "inspect", "--format", "{{.State.Pid}}", "stranded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(out)
 	before, _ := p.Leftovers()
 	var netns []string
 	for _, l := range before {
@@ -160,5 +165,18 @@ func TestCloseAfterTheServiceDiedLeavesNoNetwork(t *testing.T) {
 		if _, err := os.Stat(filepath.Join("/run/netns", name)); !os.IsNotExist(err) {
 			t.Errorf("network namespace %s left after Close: %v", name, err)
 		}
+	}
+	// The container's process, orphaned when conmon died: killed, and
+	// reaped by init soon after.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("container process %s still runs after Close", pid)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
