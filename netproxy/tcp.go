@@ -571,6 +571,13 @@ func (pp *pipePool) get() (splicePipe, error) {
 	return splicePipe{r: int(fds[0]), w: int(fds[1])}, nil
 }
 
+// idleCount reports how many pipes the pool keeps.
+func (pp *pipePool) idleCount() int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return len(pp.idle)
+}
+
 // put takes back an empty pipe.
 func (pp *pipePool) put(p splicePipe) {
 	pp.mu.Lock()
