@@ -65,7 +65,17 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 		_ = exec.Command("iptables", "-w", "-t", table, "-F", chain).Run()
 		_ = exec.Command("iptables", "-w", "-t", table, "-X", chain).Run()
 	}
-	return errors.Join(errs...)
+	// A command can fail because what it deletes went away meanwhile (a
+	// netavark teardown still running for a container of the service):
+	// only what is still there is an error.
+	left, err := networkLeftovers(subnet, bridge)
+	if err == nil && len(left) == 0 {
+		return nil
+	}
+	if len(left) > 0 {
+		errs = append([]error{fmt.Errorf("test network left on the node: %s", strings.Join(left, "; "))}, errs...)
+	}
+	return errors.Join(append(errs, err)...)
 }
 
 func indexField(f []string, s string) int {
@@ -108,14 +118,18 @@ func subnetRules(subnet string) ([]iptablesRule, error) {
 // iptables rules that name its subnet. After Close it
 // is empty; tests assert that.
 func (p *Podman) Leftovers() ([]string, error) {
+	return networkLeftovers(p.Subnet.String(), p.Bridge)
+}
+
+func networkLeftovers(subnet, bridge string) ([]string, error) {
 	var out []string
-	if _, err := net.InterfaceByName(p.Bridge); err == nil {
-		out = append(out, "link "+p.Bridge)
+	if _, err := net.InterfaceByName(bridge); err == nil {
+		out = append(out, "link "+bridge)
 	}
-	for _, ns := range bridgeNetns(p.Bridge) {
+	for _, ns := range bridgeNetns(bridge) {
 		out = append(out, "netns "+ns)
 	}
-	rules, err := subnetRules(p.Subnet.String())
+	rules, err := subnetRules(subnet)
 	for _, r := range rules {
 		out = append(out, "iptables -t "+r.table+" "+strings.Join(r.fields, " "))
 	}
