@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // ContainersConf is the project's containers.conf, which every harness
@@ -116,12 +118,7 @@ func Start(ctx context.Context) (p *Podman, err error) {
 	// Written whole or not at all: another test binary's reapStale that
 	// read an empty owner file (created, not yet written) took the dir
 	// for a dead one and removed it under us.
-	tmpOwner := filepath.Join(dir, "."+ownerFile)
-	if err := os.WriteFile(tmpOwner, []byte(processID(os.Getpid())), 0o644); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	if err := os.Rename(tmpOwner, filepath.Join(dir, ownerFile)); err != nil {
+	if err := renameio.WriteFile(filepath.Join(dir, ownerFile), []byte(processID(os.Getpid())), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
