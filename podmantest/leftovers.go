@@ -46,11 +46,12 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	var chains []string // netavark's per-network chains our rules jump to
+	type chain struct{ table, name string }
+	var chains []chain // netavark's per-network chains our rules jump to
 	for _, r := range rules {
 		f := r.fields
 		if i := indexField(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "NETAVARK-") {
-			chains = append(chains, r.table+" "+f[i+1])
+			chains = append(chains, chain{r.table, f[i+1]})
 		}
 		args := append([]string{"-w", "-t", r.table, "-D"}, f[1:]...)
 		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
@@ -58,12 +59,11 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 		}
 	}
 	for _, c := range chains {
-		table, chain, _ := strings.Cut(c, " ")
 		// A chain that a rule naming our subnet jumped to is netavark's
 		// chain for this network alone (named by the network's ID, fixed
 		// per slot); it also holds a MASQUERADE rule without the subnet.
-		_ = exec.Command("iptables", "-w", "-t", table, "-F", chain).Run()
-		_ = exec.Command("iptables", "-w", "-t", table, "-X", chain).Run()
+		_ = exec.Command("iptables", "-w", "-t", c.table, "-F", c.name).Run()
+		_ = exec.Command("iptables", "-w", "-t", c.table, "-X", c.name).Run()
 	}
 	// A command can fail because what it deletes went away meanwhile (a
 	// netavark teardown still running for a container of the service):
