@@ -68,7 +68,6 @@ type Agent struct {
 	passStart     atomic.Int64 // UnixNano when the running pass began; 0 between passes
 	stuckLogged   atomic.Bool
 	reloadPending atomic.Bool
-	firstDone     bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
 	retry         backoff
 }
@@ -202,10 +201,9 @@ func (a *Agent) sync(ctx context.Context) {
 	a.metrics.observe(rep)
 	a.logChanges(rep)
 	a.notify.Status(rep.Summary())
-	if !a.firstDone || reloading {
+	if !a.metrics.ready.Load() || reloading {
 		// READY=1 comes after the first pass even when units are invalid
 		// or pods failed (SPEC §7): those show in STATUS=.
-		a.firstDone = true
 		a.metrics.ready.Store(true)
 		a.notify.Ready()
 		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
@@ -309,8 +307,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// String makes a Config readable in a debug log.
-func (c Config) String() string {
-	return fmt.Sprintf("manifests=%s run-dir=%s metrics=%s resync=%s", c.ManifestDir, c.RunDir, c.MetricsAddress, c.Resync)
-}

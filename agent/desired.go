@@ -45,11 +45,7 @@ func desiredState(found []*manifests.Unit, lg lastGoodSource, opts manifests.Opt
 				e.applied, e.lastGood = saved, true
 			}
 		}
-		applied := make([]*manifests.Unit, len(eff))
-		for i, e := range eff {
-			applied[i] = e.applied
-		}
-		problems := manifests.CrossUnitProblems(applied)
+		problems := manifests.CrossUnitProblems(appliedUnits(eff))
 		if len(problems) == 0 {
 			break
 		}

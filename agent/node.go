@@ -22,11 +22,9 @@ import (
 	"github.com/cuelet/cuelet/svcenv"
 )
 
-// Podman is what the node needs of podman beyond the reconciler: listing
-// pods for endpoints and status, and exec for readiness probes.
-type Podman interface {
-	reconcile.Podman
-}
+// Podman is what the node needs of podman: the reconciler's interface,
+// which also lists pods (endpoints, status) and runs execs (probes).
+type Podman = reconcile.Podman
 
 // Network keeps the portal addresses on the node (netproxy.Node).
 type Network interface {
@@ -320,10 +318,8 @@ func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err != nil {
-		if !rep.PodmanDown {
-			rep.PodmanDown = errors.Is(err, reconcile.ErrPodmanUnavailable)
-			rep.Errors = append(rep.Errors, fmt.Sprintf("list pods: %v", err))
-		}
+		rep.PodmanDown = errors.Is(err, reconcile.ErrPodmanUnavailable)
+		rep.Errors = append(rep.Errors, fmt.Sprintf("list pods: %v", err))
 		return n.lastHave
 	}
 	n.lastHave = have

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"reflect"
@@ -153,7 +154,7 @@ func serviceChanges(old appliedService, ip netip.Addr, svc *manifests.Service) [
 	if !reflect.DeepEqual(o.Ports, svc.Ports) {
 		why = append(why, "ports changed")
 	}
-	if !maps(o.Selector, svc.Selector) {
+	if !maps.Equal(o.Selector, svc.Selector) {
 		why = append(why, "selector changed")
 	}
 	if !slices.Equal(o.Endpoints, svc.Endpoints) {
@@ -163,18 +164,6 @@ func serviceChanges(old appliedService, ip netip.Addr, svc *manifests.Service) [
 		why = append(why, "sessionAffinity changed")
 	}
 	return why
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // portalText is "10.96.0.20:80", "10.96.0.20:80,443", "10.96.0.53:53/udp",

@@ -288,7 +288,7 @@ func (n *Node) Start(o Options) *Agent {
 		env = append(env, kv)
 	}
 	if o.Notify {
-		a.Notify = newNotifySocket(tb, filepath.Join(n.Dir))
+		a.Notify = newNotifySocket(tb, n.Dir)
 		env = append(env, "NOTIFY_SOCKET="+a.Notify.Path)
 	}
 	env = append(env, o.Env...)
