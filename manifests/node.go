@@ -33,16 +33,25 @@ func nodeProblems(u *Unit, opts Options) []Problem {
 	return out
 }
 
+// UnderPrefix reports whether path is one of the prefixes or lies below
+// one (both cleaned first). The reconciler asks it again on the node.
+func UnderPrefix(path string, prefixes []string) bool {
+	path = filepath.Clean(path)
+	for _, pre := range prefixes {
+		pre = filepath.Clean(pre)
+		if path == pre || pre == "/" || strings.HasPrefix(path, pre+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func hostPathProblem(path string, allowed []string) string {
 	if len(allowed) == 0 {
 		return fmt.Sprintf("hostPath %q is not allowed: no prefix is allowed (see --allowed-host-paths)", path)
 	}
-	clean := filepath.Clean(path)
-	for _, a := range allowed {
-		a = filepath.Clean(a)
-		if clean == a || strings.HasPrefix(clean, a+"/") || a == "/" {
-			return ""
-		}
+	if UnderPrefix(path, allowed) {
+		return ""
 	}
 	return fmt.Sprintf("hostPath %q is not under an allowed prefix (--allowed-host-paths %s)", path, strings.Join(allowed, ","))
 }

@@ -79,7 +79,7 @@ func normalize(p *manifests.Pod) spec {
 	for _, c := range p.Containers {
 		mem := c.Resources.MemoryBytes
 		if mem == 0 && c.Resources.Memory != "" {
-			mem, _ = parseMemory(c.Resources.Memory) // the schema checked the format
+			mem, _ = manifests.ParseMemory(c.Resources.Memory) // the schema checked the format
 		}
 		s.Containers = append(s.Containers, specContainer{
 			Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args,
@@ -189,30 +189,6 @@ func emptyNil(m map[string]string) map[string]string {
 	return m
 }
 
-// parseMemory turns "256Mi", "1G" or "1000" into bytes.
-func parseMemory(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
-		{"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
-	}
-	mult := int64(1)
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("memory %q: not a size", s)
-	}
-	return n * mult, nil
-}
-
 // Podman object names. Persistent volumes are named by SPEC §7; emptyDir
 // volumes get a name with "_", which no replica or volume name can hold,
 // so they never collide with a persistent volume.
@@ -266,7 +242,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 			sources[v.Name] = source{volume: name}
 		case volHostPath:
 			p := filepath.Clean(v.HostPath.Path)
-			if !underPrefix(p, allowedHostPaths) {
+			if !manifests.UnderPrefix(p, allowedHostPaths) {
 				return PodSpec{}, fmt.Errorf("volume %q: %s: %w", v.Name, p, ErrHostPathNotAllowed)
 			}
 			sources[v.Name] = source{path: p}
@@ -332,18 +308,6 @@ func podmanRestartPolicy(p string) string {
 		return "no"
 	}
 	return "always"
-}
-
-// underPrefix reports whether the clean path p is one of the prefixes or
-// lies below one.
-func underPrefix(p string, prefixes []string) bool {
-	for _, pre := range prefixes {
-		pre = filepath.Clean(pre)
-		if p == pre || pre == "/" || strings.HasPrefix(p, pre+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 func parseEnv(kv []string) map[string]string {
