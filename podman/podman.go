@@ -393,13 +393,11 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 }
 
 // CreatePod creates the volumes, the pod with its infra container and the
-// containers, then starts the pod. If any step fails the pod is removed
-// again, so a retry starts from nothing.
+// containers, then starts the pod; the images must be there (PullImages).
+// If any step fails the pod is removed again, so a retry starts from
+// nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
 	cctx := c.ctx(ctx)
-	if err := c.PullImages(ctx, ps); err != nil {
-		return err
-	}
 	for _, v := range ps.Volumes {
 		if err := c.ensureVolume(cctx, v); err != nil {
 			return err
@@ -437,15 +435,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 			return c.wrap(fmt.Sprintf("create container %q", ct.Name), err)
 		}
 	}
-	c.wrote()
-	rep, err := pods.Start(cctx, ps.Name, nil)
-	if err != nil {
-		return c.wrap("start pod", err)
-	}
-	if len(rep.Errs) > 0 {
-		return fmt.Errorf("start pod: %w", errors.Join(rep.Errs...))
-	}
-	return nil
+	return c.StartPod(ctx, ps.Name, nil)
 }
 
 func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerator {

@@ -374,10 +374,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 	case Recreate:
 		// Everything that can fail without podman, and the images, before
 		// the old replica goes: a bad spec must not cost a running pod.
-		err = r.create(ctx, a, serviceEnv, func(spec PodSpec) error {
-			if err := r.cfg.Podman.PullImages(ctx, spec); err != nil {
-				return err
-			}
+		err = r.create(ctx, a, serviceEnv, func(PodSpec) error {
 			if err := r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
 				return fmt.Errorf("remove pod %q: %w", a.Name, err)
 			}
@@ -409,6 +406,11 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, before func(PodSpec) error) error {
 	spec, err := podSpec(*a.Replica, r.cfg.RunDir, r.cfg.AllowedHostPaths, serviceEnv)
 	if err != nil {
+		return err
+	}
+	// Images first: for a recreate, a missing image must fail before the
+	// old replica goes.
+	if err := r.cfg.Podman.PullImages(ctx, spec); err != nil {
 		return err
 	}
 	if before != nil {

@@ -18,8 +18,9 @@ type Podman interface {
 	// PullImages makes the spec's images present as their pull policies
 	// say (ErrImageNotPresent for a missing image with Never).
 	PullImages(ctx context.Context, spec PodSpec) error
-	// CreatePod creates the pod, its volumes and containers (images as
-	// PullImages), and starts it. On error it leaves no half-made pod.
+	// CreatePod creates the pod, its volumes and containers, and starts
+	// it; the images are there already (the reconciler calls PullImages
+	// first). On error it leaves no half-made pod.
 	CreatePod(ctx context.Context, spec PodSpec) error
 	// RemovePod removes the pod, its containers and its emptyDir volumes
 	// (never a persistent volume). A missing pod is not an error.

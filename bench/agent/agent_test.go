@@ -118,6 +118,11 @@ func BenchmarkWriteToRunning(b *testing.B) {
 			b.Fatal(err)
 		}
 		at := time.Now()
+		// What the reconciler asks of podman for a new pod: the images,
+		// then the pod.
+		if err := n.Client.PullImages(ctx, spec); err != nil {
+			b.Fatal(err)
+		}
 		if err := n.Client.CreatePod(ctx, spec); err != nil {
 			b.Fatal(err)
 		}
