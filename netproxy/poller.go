@@ -81,11 +81,11 @@ func (p *poller) open(fd int) (*pollFD, error) {
 	p.fds[int32(fd)] = d
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(fd), Pad: int32(d.gen)}
-	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(p.epfd), unix.EPOLL_CTL_ADD, uintptr(fd),
-		uintptr(unsafe.Pointer(&ev)), 0, 0)
-	if e != 0 {
+	// unix.EpollCtl is a raw system call: it does not enter the
+	// scheduler's syscall state (rawio.go says why that matters).
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.forget(d)
-		return nil, os.NewSyscallError("epoll_ctl", e)
+		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	return d, nil
 }

@@ -101,7 +101,7 @@ type listenerKey struct {
 	addr     netip.AddrPort
 	// shared marks a wildcard external listener whose port number is also
 	// a portal port: it must share the port with the portal listeners
-	// (SO_REUSEPORT, see listenControl).
+	// (SO_REUSEPORT, see setListenOptions).
 	shared bool
 }
 

@@ -157,9 +157,10 @@ type tcpConn struct {
 	eofs atomic.Int32
 
 	mu sync.Mutex
-	// shut: close shut both sockets down. released: serveTCP closed them;
-	// their descriptor numbers may belong to other sockets by now.
-	shut, released bool
+	// done: close shut both sockets down, or release closed them (their
+	// descriptor numbers may belong to other sockets by now); either way
+	// close has nothing left to do.
+	done bool
 }
 
 // close ends the connection from anywhere (an error in one direction, a
@@ -171,10 +172,10 @@ type tcpConn struct {
 func (c *tcpConn) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.shut || c.released {
+	if c.done {
 		return
 	}
-	c.shut = true
+	c.done = true
 	rawShutdown(c.client.fd, unix.SHUT_RDWR)
 	rawShutdown(c.backend.fd, unix.SHUT_RDWR)
 	c.client.wake()
@@ -184,7 +185,7 @@ func (c *tcpConn) close() {
 // release closes both sockets once neither relay uses them.
 func (c *tcpConn) release(poll *poller) {
 	c.mu.Lock()
-	c.released = true
+	c.done = true
 	c.mu.Unlock()
 	poll.close(c.client)
 	poll.close(c.backend)
@@ -563,12 +564,13 @@ func (pp *pipePool) get() (splicePipe, error) {
 		return p, nil
 	}
 	pp.mu.Unlock()
-	var fds [2]int32
-	if _, _, e := unix.RawSyscall(unix.SYS_PIPE2, uintptr(unsafe.Pointer(&fds)), unix.O_NONBLOCK|unix.O_CLOEXEC, 0); e != 0 {
-		return splicePipe{}, os.NewSyscallError("pipe2", e)
+	var fds [2]int
+	// unix.Pipe2, like EpollCtl, is a raw system call.
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return splicePipe{}, os.NewSyscallError("pipe2", err)
 	}
 	unix.RawSyscall(unix.SYS_FCNTL, uintptr(fds[1]), unix.F_SETPIPE_SZ, pipeSize)
-	return splicePipe{r: int(fds[0]), w: int(fds[1])}, nil
+	return splicePipe{r: fds[0], w: fds[1]}, nil
 }
 
 // idleCount reports how many pipes the pool keeps.

@@ -482,20 +482,15 @@ func TestConnectionsLeaveNoGoroutinesOrDescriptorsBehind(t *testing.T) {
 		io.ReadFull(c, make([]byte, 3<<20))
 		c.Close()
 	}
-	var state string
-	deadline := time.Now().Add(within)
-	for {
+	eventuallyDetail(t, "goroutines and descriptors back to the level before the connections", func() (bool, string) {
 		g, f, active := runtime.NumGoroutine(), openFDs(t)-2*p.pipes.idleCount(), p.Status()[1].Active
 		if g <= baseline && f <= fds && active == 0 {
-			break
+			return true, ""
 		}
-		state = fmt.Sprintf("goroutines %d (before %d), descriptors without pooled pipes %d (before %d), active connections %d", g, baseline, f, fds, active)
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("not back to the level before the connections after %v: %s; goroutines:\n%s", within, state, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		buf := make([]byte, 1<<20)
+		return false, fmt.Sprintf(": goroutines %d (before %d), descriptors without pooled pipes %d (before %d), active connections %d; goroutines:\n%s",
+			g, baseline, f, fds, active, buf[:runtime.Stack(buf, true)])
+	})
 }
 
 // openFDs counts the open file descriptors of the process.
