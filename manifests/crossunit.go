@@ -74,8 +74,11 @@ func CrossUnitProblems(units []*Unit) map[*Unit][]Problem {
 			}
 			for i, p := range s.Ports {
 				if p.ExternalPort != 0 {
+					// A duplicate externalPort has no field of its own to
+					// blame: the problem points at the port, the
+					// enclosing field (SPEC §7).
 					k := strconv.Itoa(p.ExternalPort)
-					external[k] = append(external[k], def{u, []string{"services", s.Name, "ports", strconv.Itoa(i), "externalPort"}})
+					external[k] = append(external[k], def{u, []string{"services", s.Name, "ports", strconv.Itoa(i)}})
 				}
 			}
 		}
@@ -88,13 +91,6 @@ func CrossUnitProblems(units []*Unit) map[*Unit][]Problem {
 	report(services, false, func(name string, other def) string {
 		return fmt.Sprintf("service %q is also defined in %s", name, strings.Join(other.u.Files, ", "))
 	})
-	// A duplicate externalPort has no field of its own to blame: the
-	// problem points at the port, the enclosing field (SPEC §7).
-	for _, ds := range external {
-		for i := range ds {
-			ds[i].path = ds[i].path[:len(ds[i].path)-1]
-		}
-	}
 	report(external, false, func(port string, other def) string {
 		return fmt.Sprintf("externalPort %s is also used by %s", port, where(other))
 	})

@@ -6,7 +6,6 @@ package schema
 import (
 	_ "embed"
 	"fmt"
-	"sync"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
@@ -20,19 +19,6 @@ var Source []byte
 // Filename is the name the schema's positions carry. Problems never point
 // into it; it only tells schema positions apart from the user's.
 const Filename = "cuelet.cue"
-
-// compiled is built once per process, for Manifest.
-var compiled = sync.OnceValues(func() (*Checker, error) { return NewChecker() })
-
-// Manifest returns #Manifest, the definition every unit is unified with,
-// from the schema compiled once per process.
-func Manifest() (cue.Value, error) {
-	c, err := compiled()
-	if err != nil {
-		return cue.Value{}, err
-	}
-	return c.manifest, nil
-}
 
 // compile builds #Manifest in ctx.
 func compile(ctx *cue.Context) (cue.Value, error) {
