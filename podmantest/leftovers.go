@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,7 +51,7 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 	var chains []chain // netavark's per-network chains our rules jump to
 	for _, r := range rules {
 		f := r.fields
-		if i := indexField(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "NETAVARK-") {
+		if i := slices.Index(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "NETAVARK-") {
 			chains = append(chains, chain{r.table, f[i+1]})
 		}
 		args := append([]string{"-w", "-t", r.table, "-D"}, f[1:]...)
@@ -78,15 +79,6 @@ func removeNetworkLeftovers(subnet, bridge string) error {
 	return errors.Join(append(errs, err)...)
 }
 
-func indexField(f []string, s string) int {
-	for i, x := range f {
-		if x == s {
-			return i
-		}
-	}
-	return -1
-}
-
 type iptablesRule struct {
 	table  string
 	fields []string // as iptables -S prints it: -A CHAIN ...
@@ -105,7 +97,7 @@ func subnetRules(subnet string) ([]iptablesRule, error) {
 		}
 		for _, line := range strings.Split(string(text), "\n") {
 			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "-A" && indexField(f, subnet) >= 0 {
+			if len(f) >= 2 && f[0] == "-A" && slices.Index(f, subnet) >= 0 {
 				out = append(out, iptablesRule{table: table, fields: f})
 			}
 		}

@@ -188,6 +188,18 @@ func (p *Podman) startService(ctx context.Context) error {
 // back on the same storage; Close works in either state.
 func (p *Podman) StopService() error {
 	p.stopped = true
+	p.terminate()
+	// The service removes its socket on a clean exit; make sure nothing
+	// answers (or accepts) on the old path.
+	if err := os.Remove(p.socketPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// terminate stops the service process: SIGTERM, and SIGKILL if it has not
+// exited within 10 s.
+func (p *Podman) terminate() {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
@@ -195,12 +207,6 @@ func (p *Podman) StopService() error {
 		p.cmd.Process.Kill()
 		<-p.exited
 	}
-	// The service removes its socket on a clean exit; make sure nothing
-	// answers (or accepts) on the old path.
-	if err := os.Remove(p.socketPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
 }
 
 // PauseService freezes the service process (SIGSTOP): the socket still
@@ -485,13 +491,7 @@ func (p *Podman) close() error {
 			}
 		}
 		cancel()
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
+		p.terminate()
 	}
 	// conmon and exit commands of this service outlive it if containers
 	// were left running; they are ours (their command line names our dir).
