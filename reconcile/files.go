@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/svcenv"
 )
 
 // writeFileAtomic replaces path with data: temp file, fsync, rename, so a
@@ -70,7 +71,7 @@ func writeEnvFile(runDir, replica string, serviceEnv []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, envFileName), envFile(serviceEnv), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, svcenv.FileName), envFile(serviceEnv), 0o644); err != nil {
 		return fmt.Errorf("write env file: %w", err)
 	}
 	return nil

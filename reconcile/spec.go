@@ -205,9 +205,6 @@ func filesDir(runDir, replica, volume string) string {
 // envMountPath is where a replica's podDir is mounted in every container.
 const envMountPath = "/run/cuelet"
 
-// envFileName is the file with the service variables, in podDir.
-const envFileName = "services.env"
-
 // podSpec builds what the adapter creates for one replica.
 func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serviceEnv []string) (PodSpec, error) {
 	s := normalize(r.Pod)
