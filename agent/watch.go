@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cuelet/cuelet/manifests"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 )
@@ -61,8 +62,8 @@ func idOf(p string) (fileID, bool) {
 }
 
 // NewWatcher watches path (which need not exist yet). keep filters file
-// names inside the tree; folders are always followed unless their name
-// starts with a dot.
+// names inside the tree; folders are followed unless the loader ignores
+// their name (manifests.Ignored: hidden, editor leftovers).
 func NewWatcher(path string, keep func(name string) bool, log zerolog.Logger) (*Watcher, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -128,7 +129,7 @@ func (w *Watcher) relevant(ev fsnotify.Event) bool {
 	if !w.tree[dir] {
 		return false
 	}
-	if w.tree[ev.Name] || (ev.Has(fsnotify.Create) && isDir(ev.Name) && !strings.HasPrefix(name, ".")) {
+	if w.tree[ev.Name] || (ev.Has(fsnotify.Create) && isDir(ev.Name) && !manifests.Ignored(name)) {
 		w.rescan()
 		return true
 	}
@@ -267,8 +268,8 @@ func walkTree(dir string, tree, seen map[string]bool) {
 		return
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
+		if manifests.Ignored(e.Name()) {
+			continue // the loader does not read it
 		}
 		p := filepath.Join(dir, e.Name())
 		if e.IsDir() || (e.Type()&fs.ModeSymlink != 0 && isDir(p)) {
