@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/renameio/v2"
 )
@@ -18,6 +19,11 @@ import (
 // applied and keeps it (SPEC §3.2) instead of treating it as removed.
 type LastGood struct {
 	dir string
+
+	mu sync.Mutex
+	// saved is what this process wrote or found on disk per unit, so a
+	// pass over unchanged units reads no file back.
+	saved map[string]string
 }
 
 // lastGoodUnit is one unit's saved content.
@@ -28,7 +34,7 @@ type lastGoodUnit struct {
 
 // NewLastGood stores under <stateDir>/lastgood.
 func NewLastGood(stateDir string) *LastGood {
-	return &LastGood{dir: filepath.Join(stateDir, "lastgood")}
+	return &LastGood{dir: filepath.Join(stateDir, "lastgood"), saved: map[string]string{}}
 }
 
 func (l *LastGood) path(id string) string {
@@ -43,8 +49,14 @@ func (l *LastGood) Save(id string, files map[string][]byte) error {
 	if err != nil {
 		return fmt.Errorf("save last good %s: %w", id, err)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.saved[id] == string(b) {
+		return nil
+	}
 	p := l.path(id)
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
+		l.saved[id] = string(b)
 		return nil
 	}
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
@@ -53,6 +65,7 @@ func (l *LastGood) Save(id string, files map[string][]byte) error {
 	if err := renameio.WriteFile(p, b, 0o600); err != nil {
 		return fmt.Errorf("save last good %s: %w", id, err)
 	}
+	l.saved[id] = string(b)
 	return nil
 }
 
@@ -75,6 +88,13 @@ func (l *LastGood) Get(id string) (files map[string][]byte, ok bool, err error) 
 // Forget drops every unit not in keep: a unit whose files are gone is
 // removed, not kept (its pods are pruned).
 func (l *LastGood) Forget(keep map[string]bool) error {
+	l.mu.Lock()
+	for id := range l.saved {
+		if !keep[id] {
+			delete(l.saved, id)
+		}
+	}
+	l.mu.Unlock()
 	entries, err := os.ReadDir(l.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -59,12 +59,18 @@ func (a *appliedServices) save(services []ownedService, portals map[string]netip
 }
 
 func (a *appliedServices) load() (map[string]appliedService, error) {
-	b, err := os.ReadFile(a.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return map[string]appliedService{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read applied services: %w", err)
+	// What save wrote or found last is what the file holds: only this
+	// process writes it while it runs (the state lock).
+	b := a.last
+	if b == nil {
+		var err error
+		b, err = os.ReadFile(a.path)
+		if errors.Is(err, os.ErrNotExist) {
+			return map[string]appliedService{}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read applied services: %w", err)
+		}
 	}
 	rec := map[string]appliedService{}
 	if err := json.Unmarshal(b, &rec); err != nil {
