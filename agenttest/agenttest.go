@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -428,6 +430,21 @@ func (a *Agent) HTTPGet(path string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+var syncTotal = regexp.MustCompile(`(?m)^cuelet_sync_total (\d+)`)
+
+// SyncPasses reads cuelet_sync_total from the agent's /metrics.
+func (a *Agent) SyncPasses() (int, error) {
+	_, body, err := a.HTTPGet("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	m := syncTotal.FindStringSubmatch(body)
+	if m == nil {
+		return 0, errors.New("no cuelet_sync_total in /metrics")
+	}
+	return strconv.Atoi(m[1])
 }
 
 // permanent marks an error that no waiting will cure.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,9 +20,7 @@ func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {
 	// Another unit stays throughout: removing the last unit would trip the
 	// empty-directory guard instead.
 	n.Write("keep.cue", podUnit("keep", 1, "1"))
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "keep")
+	startSynced(t, n, "keep")
 	keep := n.State("keep")
 
 	at := n.Write("web.cue", podUnit("web", 1, "1"))
@@ -101,9 +100,7 @@ func TestGitSyncSymlinkSwapsAreFollowed(t *testing.T) {
 	revision("aaa", map[string]string{"web.cue": podUnit("web", 1, "1")})
 	publish("aaa", "")
 	n.Manifests = link
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	a, _ := startSynced(t, n, "web")
 	web := n.State("web")
 
 	// Revision 2 adds api and changes web.
@@ -139,9 +136,7 @@ func TestInvalidEditKeepsPodsAndStatusShowsTheError(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
 	n.Write("web.cue", podUnit("web", 2, "1"))
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web", "web-1")
+	a, _ := startSynced(t, n, "web", "web-1")
 	before := n.State("web", "web-1")
 
 	at := n.Write("web.cue", strings.Replace(podUnit("web", 2, "2"), "replicas: 2", "replicas: 200", 1))
@@ -149,7 +144,7 @@ func TestInvalidEditKeepsPodsAndStatusShowsTheError(t *testing.T) {
 	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
 		u, ok := unit(rep, "web.cue")
 		if !ok || u.Valid || len(u.Problems) == 0 {
-			return errorf("web.cue not reported invalid yet: %+v", u)
+			return fmt.Errorf("web.cue not reported invalid yet: %+v", u)
 		}
 		if !problem.MatchString(u.Problems[0]) {
 			t.Fatalf("problem %q does not match %s", u.Problems[0], problem)
@@ -185,9 +180,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
 	n.Write("web.cue", podUnit("web", 1, "1"))
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	a, _ := startSynced(t, n, "web")
 	before := n.State("web")
 
 	at := time.Now()
@@ -196,7 +189,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	}
 	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
 		if len(rep.Errors) == 0 || !strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
-			return errorf("no error reported yet: %v", rep.Errors)
+			return fmt.Errorf("no error reported yet: %v", rep.Errors)
 		}
 		if len(rep.Pods) != 1 {
 			t.Errorf("status lost the pods while the folder is gone: %+v", rep.Pods)
@@ -216,7 +209,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	}
 	a.WaitSynced(changeWithin, empty, func(rep *agent.Report) error {
 		if len(rep.Errors) == 0 || strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
-			return errorf("want the empty-directory guard's error, have %v", rep.Errors)
+			return fmt.Errorf("want the empty-directory guard's error, have %v", rep.Errors)
 		}
 		t.Logf("empty folder: %v", rep.Errors)
 		return nil
@@ -226,7 +219,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	back := n.Write("web.cue", podUnit("web", 1, "1"))
 	a.WaitSynced(changeWithin, back, func(rep *agent.Report) error {
 		if len(rep.Errors) > 0 {
-			return errorf("errors: %v", rep.Errors)
+			return fmt.Errorf("errors: %v", rep.Errors)
 		}
 		return nil
 	})

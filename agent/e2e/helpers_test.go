@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +107,26 @@ func portal(rep *agent.Report, service string) (string, error) {
 	return "", fmt.Errorf("service %s not in the report", service)
 }
 
+// startSynced starts the agent, waits for its first full pass and for the
+// pods to run, and returns the agent and that pass's report.
+func startSynced(t *testing.T, n *agenttest.Node, pods ...string) (*agenttest.Agent, *agent.Report) {
+	t.Helper()
+	a, rep := startSynced(t, n, pods...)
+	return a, rep
+}
+
+// keepsServing dials addr ten times over two seconds, spread over an
+// outage, and reports every dial that fails.
+func keepsServing(t *testing.T, addr, while string) {
+	t.Helper()
+	for i := range 10 {
+		if err := dial(addr); err != nil {
+			t.Errorf("portal with %s, try %d: %v", while, i, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func waitRunning(t *testing.T, n *agenttest.Node, within time.Duration, pods ...string) {
 	t.Helper()
 	agenttest.Eventually(t, within, func() error { return n.Running(pods...) })
@@ -159,21 +177,12 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
-
-var syncTotal = regexp.MustCompile(`(?m)^cuelet_sync_total (\d+)`)
-
 // syncPasses reads cuelet_sync_total from the agent's /metrics.
 func syncPasses(t *testing.T, a *agenttest.Agent) int {
 	t.Helper()
-	_, body, err := a.HTTPGet("/metrics")
+	n, err := a.SyncPasses()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := syncTotal.FindStringSubmatch(body)
-	if m == nil {
-		t.Fatal("no cuelet_sync_total in /metrics")
-	}
-	n, _ := strconv.Atoi(m[1])
 	return n
 }

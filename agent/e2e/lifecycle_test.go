@@ -21,9 +21,7 @@ services: web: {
 	ports: [{port: 80, targetPort: 8080}]
 }
 `)
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web", "web-1")
+	a, _ := startSynced(t, n, "web", "web-1")
 	before := n.State("web", "web-1")
 
 	stop := time.Now()
@@ -130,9 +128,7 @@ func TestKilledContainerWithRestartAlwaysIsBackWithin5s(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
 	n.Write("web.cue", podUnit("web", 1, "1"))
-	a := n.Start(agenttest.Options{})
-	a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	startSynced(t, n, "web")
 	id := n.Pods()["web"].Containers[0].ID
 
 	at := time.Now()
@@ -155,9 +151,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	n := agenttest.NewNode(t)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
-	a := n.Start(agenttest.Options{})
-	rep := a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	a, rep := startSynced(t, n, "web")
 	db, err := portal(rep, "db")
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +168,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	}
 	a.WaitSynced(changeWithin, down, func(rep *agent.Report) error {
 		if !rep.PodmanDown {
-			return errorf("podman not reported down yet")
+			return fmt.Errorf("podman not reported down yet")
 		}
 		if !strings.Contains(rep.Summary(), "podman unreachable") {
 			t.Errorf("summary %q", rep.Summary())
@@ -189,12 +183,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	// A change made while podman is away is applied once it is back.
 	n.Write("api.cue", podUnit("api", 1, "1"))
 	// Portals serve meanwhile, from the agent's last view.
-	for i := range 10 {
-		if err := dial(db); err != nil {
-			t.Errorf("portal with podman down, try %d: %v", i, err)
-		}
-		time.Sleep(200 * time.Millisecond) // spread the tries over the outage
-	}
+	keepsServing(t, db, "podman down")
 
 	up := time.Now()
 	if err := n.Podman.StartService(ctxFor(t, time.Minute)); err != nil {
@@ -203,7 +192,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 	t.Logf("podman down for %v", up.Sub(down).Round(time.Millisecond))
 	rep = a.WaitSynced(2*changeWithin, up, func(rep *agent.Report) error {
 		if rep.PodmanDown {
-			return errorf("podman still reported down")
+			return fmt.Errorf("podman still reported down")
 		}
 		return nil
 	})
@@ -243,9 +232,7 @@ services: web: {
 }
 `
 	n.Write("app.cue", app)
-	a := n.Start(agenttest.Options{})
-	rep := a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	a, rep := startSynced(t, n, "web")
 	db, err := portal(rep, "db")
 	if err != nil {
 		t.Fatal(err)
@@ -301,9 +288,7 @@ func TestHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T)
 	n := agenttest.NewNode(t)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
-	a := n.Start(agenttest.Options{})
-	rep := a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web")
+	a, rep := startSynced(t, n, "web")
 	db, err := portal(rep, "db")
 	if err != nil {
 		t.Fatal(err)
@@ -314,12 +299,7 @@ func TestHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T)
 	}
 	t.Cleanup(func() { n.Podman.ResumeService() })
 	at := n.Write("api.cue", podUnit("api", 1, "1"))
-	for i := range 10 {
-		if err := dial(db); err != nil {
-			t.Errorf("portal with podman hung, try %d: %v", i, err)
-		}
-		time.Sleep(200 * time.Millisecond) // spread the tries over the hang
-	}
+	keepsServing(t, db, "podman hung")
 	if _, _, code := n.CLI("status", "--run-dir", n.RunDir); code != 0 {
 		t.Errorf("status exit %d with podman hung", code)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -86,7 +87,7 @@ func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
 			`(?m)^cuelet_sync_errors_total `,
 		} {
 			if !regexp.MustCompile(want).MatchString(body) {
-				return errorf("/metrics has no line matching %s:\n%s", want, cuelet(body))
+				return fmt.Errorf("/metrics has no line matching %s:\n%s", want, cuelet(body))
 			}
 		}
 		return nil

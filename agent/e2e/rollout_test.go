@@ -38,9 +38,7 @@ func TestRolloutWaitingForReadinessHoldsUpNothing(t *testing.T) {
 	n := agenttest.NewNode(t)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
 	n.Write("web.cue", slowReady(0))
-	a := n.Start(agenttest.Options{})
-	rep := a.WaitSynced(startWithin, time.Time{}, nil)
-	waitRunning(t, n, startWithin, "web", "web-1")
+	a, rep := startSynced(t, n, "web", "web-1")
 	db, err := portal(rep, "db")
 	if err != nil {
 		t.Fatal(err)

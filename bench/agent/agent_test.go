@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,18 +287,11 @@ func memory(pid int) (rss, peak float64, err error) {
 	return rss, peak, nil
 }
 
-var syncTotal = regexp.MustCompile(`(?m)^cuelet_sync_total (\d+)`)
-
 func syncPasses(b *testing.B, a *agenttest.Agent) int {
 	b.Helper()
-	_, body, err := a.HTTPGet("/metrics")
+	n, err := a.SyncPasses()
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := syncTotal.FindStringSubmatch(body)
-	if m == nil {
-		b.Fatal("no cuelet_sync_total in /metrics")
-	}
-	v, _ := strconv.Atoi(m[1])
-	return v
+	return n
 }
