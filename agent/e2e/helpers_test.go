@@ -111,7 +111,9 @@ func portal(rep *agent.Report, service string) (string, error) {
 // pods to run, and returns the agent and that pass's report.
 func startSynced(t *testing.T, n *agenttest.Node, pods ...string) (*agenttest.Agent, *agent.Report) {
 	t.Helper()
-	a, rep := startSynced(t, n, pods...)
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, n, startWithin, pods...)
 	return a, rep
 }
 
