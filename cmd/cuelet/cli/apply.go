@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/rs/zerolog"
 )
 
 func applyCommand() *Command {
@@ -15,41 +15,30 @@ func applyCommand() *Command {
 node, write the env files and make podman's pods what the valid units say.
 Prints what it did; exits 1 if a unit is invalid or anything failed. The
 portals are served only while 'cuelet run' runs.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var f AgentFlags
-			f.Register(fs, env)
-			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				log, err := f.logger(env.Stderr)
-				if err != nil {
-					return err
-				}
-				network, closeNode, err := f.claimNode(ctx, log)
-				if err != nil {
-					return err
-				}
-				defer closeNode()
-				cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
-				cfg.Network = network
-				node, err := agent.NewNode(ctx, cfg)
-				if err != nil {
-					return err
-				}
-				rep := node.Sync(ctx)
-				for _, a := range rep.Actions {
-					fmt.Fprintln(env.Stdout, a)
-				}
-				printProblems(env.Stderr, rep.Units)
-				for _, e := range rep.Errors {
-					fmt.Fprintf(env.Stderr, "cuelet apply: %s\n", e)
-				}
-				if failed(rep) {
-					return errInvalid
-				}
-				return nil
+		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
+			network, closeNode, err := f.claimNode(ctx, log)
+			if err != nil {
+				return err
 			}
-		},
+			defer closeNode()
+			cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
+			cfg.Network = network
+			node, err := agent.NewNode(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			rep := node.Sync(ctx)
+			for _, a := range rep.Actions {
+				fmt.Fprintln(env.Stdout, a)
+			}
+			printProblems(env.Stderr, rep.Units)
+			for _, e := range rep.Errors {
+				fmt.Fprintf(env.Stderr, "cuelet apply: %s\n", e)
+			}
+			if failed(rep) {
+				return errInvalid
+			}
+			return nil
+		}),
 	}
 }

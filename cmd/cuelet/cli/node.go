@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -22,6 +23,26 @@ func noArgs(args []string) error {
 		return fmt.Errorf("takes no arguments, got %q", args)
 	}
 	return nil
+}
+
+// agentSetup is the Setup of the commands that take the agent flags and no
+// arguments (plan, apply, run): it registers the flags and hands run the
+// logger they ask for.
+func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error) func(*flag.FlagSet, *Env) func(context.Context, []string) error {
+	return func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
+		var f AgentFlags
+		f.Register(fs, env)
+		return func(ctx context.Context, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			log, err := f.logger(env.Stderr)
+			if err != nil {
+				return err
+			}
+			return run(ctx, &f, env, log)
+		}
+	}
 }
 
 // logger builds the zerolog logger the agent flags ask for.

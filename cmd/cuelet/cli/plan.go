@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/rs/zerolog"
 )
 
 func planCommand() *Command {
@@ -15,36 +15,25 @@ func planCommand() *Command {
 line (+ create, ~ recreate with the reason, - remove, ! conflict), changing
 nothing. Exits 0 when the node is in sync, 2 when changes are pending, 1 when
 a unit is invalid or podman cannot be reached.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var f AgentFlags
-			f.Register(fs, env)
-			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				log, err := f.logger(env.Stderr)
-				if err != nil {
-					return err
-				}
-				node, err := agent.NewNode(ctx, f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log))
-				if err != nil {
-					return err
-				}
-				res, err := node.Plan(ctx)
-				if err != nil {
-					return err
-				}
-				for _, l := range res.Lines {
-					fmt.Fprintln(env.Stdout, l)
-				}
-				if printProblems(env.Stderr, res.Invalid) > 0 {
-					return errInvalid
-				}
-				if len(res.Lines) > 0 {
-					return exitError{2}
-				}
-				return nil
+		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
+			node, err := agent.NewNode(ctx, f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log))
+			if err != nil {
+				return err
 			}
-		},
+			res, err := node.Plan(ctx)
+			if err != nil {
+				return err
+			}
+			for _, l := range res.Lines {
+				fmt.Fprintln(env.Stdout, l)
+			}
+			if printProblems(env.Stderr, res.Invalid) > 0 {
+				return errInvalid
+			}
+			if len(res.Lines) > 0 {
+				return exitError{2}
+			}
+			return nil
+		}),
 	}
 }

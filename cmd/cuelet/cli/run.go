@@ -2,12 +2,12 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/manifests"
@@ -21,24 +21,11 @@ func runCommand() *Command {
 events, reconcile, and serve the service portals. SIGHUP re-reads
 everything at once. Pods keep running when the agent stops; the portals of
 the userspace proxy stop with it.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var f AgentFlags
-			f.Register(fs, env)
-			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				return runAgent(ctx, &f, env)
-			}
-		},
+		Setup: agentSetup(runAgent),
 	}
 }
 
-func runAgent(ctx context.Context, f *AgentFlags, env *Env) error {
-	log, err := f.logger(env.Stderr)
-	if err != nil {
-		return err
-	}
+func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
 	if err := f.checkProxyMode(); err != nil {
 		return err
 	}
