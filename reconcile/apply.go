@@ -164,9 +164,10 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		return Result{}, err
 	}
 	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}}
-	for i := range in.Want {
-		if _, dup := p.wanted[in.Want[i].Name]; !dup { // the first keeps a name, as in Plan
-			p.wanted[in.Want[i].Name] = &in.Want[i]
+	want := inNameOrder(in.Want)
+	for i := range want {
+		if _, dup := p.wanted[want[i].Name]; !dup { // the first keeps a name, as in Plan
+			p.wanted[want[i].Name] = &want[i]
 		}
 	}
 	p.refreshRunDir(have)

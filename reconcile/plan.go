@@ -83,6 +83,20 @@ type Input struct {
 	AllowEmpty bool
 }
 
+// inNameOrder is a copy of want sorted by pod name and replica index: the
+// order in which a replica name defined twice goes to the first (Plan
+// reports the other as a conflict, Apply creates only the first).
+func inNameOrder(want []manifests.Replica) []manifests.Replica {
+	out := append([]manifests.Replica(nil), want...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Pod.Name != out[j].Pod.Name {
+			return out[i].Pod.Name < out[j].Pod.Name
+		}
+		return out[i].Index < out[j].Index
+	})
+	return out
+}
+
 // Plan computes the actions that make Have equal to Want. It does no I/O.
 // It fails only on the empty-directory guard (ErrNoUnits).
 //
@@ -107,13 +121,7 @@ func Plan(in Input) ([]Action, error) {
 		return nil, ErrNoUnits
 	}
 
-	want := append([]manifests.Replica(nil), in.Want...)
-	sort.SliceStable(want, func(i, j int) bool {
-		if want[i].Pod.Name != want[j].Pod.Name {
-			return want[i].Pod.Name < want[j].Pod.Name
-		}
-		return want[i].Index < want[j].Index
-	})
+	want := inNameOrder(in.Want)
 	wanted := map[string]*manifests.Replica{}
 	groups := map[string]*groupActions{}
 	var order []string
