@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/slotlock"
 	"github.com/google/renameio/v2"
 )
 
@@ -266,9 +267,6 @@ func (p *Podman) globalArgs() []string {
 // share a bridge, addresses or firewall chains.
 func (p *Podman) claimNetwork() error {
 	lockDir := filepath.Join(os.TempDir(), "cuelet-podmantest")
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return err
-	}
 	used := usedPrefixes()
 	for n := 0; n < 250; n++ {
 		subnet := netip.MustParsePrefix(fmt.Sprintf("10.201.%d.0/24", n))
@@ -276,13 +274,12 @@ func (p *Podman) claimNetwork() error {
 		if owner, ok := used[subnet]; ok && owner != bridge {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("slot-%d.lock", n)), os.O_CREATE|os.O_RDWR, 0o644)
+		f, err := slotlock.Take(lockDir, n)
 		if err != nil {
 			return err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
+		if f == nil {
+			continue // another test holds it
 		}
 		p.slot, p.Subnet, p.Bridge = f, subnet, bridge
 		// A crashed run may have left the slot's bridge and rules.

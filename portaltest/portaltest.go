@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/slotlock"
 )
 
 // Slot is one test's share of the node.
@@ -36,9 +37,6 @@ const slots = 250
 func Claim(tb testing.TB) Slot {
 	tb.Helper()
 	lockDir := filepath.Join(os.TempDir(), "cuelet-portaltest")
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		tb.Fatal(err)
-	}
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		tb.Fatalf("list routes: %v", err)
@@ -53,12 +51,11 @@ func Claim(tb testing.TB) Slot {
 		if foreignRoute(routes, s.CIDR, s.Link) {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(lockDir, fmt.Sprintf("slot-%d.lock", n)), os.O_CREATE|os.O_RDWR, 0o644)
+		f, err := slotlock.Take(lockDir, n)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
+		if f == nil {
 			continue // another test holds it
 		}
 		s.clean(tb) // a crashed earlier holder's leftovers
