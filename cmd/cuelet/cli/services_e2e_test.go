@@ -14,6 +14,7 @@ package cli_test
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -352,7 +353,7 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 	if body, err := hostGet(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(addedExternal)), "/"); err != nil || !strings.HasPrefix(body, "hello from web") {
 		t.Errorf("new external port: %q, %v", body, err)
 	}
-	if after := n.containerIDs(); !mapsEqual(ids, after) {
+	if after := n.containerIDs(); !maps.Equal(ids, after) {
 		t.Errorf("service changes recreated containers:\nbefore %v\nafter  %v", ids, after)
 	}
 
@@ -371,22 +372,10 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 			t.Errorf("after a restart %s: %q, %v", target, body, err)
 		}
 	}
-	if after := n.containerIDs(); !mapsEqual(ids, after) {
+	if after := n.containerIDs(); !maps.Equal(ids, after) {
 		t.Errorf("an agent restart recreated containers:\nbefore %v\nafter  %v", ids, after)
 	}
 	n.nothingLeaked()
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // The readiness of each replica is a file on the host, served by the
