@@ -28,15 +28,67 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help build test lint install bench bench-agent bench-pods bench-proxy clean
+.PHONY: help deps build demo test lint install bench bench-validate bench-agent bench-pods bench-proxy goflags clean
+
+# What building, running and testing cuelet need on Debian 12: podman with
+# runc (podman would otherwise pull in crun, which fails on cgroups
+# v1/hybrid machines), its network stack, nftables and iproute2,
+# busybox-static (the test and example image is built from it), systemd
+# (systemd-analyze verify) and curl. Go comes with the machine.
+DEB_PACKAGES := make podman runc conmon catatonit netavark aardvark-dns containernetworking-plugins \
+	iptables nftables iproute2 busybox-static systemd curl
+
+# The demo's podman: the one answering on the system socket (podman.socket
+# under systemd), else one started with the project's containers.conf
+# (runc, cgroupfs, file events: what works without systemd as PID 1).
+DEMO_SOCK  := /run/podman/podman.sock
+DEMO_URL   := unix://$(DEMO_SOCK)
+DEMO_IMAGE := localhost/cuelet-busybox:latest
+DEMO_LOG   := /var/log/cuelet-demo
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
+deps: ## install the Debian packages that are missing (root)
+	@missing=; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
 build: ## build bin/cuelet
 	$(GO_BUILD) -o bin/cuelet ./cmd/cuelet
 
-test: ## run every test: unit, command line scripts and, as root, the end-to-end tests against a real podman and netfilter
+demo: deps build ## as root: install what is missing, build the example image, run the agent on manifests/examples in the foreground
+	@test "$$(id -u)" -eq 0 || { echo "make demo: run as root (podman's system service, portals, nftables)" >&2; exit 1; }
+	@if ! curl -fsS --unix-socket $(DEMO_SOCK) http://d/_ping >/dev/null 2>&1; then \
+		mkdir -p $(dir $(DEMO_SOCK)) $(DEMO_LOG); \
+		echo "starting podman system service on $(DEMO_URL) (log: $(DEMO_LOG)/podman.log)"; \
+		CONTAINERS_CONF=$(CURDIR)/reconcile/podman/podmantest/containers.conf setsid podman \
+			--cgroup-manager cgroupfs --events-backend file \
+			system service --time 0 $(DEMO_URL) >$(DEMO_LOG)/podman.log 2>&1 & \
+		for i in $$(seq 50); do curl -fsS --unix-socket $(DEMO_SOCK) http://d/_ping >/dev/null 2>&1 && break; sleep 0.2; done; \
+	fi
+	@# No registry is needed: the examples' image is busybox with its applets.
+	@if ! podman --url $(DEMO_URL) image exists $(DEMO_IMAGE); then \
+		rootfs=$$(mktemp -d) && mkdir -p $$rootfs/bin && cp /bin/busybox $$rootfs/bin/busybox && \
+		for a in $$(/bin/busybox --list); do [ $$a = busybox ] || ln -s busybox $$rootfs/bin/$$a; done && \
+		tar -C $$rootfs -cf - . | podman --url $(DEMO_URL) import --change 'ENV PATH=/bin' - $(DEMO_IMAGE) >/dev/null && \
+		rm -rf $$rootfs && echo "built $(DEMO_IMAGE)"; \
+	fi
+	@echo
+	@echo "cuelet is starting on manifests/examples. In another shell, try:"
+	@echo "  bin/cuelet status                        # pods, services, units"
+	@echo "  curl http://127.0.0.1:30080/             # the web service's external port"
+	@echo "  curl http://10.96.0.20/                  # the web service's portal, round robin"
+	@echo "  cat /run/cuelet/pods/web/services.env    # the service variables"
+	@echo "Ctrl-C stops the agent; the pods and portals keep running."
+	@echo
+	exec bin/cuelet run --manifests manifests/examples --podman-url $(DEMO_URL) --log-format console $(ARGS)
+
+test: deps ## install what is missing, then run every test: unit, command line scripts and, as root, the end-to-end tests against a real podman and netfilter
 	go test -count=1 -timeout 30m ./...
 
 lint: ## check formatting, go vet, staticcheck and go.mod tidiness
@@ -53,19 +105,24 @@ install: build ## install binary, systemd unit, tmpfiles entry, manifest folder 
 	sed 's|@BINDIR@|$(PREFIX)/bin|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cuelet.service
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
-	cd examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
+	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
-bench: ## time cuelet validate against cue vet on 1,000 units
-	bench/validate/run.sh
+bench: bench-validate bench-pods bench-agent bench-proxy ## every benchmark below
+
+bench-validate: build ## time cuelet validate against cue vet on 1,000 units (needs hyperfine)
+	manifests/bench/run.sh
 
 bench-agent: ## time the running agent: a file write's overhead over podman, idle memory and CPU with 100 pods (root, podman)
-	bench/agent/run.sh
+	agent/bench/run.sh
 
 bench-pods: ## time apply against podman kube play and no-op passes over 100 pods (root, podman)
-	bench/pods.sh
+	reconcile/bench/run.sh
 
 bench-proxy: ## measure the proxy against haproxy and nginx on the shared harness (root)
-	bench/proxy/run.sh
+	netproxy/bench/run.sh
+
+goflags: ## print the GOFLAGS the go commands need (the bench scripts read it)
+	@echo $(GOFLAGS)
 
 clean: ## remove build output
 	rm -rf bin

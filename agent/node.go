@@ -17,9 +17,9 @@ import (
 
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/netproxy"
-	"github.com/cuelet/cuelet/portal"
+	"github.com/cuelet/cuelet/netproxy/portal"
 	"github.com/cuelet/cuelet/reconcile"
-	"github.com/cuelet/cuelet/svcenv"
+	"github.com/cuelet/cuelet/reconcile/svcenv"
 )
 
 // Podman is what the node needs of podman: the reconciler's interface,

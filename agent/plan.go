@@ -16,7 +16,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/portal"
+	"github.com/cuelet/cuelet/netproxy/portal"
 )
 
 // appliedServicesFile records, under the state dir, the services as the

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/portal"
+	"github.com/cuelet/cuelet/netproxy/portal"
 )
 
 func TestServicePlan(t *testing.T) {

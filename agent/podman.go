@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cuelet/cuelet/podman"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
 // LazyPodman is a podman client that connects on first use and again

@@ -9,8 +9,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cuelet/cuelet/agent/probe"
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/probe"
 	"github.com/cuelet/cuelet/reconcile"
 )
 

@@ -67,7 +67,7 @@ func runBenchProxy(spec string) error {
 }
 
 // BenchmarkTCPConnectRequestClose is the harness's crr test (see
-// bench/proxy): four parallel clients each connect through the proxy,
+// netproxy/bench): four parallel clients each connect through the proxy,
 // send 64 bytes, read the echo and close. The proxy runs in a process of
 // its own, pinned to one CPU like in the harness (so GOMAXPROCS is 1), and
 // the figures are its own:

@@ -27,9 +27,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/podman"
-	"github.com/cuelet/cuelet/podmantest"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 type env struct {

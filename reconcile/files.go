@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/svcenv"
+	"github.com/cuelet/cuelet/reconcile/svcenv"
 )
 
 // writeFileAtomic replaces path with data: temp file, fsync, rename, so a

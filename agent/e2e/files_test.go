@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/agenttest"
+	"github.com/cuelet/cuelet/agent/agenttest"
 )
 
 func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/agenttest"
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 func TestMain(m *testing.M) { os.Exit(agenttest.Main(m)) }

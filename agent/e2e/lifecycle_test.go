@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/agenttest"
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 func TestSIGTERMStopsWithin10sAndARestartRestartsNoContainer(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/agenttest"
+	"github.com/cuelet/cuelet/agent/agenttest"
 )
 
 func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {

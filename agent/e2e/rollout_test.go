@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/agenttest"
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // slowReady is a unit with a pod of two replicas whose containers pass

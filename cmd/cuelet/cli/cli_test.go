@@ -28,7 +28,7 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("EXAMPLES", filepath.Join(root, "examples"))
+			env.Setenv("EXAMPLES", filepath.Join(root, "manifests", "examples"))
 			env.Setenv("SCHEMA", filepath.Join(root, "schema", "cuelet.cue"))
 			return nil
 		},

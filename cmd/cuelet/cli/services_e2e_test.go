@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // The pods of TestServicesPortalsEnvironmentAndRestart: web serves

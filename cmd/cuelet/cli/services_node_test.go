@@ -35,8 +35,8 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
-	"github.com/cuelet/cuelet/podmantest"
-	"github.com/cuelet/cuelet/portaltest"
+	"github.com/cuelet/cuelet/netproxy/portaltest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // svcNode is one node for a services test.

@@ -31,7 +31,7 @@ Exits 1 if anything is invalid.`,
 			return func(ctx context.Context, paths []string) error {
 				// A short-lived process whose heap is mostly CUE values:
 				// collecting less often saves a third of the CPU time on
-				// 1,000 units (bench/validate) for some 200 MB of memory.
+				// 1,000 units (manifests/bench) for some 200 MB of memory.
 				debug.SetGCPercent(400)
 				if len(paths) == 0 {
 					paths = []string{dir}

@@ -5,13 +5,15 @@
 # backends, its external port on 127.0.0.1 (candidate.sh). The report goes
 # to stdout, progress to stderr. Needs root (cuelet programs its portal).
 #
-#   bench/proxy/run.sh                     # about 3 minutes
-#   REPEATS=1 DURATION=3s bench/proxy/run.sh
+#   netproxy/bench/run.sh                     # about 3 minutes
+#   REPEATS=1 DURATION=3s netproxy/bench/run.sh
 #
 # Every knob of the harness (REPEATS, DURATION, TESTS, PROXIES, ...) passes
 # through. HARNESS=/path/to/shared/bench/proxy overrides where it is found;
 # CUELET=/path/to/cuelet skips `make build`.
 set -euo pipefail
+# A fresh Debian machine has Go in /usr/local/go but not on PATH.
+export PATH="$PATH:/usr/local/go/bin"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -19,7 +21,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 find_harness() {
 	local d="$REPO"
 	while [[ "$d" != / ]]; do
-		[[ -x "$d/shared/bench/proxy/run.sh" ]] && { echo "$d/shared/bench/proxy"; return; }
+		[[ -x "$d/shared/netproxy/bench/run.sh" ]] && { echo "$d/shared/bench/proxy"; return; }
 		d="$(dirname "$d")"
 	done
 	return 1

@@ -5,25 +5,26 @@
 # podman, runc, netavark and busybox-static; see README.md beside this
 # script. Takes about 3 minutes.
 #
-#   bench/agent/run.sh
-#   ITERATIONS=40 IDLE=5m bench/agent/run.sh
-#   BENCH=WriteToRunning bench/agent/run.sh     # only the latency
+#   agent/bench/run.sh
+#   ITERATIONS=40 IDLE=5m agent/bench/run.sh
+#   BENCH=WriteToRunning agent/bench/run.sh     # only the latency
 set -euo pipefail
+# A fresh Debian machine has Go in /usr/local/go but not on PATH.
+export PATH="$PATH:/usr/local/go/bin"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 make -s build
 # The podman bindings' build tags, as the Makefile sets them.
-export GOFLAGS="${GOFLAGS:-$(make -s -f - <<<'include Makefile
-print: ; @echo $(GOFLAGS)' print)}"
+export GOFLAGS="${GOFLAGS:-$(make -s goflags)}"
 export CUELET_BIN="$repo/bin/cuelet"
 export CUELET_BENCH_IDLE="${IDLE:-60s}"
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 if [[ "${BENCH:-WriteToRunning}" == *WriteToRunning* ]]; then
-	go test -run '^$' -bench 'WriteToRunning' -benchtime "${ITERATIONS:-20}x" -timeout 30m ./bench/agent/
+	go test -run '^$' -bench 'WriteToRunning' -benchtime "${ITERATIONS:-20}x" -timeout 30m ./agent/bench/
 fi
 if [[ "${BENCH:-Idle100Pods}" == *Idle100Pods* ]]; then
-	go test -run '^$' -bench 'Idle100Pods' -benchtime 1x -timeout 30m ./bench/agent/
+	go test -run '^$' -bench 'Idle100Pods' -benchtime 1x -timeout 30m ./agent/bench/
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

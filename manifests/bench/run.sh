@@ -2,8 +2,10 @@
 # Times `cuelet validate` against `cue vet` on the same 1,000 units and the
 # same schema (`cuelet schema`). See README.md beside this script.
 #
-#   bench/validate/run.sh            # needs hyperfine and cue v0.17.1
+#   manifests/bench/run.sh            # needs hyperfine and cue v0.17.1
 set -euo pipefail
+# A fresh Debian machine has Go in /usr/local/go but not on PATH.
+export PATH="$PATH:/usr/local/go/bin"
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -18,8 +20,11 @@ if [[ ! -x $cue ]]; then
 fi
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
 
-(cd "$repo" && CGO_ENABLED=0 go build -o "$work/cuelet" ./cmd/cuelet)
-(cd "$repo" && go run ./bench/validate/gen -n "${UNITS:-1000}" -o "$work/units")
+make -s -C "$repo" build
+cp "$repo/bin/cuelet" "$work/cuelet"
+# The bindings' build tags, as the Makefile sets them, for go run below.
+export GOFLAGS="${GOFLAGS:-$(make -s -C "$repo" goflags)}"
+(cd "$repo" && go run ./manifests/bench/gen -n "${UNITS:-1000}" -o "$work/units")
 
 # cue vet takes -d only for data files, and package-less .cue files do not
 # see each other's definitions, so cue vet gets the schema as cuelet prints

@@ -1,20 +1,20 @@
 // Command gen writes the units of the validate benchmark into a folder:
 //
-//	go run ./bench/validate/gen -n 1000 -o /tmp/units
+//	go run ./manifests/bench/gen -n 1000 -o /tmp/units
 package main
 
 import (
 	"flag"
 	"log"
 
-	"github.com/cuelet/cuelet/bench/validate"
+	"github.com/cuelet/cuelet/manifests/bench"
 )
 
 func main() {
 	n := flag.Int("n", 1000, "number of units")
 	out := flag.String("o", "units", "output folder")
 	flag.Parse()
-	if err := validate.Write(*out, *n); err != nil {
+	if err := bench.Write(*out, *n); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -1,4 +1,4 @@
-package agentbench
+package bench
 
 import (
 	"context"
@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/agenttest"
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/agent/agenttest"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 func TestMain(m *testing.M) { os.Exit(agenttest.Main(m)) }

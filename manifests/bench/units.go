@@ -1,6 +1,6 @@
-// Package validate holds the validate benchmark: 1,000 units, each a pod
+// Package bench holds the validate benchmark: 1,000 units, each a pod
 // with two containers and a service, in one folder (see README.md here).
-package validate
+package bench
 
 import (
 	"fmt"

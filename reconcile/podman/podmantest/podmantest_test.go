@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/podmantest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 func TestServiceRunsTheBusyboxImageAndCleansUp(t *testing.T) {

@@ -1,18 +1,18 @@
-package validate_test
+package bench_test
 
 import (
 	"context"
 	"testing"
 
-	"github.com/cuelet/cuelet/bench/validate"
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/manifests/bench"
 )
 
 // BenchmarkValidate1000 loads and checks the benchmark's 1,000 units, as
 // `cuelet validate` does, without the process start.
 func BenchmarkValidate1000(b *testing.B) {
 	dir := b.TempDir()
-	if err := validate.Write(dir, 1000); err != nil {
+	if err := bench.Write(dir, 1000); err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
-	"github.com/cuelet/cuelet/podman"
-	"github.com/cuelet/cuelet/podmantest"
-	"github.com/cuelet/cuelet/portaltest"
+	"github.com/cuelet/cuelet/netproxy/portaltest"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // Node is one node for an agent: an isolated podman, the agent's folders

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/podman"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
 func TestDialUnreachablePodmanIsOneClearError(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cuelet/cuelet/slotlock"
+	"github.com/cuelet/cuelet/netproxy/slotlock"
 	"github.com/google/renameio/v2"
 )
 

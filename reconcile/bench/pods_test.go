@@ -14,9 +14,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
-	"github.com/cuelet/cuelet/podman"
-	"github.com/cuelet/cuelet/podmantest"
 	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // One podman service for the whole run, so that both sides of a

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/netproxy"
-	"github.com/cuelet/cuelet/slotlock"
+	"github.com/cuelet/cuelet/netproxy/slotlock"
 )
 
 // Slot is one test's share of the node.

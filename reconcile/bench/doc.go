@@ -1,3 +1,3 @@
 // Package bench holds cuelet's benchmarks against a real podman; run them
-// with bench/pods.sh (root, podman installed).
+// with reconcile/bench/run.sh (root, podman installed).
 package bench

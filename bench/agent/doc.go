@@ -1,5 +1,0 @@
-// Package agentbench measures the running agent (`cuelet run`, the real
-// binary) against an isolated podman: how much a file write costs on top
-// of podman's own create and start, and what the agent costs at rest with
-// 100 pods. Run it with bench/agent/run.sh; see README.md beside it.
-package agentbench
