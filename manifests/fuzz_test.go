@@ -19,9 +19,14 @@ const perInput = 10 * time.Second
 // One Checker serves the whole run, as compiling the schema for every
 // input would leave little time for fuzzing.
 func FuzzLoadUnit(f *testing.F) {
-	seeds, _ := filepath.Glob("../examples/*.cue")
-	more, _ := filepath.Glob("../examples/*/*.cue")
-	for _, name := range append(seeds, more...) {
+	seeds, _ := filepath.Glob("examples/*.cue")
+	more, _ := filepath.Glob("examples/*/*.cue")
+	seeds = append(seeds, more...)
+	if len(seeds) == 0 {
+		// The examples are the corpus's seeds: finding none means they moved.
+		f.Fatal("no seed units under examples/")
+	}
+	for _, name := range seeds {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)

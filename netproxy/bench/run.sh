@@ -21,7 +21,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 find_harness() {
 	local d="$REPO"
 	while [[ "$d" != / ]]; do
-		[[ -x "$d/shared/netproxy/bench/run.sh" ]] && { echo "$d/shared/bench/proxy"; return; }
+		[[ -x "$d/shared/bench/proxy/run.sh" ]] && { echo "$d/shared/bench/proxy"; return; }
 		d="$(dirname "$d")"
 	done
 	return 1
