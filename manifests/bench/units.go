@@ -1,5 +1,5 @@
 // Package bench holds the validate benchmark: 1,000 units, each a pod
-// with two containers and a service, in one folder (see README.md here).
+// with two containers and a service, in one folder (see docs/performance.md).
 package bench
 
 import (

@@ -23,7 +23,24 @@ type Allocation struct {
 
 // Plan decides the portal of every service in want (fixed address, or the
 // zero netip.Addr to get one allocated), given the allocations in have.
-// It does no I/O; see the package documentation for the rules.
+// It does no I/O. The rules, in order:
+//
+//   - Every address of the range except its network and broadcast address
+//     can be allocated (for a /31 or /32, every address).
+//   - A service keeps the address it holds as long as it stays in the desired
+//     set and asks for no other fixed address. A service that asks for a
+//     different fixed address releases its old one in the same pass, so that
+//     two services can swap addresses in one edit.
+//   - A fixed address must lie inside the range and must not be held by
+//     another service; when several new services ask for the same free
+//     address, none of them gets it (no winner by name order).
+//   - Other services get the lowest free address, first from the upper part
+//     of the range and then from the lowest addresses, which are left for
+//     fixed addresses as long as possible (the way Kubernetes splits its
+//     service range since KEP-3070). Addresses that any service asks for
+//     are never handed out dynamically. Services are served in name order,
+//     so the result is deterministic.
+//   - A service that is no longer desired frees its address.
 func Plan(cidr netip.Prefix, have, want map[string]netip.Addr) Allocation {
 	cidr = cidr.Masked()
 	out := Allocation{Addrs: make(map[string]netip.Addr, len(want))}
