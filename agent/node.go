@@ -22,9 +22,14 @@ import (
 	"github.com/cuelet/cuelet/reconcile/svcenv"
 )
 
-// Podman is what the node needs of podman: the reconciler's interface,
-// which also lists pods (endpoints, status) and runs execs (probes).
-type Podman = reconcile.Podman
+// Podman is what the node needs of podman: what it hands the reconciler
+// (which also lists the pods for endpoints and status) and the execs of
+// readiness probes. reconcile/podman.Client implements it.
+type Podman interface {
+	reconcile.Podman
+	// Exec runs cmd in a running container and returns its exit code.
+	Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error)
+}
 
 // Network keeps the portal addresses on the node (netproxy.Node).
 type Network interface {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/rs/zerolog"
 )
 
@@ -21,7 +22,7 @@ portals are served only while 'cuelet run' runs.`,
 				return err
 			}
 			defer closeNode()
-			cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
+			cfg := f.nodeConfig(podman.New(f.PodmanURL), log)
 			cfg.Network = network
 			node, err := agent.NewNode(ctx, cfg)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/rs/zerolog"
 )
 
@@ -16,7 +17,7 @@ line (+ create, ~ recreate with the reason, - remove, ! conflict), changing
 nothing. Exits 0 when the node is in sync, 2 when changes are pending, 1 when
 a unit is invalid or podman cannot be reached.`,
 		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
-			node, err := agent.NewNode(ctx, f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log))
+			node, err := agent.NewNode(ctx, f.nodeConfig(podman.New(f.PodmanURL), log))
 			if err != nil {
 				return err
 			}

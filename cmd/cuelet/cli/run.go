@@ -12,6 +12,7 @@ import (
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
 func runCommand() *Command {
@@ -50,7 +51,7 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	pm := agent.NewLazyPodman(f.PodmanURL)
+	pm := podman.New(f.PodmanURL)
 	var a *agent.Agent
 	cfg := f.nodeConfig(pm, log)
 	cfg.Network = network
