@@ -58,10 +58,10 @@ type runningAgent struct {
 func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher) *runningAgent {
 	t.Helper()
 	cfg.Log = zerolog.Nop()
-	a := New(cfg, s, ev)
+	a := New(cfg, ev)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{agent: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
+	go func() { r.done <- a.Run(ctx, s) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
