@@ -220,7 +220,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 // logChanges logs pass-level errors when they change, not every pass: a
 // podman that is down for an hour gives two lines, not 3600.
 func (a *Agent) logChanges(rep *Report) {
-	errs := slices.Clone(rep.Errors)
+	errs := rep.Errors.Strings()
 	slices.Sort(errs)
 	if slices.Equal(errs, a.lastProblems) {
 		return
