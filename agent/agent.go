@@ -58,7 +58,6 @@ type Config struct {
 // Agent is the long-running loop of `cuelet run`.
 type Agent struct {
 	cfg     Config
-	syncer  Syncer
 	events  EventWatcher
 	notify  Notifier
 	metrics *metrics
@@ -73,7 +72,9 @@ type Agent struct {
 }
 
 // New returns an agent. events may be nil (no podman events: resync only).
-func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
+// The syncer comes with Run: it is made after the agent, since it reports
+// to the agent's Kick and Progress.
+func New(cfg Config, events EventWatcher) *Agent {
 	if cfg.Quiet == 0 {
 		cfg.Quiet = 150 * time.Millisecond
 	}
@@ -85,7 +86,6 @@ func New(cfg Config, syncer Syncer, events EventWatcher) *Agent {
 	}
 	a := &Agent{
 		cfg:     cfg,
-		syncer:  syncer,
 		events:  events,
 		metrics: newMetrics(cfg.Registry),
 		// Bursts are coalesced, but a change still takes effect well
@@ -146,10 +146,10 @@ func (a *Agent) Progress(rep *Report) {
 // Kick asks for a sync pass.
 func (a *Agent) Kick() { a.runner.Kick() }
 
-// Run runs the agent until ctx is done. It returns an error only when a
-// part of it cannot start (the metrics address taken, the run dir not
-// writable); a failing sync is reported, not returned.
-func (a *Agent) Run(ctx context.Context) error {
+// Run runs the agent, with syncer's passes, until ctx is done. It returns
+// an error only when a part of it cannot start (the metrics address taken,
+// the run dir not writable); a failing sync is reported, not returned.
+func (a *Agent) Run(ctx context.Context, syncer Syncer) error {
 	watcher, err := NewWatcher(a.cfg.ManifestDir, a.cfg.KeepFile, a.cfg.Log)
 	if err != nil {
 		return err
@@ -157,7 +157,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer watcher.Close()
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.runner.Run(ctx, a.sync) })
+	g.Go(func() error { return a.runner.Run(ctx, func(ctx context.Context) { a.sync(ctx, syncer) }) })
 	g.Go(func() error { return watcher.Run(ctx, a.runner.Kick) })
 	if a.cfg.Resync > 0 {
 		g.Go(func() error { return every(ctx, a.cfg.Resync, a.runner.Kick) })
@@ -187,11 +187,11 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // sync runs one pass and publishes its report.
-func (a *Agent) sync(ctx context.Context) {
+func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	reloading := a.reloadPending.Swap(false)
 	start := time.Now()
 	a.passStart.Store(start.UnixNano())
-	rep := a.syncer.Sync(ctx)
+	rep := syncer.Sync(ctx)
 	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node
@@ -220,7 +220,7 @@ func (a *Agent) sync(ctx context.Context) {
 // logChanges logs pass-level errors when they change, not every pass: a
 // podman that is down for an hour gives two lines, not 3600.
 func (a *Agent) logChanges(rep *Report) {
-	errs := slices.Clone(rep.Errors)
+	errs := rep.Errors.Strings()
 	slices.Sort(errs)
 	if slices.Equal(errs, a.lastProblems) {
 		return

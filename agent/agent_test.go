@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -58,10 +59,10 @@ type runningAgent struct {
 func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher) *runningAgent {
 	t.Helper()
 	cfg.Log = zerolog.Nop()
-	a := New(cfg, s, ev)
+	a := New(cfg, ev)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{agent: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
+	go func() { r.done <- a.Run(ctx, s) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -194,7 +195,7 @@ func get(t *testing.T, url string) int {
 }
 
 func TestAgent_podman_down_retries_on_its_own(t *testing.T) {
-	s := &fakeSyncer{report: Report{PodmanDown: true, Errors: []string{"cannot reach podman"}}}
+	s := &fakeSyncer{report: Report{PodmanDown: true, Errors: ErrorList{errors.New("cannot reach podman")}}}
 	startAgent(t, Config{ManifestDir: t.TempDir()}, s, nil)
 	// No resync ticker, no events: only the backoff retry (1 s, 2 s) can
 	// give further passes.

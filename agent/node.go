@@ -22,9 +22,14 @@ import (
 	"github.com/cuelet/cuelet/reconcile/svcenv"
 )
 
-// Podman is what the node needs of podman: the reconciler's interface,
-// which also lists pods (endpoints, status) and runs execs (probes).
-type Podman = reconcile.Podman
+// Podman is what the node needs of podman: what it hands the reconciler
+// (which also lists the pods for endpoints and status) and the execs of
+// readiness probes. reconcile/podman.Client implements it.
+type Podman interface {
+	reconcile.Podman
+	// Exec runs cmd in a running container and returns its exit code.
+	Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error)
+}
 
 // Network keeps the portal addresses on the node (netproxy.Node).
 type Network interface {
@@ -208,26 +213,26 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	if err != nil {
 		// SPEC §3.3 and §7: a missing or unreadable manifest directory
 		// changes nothing; what runs keeps running.
-		rep.Errors = append(rep.Errors, fmt.Sprintf("%v; nothing changed", err)) // the loader names the folder
+		rep.Errors = append(rep.Errors, fmt.Errorf("%w; nothing changed", err)) // the loader names the folder
 		return n.keepLast(rep)
 	}
 	rep.Units = unitStatuses(d.units)
 	for _, e := range d.units {
 		if e.found.Valid() {
 			if err := n.lastGood.Save(e.found.ID, e.found.Source); err != nil {
-				rep.Errors = append(rep.Errors, err.Error())
+				rep.Errors = append(rep.Errors, err)
 			}
 		}
 	}
 
 	alloc, err := n.portals.Allocate(d.wantPortals())
 	if err != nil {
-		rep.Errors = append(rep.Errors, err.Error())
+		rep.Errors = append(rep.Errors, err)
 		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
 	}
 	if n.cfg.Network != nil {
 		if err := n.cfg.Network.Sync(d.portals(alloc)); err != nil {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("program portals: %v", err))
+			rep.Errors = append(rep.Errors, fmt.Errorf("program portals: %w", err))
 		}
 	}
 
@@ -237,9 +242,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	switch {
 	case errors.Is(err, reconcile.ErrPodmanUnavailable):
 		rep.PodmanDown = true
-		rep.Errors = append(rep.Errors, err.Error())
+		rep.Errors = append(rep.Errors, err)
 	case err != nil:
-		rep.Errors = append(rep.Errors, err.Error())
+		rep.Errors = append(rep.Errors, err)
 	default:
 		// Units whose files are gone are removed, so is their last good
 		// copy; with the empty-directory guard up (err above) nothing is.
@@ -248,7 +253,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 			keep[e.found.ID] = true
 		}
 		if err := n.lastGood.Forget(keep); err != nil {
-			rep.Errors = append(rep.Errors, err.Error())
+			rep.Errors = append(rep.Errors, err)
 		}
 	}
 	for _, a := range res.Actions {
@@ -257,7 +262,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	podErrs := map[string]string{}
 	for _, pe := range res.Errors {
 		podErrs[pe.Pod] = pe.Err.Error()
-		rep.Errors = append(rep.Errors, pe.Error())
+		rep.Errors = append(rep.Errors, pe)
 	}
 
 	have := n.observe(ctx, rep)
@@ -268,7 +273,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		rep.Actions = append(rep.Actions, servicePlan(before, d.services, alloc)...)
 	}
 	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
-		rep.Errors = append(rep.Errors, err.Error())
+		rep.Errors = append(rep.Errors, err)
 	}
 	n.mu.Lock()
 	n.last = rep
@@ -319,7 +324,7 @@ func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod
 	defer n.mu.Unlock()
 	if err != nil {
 		rep.PodmanDown = errors.Is(err, reconcile.ErrPodmanUnavailable)
-		rep.Errors = append(rep.Errors, fmt.Sprintf("list pods: %v", err))
+		rep.Errors = append(rep.Errors, fmt.Errorf("list pods: %w", err))
 		return n.lastHave
 	}
 	n.lastHave = have

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -16,8 +18,10 @@ type Report struct {
 	// Actions are what the pass did, as plan lines ("+ pod web-1").
 	Actions []string `json:"actions,omitempty"`
 	// Errors are problems of the pass that are not a unit's: podman not
-	// answering, the empty-directory guard, a pod podman refused.
-	Errors []string `json:"errors,omitempty"`
+	// answering, the empty-directory guard, a pod podman refused. They
+	// are the errors themselves (errors.Is and errors.As work on them)
+	// until the report is encoded, which writes their messages.
+	Errors ErrorList `json:"errors,omitempty"`
 	// PodmanDown is set when podman could not be reached; the proxies then
 	// keep serving from the last view.
 	PodmanDown bool `json:"podmanDown,omitempty"`
@@ -89,4 +93,36 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// ErrorList is a list of errors that JSON holds as their messages. A
+// decoded one (`cuelet status` reading the agent's report) has errors that
+// carry only the message.
+type ErrorList []error
+
+// MarshalJSON writes the messages.
+func (l ErrorList) MarshalJSON() ([]byte, error) {
+	return json.Marshal(l.Strings())
+}
+
+// UnmarshalJSON reads messages.
+func (l *ErrorList) UnmarshalJSON(b []byte) error {
+	var msgs []string
+	if err := json.Unmarshal(b, &msgs); err != nil {
+		return err
+	}
+	*l = nil
+	for _, m := range msgs {
+		*l = append(*l, errors.New(m))
+	}
+	return nil
+}
+
+// Strings are the messages.
+func (l ErrorList) Strings() []string {
+	out := make([]string, len(l))
+	for i, err := range l {
+		out[i] = err.Error()
+	}
+	return out
 }

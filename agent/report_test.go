@@ -1,6 +1,13 @@
 package agent
 
-import "testing"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
 
 func TestReport_Summary(t *testing.T) {
 	tests := []struct {
@@ -24,12 +31,12 @@ func TestReport_Summary(t *testing.T) {
 		},
 		{
 			name:   "podman_down_is_said",
-			report: Report{PodmanDown: true, Errors: []string{"cannot reach podman"}},
+			report: Report{PodmanDown: true, Errors: ErrorList{errors.New("cannot reach podman")}},
 			want:   "0 pods, 0 services, 0 invalid units; podman unreachable",
 		},
 		{
 			name:   "other_errors_are_counted",
-			report: Report{Errors: []string{"a", "b"}},
+			report: Report{Errors: ErrorList{errors.New("a"), errors.New("b")}},
 			want:   "0 pods, 0 services, 0 invalid units; 2 errors",
 		},
 	}
@@ -39,5 +46,38 @@ func TestReport_Summary(t *testing.T) {
 				t.Fatalf("Summary() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// The errors of a pass are error values inside the agent; `cuelet status
+// --json` and the status socket still carry their messages, in the place
+// and form they always had.
+func TestReport_JSON_has_the_error_messages_and_reads_them_back(t *testing.T) {
+	rep := Report{
+		Actions:    []string{"+ pod web"},
+		Errors:     ErrorList{fmt.Errorf("list pods: %w", errors.New("cannot reach podman")), errors.New("pod web: boom")},
+		PodmanDown: true,
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"actions":["+ pod web"],"errors":["list pods: cannot reach podman","pod web: boom"],"podmanDown":true}`
+	if !strings.HasSuffix(string(b), want) {
+		t.Fatalf("JSON %s\ndoes not end in %s", b, want)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Errors.Strings(); !slices.Equal(got, rep.Errors.Strings()) {
+		t.Fatalf("read back %q, want %q", got, rep.Errors.Strings())
+	}
+	clean, err := json.Marshal(Report{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(clean), "errors") {
+		t.Fatalf("a report without errors has an errors key: %s", clean)
 	}
 }

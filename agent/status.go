@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -26,13 +25,7 @@ func serveStatus(ctx context.Context, runDir string, latest func() *Report) erro
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return fmt.Errorf("status socket: %w", err)
 	}
-	// A socket left by an agent that was killed would make Listen fail.
-	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("status socket: %w", err)
-	}
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", sock)
-	syscall.Umask(old)
+	ln, err := listenPrivate(sock)
 	if err != nil {
 		return fmt.Errorf("status socket: %w", err)
 	}
@@ -47,6 +40,40 @@ func serveStatus(ctx context.Context, runDir string, latest func() *Report) erro
 		_ = json.NewEncoder(w).Encode(rep)
 	})
 	return serve(ctx, ln, mux, func() { os.Remove(sock) })
+}
+
+// listenPrivate listens on the unix socket path with mode 0600. bind(2)
+// creates the socket with the process umask, and the umask is the whole
+// process's: setting it around the bind would change the mode of every
+// file other goroutines create meanwhile. So the socket is bound in a
+// private (0700) folder beside path, where nobody else can reach it, made
+// 0600 there, and renamed into place. The rename also replaces a socket
+// left by an agent that was killed.
+func listenPrivate(path string) (net.Listener, error) {
+	// Short names: the temporary path must fit in sun_path (108 bytes)
+	// wherever path does.
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".s")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	// The listener would unlink the name it was bound to, which is gone
+	// by then; the caller removes path.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // serve runs an HTTP server on ln until ctx ends, then shuts it down

@@ -256,7 +256,7 @@ func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
 	e.apply(desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1))))
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan error, 1)
-	go func() { done <- e.client.Events(ctx, func(reconcile.Event) {}) }()
+	go func() { done <- e.client.Events(ctx, func(podman.Event) {}) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -761,9 +761,9 @@ func TestE2EExecAndEvents(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	events := make(chan reconcile.Event, 100)
+	events := make(chan podman.Event, 100)
 	done := make(chan error, 1)
-	go func() { done <- e.client.Events(ctx, func(ev reconcile.Event) { events <- ev }) }()
+	go func() { done <- e.client.Events(ctx, func(ev podman.Event) { events <- ev }) }()
 	// The subscription is live once an event of ours arrives: keep
 	// poking until one does.
 	eventually(t, 20*time.Second, func() error {

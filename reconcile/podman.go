@@ -9,8 +9,8 @@ import (
 	"github.com/cuelet/cuelet/manifests"
 )
 
-// Podman is what reconcile needs from podman. The podman package implements
-// it over podman's REST API; planner tests use a fake.
+// Podman is what the reconciler calls of podman. The podman package
+// implements it over podman's REST API; planner tests use a fake.
 type Podman interface {
 	// ListPods returns every pod on the node, managed or not, with its
 	// containers. It is read-only.
@@ -28,12 +28,6 @@ type Podman interface {
 	// StartPod starts the named containers of a pod, or, with none named,
 	// the whole pod (infra container first).
 	StartPod(ctx context.Context, name string, containers []string) error
-	// Events calls fn for each container or pod event until ctx is done or
-	// the stream ends; the caller resyncs on them and subscribes again.
-	Events(ctx context.Context, fn func(Event)) error
-	// Exec runs cmd in a running container and returns its exit code;
-	// readiness exec probes use it.
-	Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error)
 }
 
 // Labels cuelet puts on every pod and container it creates.
@@ -114,16 +108,6 @@ func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
 		}
 	}
 	return ObservedContainer{}, false
-}
-
-// Event is a podman event about a container or a pod.
-type Event struct {
-	Type   string // "container" or "pod"
-	Action string // "died", "start", "remove", "create", …
-	ID     string
-	Name   string
-	Labels map[string]string
-	Time   time.Time
 }
 
 // PodSpec is everything the adapter needs to create one pod replica.

@@ -188,7 +188,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
-		if len(rep.Errors) == 0 || !strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
+		if len(rep.Errors) == 0 || !strings.Contains(strings.Join(rep.Errors.Strings(), "\n"), "read manifests") {
 			return fmt.Errorf("no error reported yet: %v", rep.Errors)
 		}
 		if len(rep.Pods) != 1 {
@@ -208,7 +208,7 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.WaitSynced(changeWithin, empty, func(rep *agent.Report) error {
-		if len(rep.Errors) == 0 || strings.Contains(strings.Join(rep.Errors, "\n"), "read manifests") {
+		if len(rep.Errors) == 0 || strings.Contains(strings.Join(rep.Errors.Strings(), "\n"), "read manifests") {
 			return fmt.Errorf("want the empty-directory guard's error, have %v", rep.Errors)
 		}
 		t.Logf("empty folder: %v", rep.Errors)

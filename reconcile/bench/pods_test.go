@@ -245,7 +245,7 @@ func BenchmarkNoopPass100Pods(b *testing.B) {
 		}
 		ectx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- watched.Events(ectx, func(reconcile.Event) {}) }()
+		go func() { done <- watched.Events(ectx, func(podman.Event) {}) }()
 		defer func() {
 			cancel()
 			if err := <-done; err != nil {

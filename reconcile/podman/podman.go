@@ -64,6 +64,12 @@ func (e *UnavailableError) Is(target error) bool { return target == reconcile.Er
 const DefaultStopTimeout = 10 * time.Second
 
 // Client talks to one podman service. It is safe for concurrent use.
+//
+// It connects on first use, and again on the next use after a connect
+// failed, so that its user (the agent) can start, serve its portals and
+// report while podman is not there yet (socket activation, a podman
+// upgrade). Once connected, the bindings' HTTP transport dials the socket
+// per connection, so the client survives podman restarts by itself.
 type Client struct {
 	// StopTimeout is the grace period of containers being removed
 	// (DefaultStopTimeout). Set it before the client is used.
@@ -73,8 +79,10 @@ type Client struct {
 	// the cache off. Set it before the client is used.
 	CacheMaxAge time.Duration
 
-	url  string
-	conn context.Context // holds the bindings' connection; never used for deadlines
+	url string
+
+	connMu sync.Mutex
+	conn   context.Context // holds the bindings' connection once made; never used for deadlines
 
 	writes atomic.Int64
 	lists  atomic.Int64
@@ -110,19 +118,43 @@ type inspected struct {
 	ip           string
 }
 
-// Dial connects to podman at url (empty: DefaultURL) and checks that it
-// answers. An unreachable podman is an *UnavailableError.
-func Dial(ctx context.Context, url string) (*Client, error) {
+// New returns a client for podman at url (empty: DefaultURL). It does not
+// connect yet: see Client.
+func New(url string) *Client {
 	if url == "" {
 		url = DefaultURL()
 	}
-	conn, err := bindings.NewConnection(ctx, url)
+	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, inspects: map[string]inspected{}}
+}
+
+// Dial returns a client for podman at url (empty: DefaultURL) that has
+// checked that podman answers. An unreachable podman is an
+// *UnavailableError.
+func Dial(ctx context.Context, url string) (*Client, error) {
+	c := New(url)
+	if _, err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// connect returns the bindings' connection, making it if there is none
+// yet. Making it asks podman for its version: an unreachable podman is an
+// *UnavailableError, and the next call tries again.
+func (c *Client) connect(ctx context.Context) (context.Context, error) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.conn != nil {
+		return c.conn, nil
+	}
+	conn, err := bindings.NewConnection(ctx, c.url)
 	if err != nil {
-		return nil, &UnavailableError{URL: url, Err: unwrapConnect(err)}
+		return nil, &UnavailableError{URL: c.url, Err: unwrapConnect(err)}
 	}
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
-	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, conn: context.WithoutCancel(conn), inspects: map[string]inspected{}}, nil
+	c.conn = context.WithoutCancel(conn)
+	return c.conn, nil
 }
 
 // URL is the address the client talks to.
@@ -141,6 +173,16 @@ func (c *Client) wrote() {
 	c.gen.Add(1)
 }
 
+// Event is a podman event about a container or a pod.
+type Event struct {
+	Type   string // "container" or "pod"
+	Action string // "died", "start", "remove", "create", …
+	ID     string
+	Name   string
+	Labels map[string]string
+	Time   time.Time
+}
+
 // callCtx gives the bindings the caller's deadline and cancellation with the
 // connection they look up as a context value.
 type callCtx struct {
@@ -155,7 +197,14 @@ func (c callCtx) Value(key any) any {
 	return c.conn.Value(key)
 }
 
-func (c *Client) ctx(ctx context.Context) context.Context { return callCtx{ctx, c.conn} }
+// call connects if need be and returns ctx carrying the connection.
+func (c *Client) call(ctx context.Context) (context.Context, error) {
+	conn, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return callCtx{ctx, conn}, nil
+}
 
 // wrap turns a connection failure into an *UnavailableError and names the
 // operation.
@@ -243,8 +292,11 @@ func clonePods(ps []reconcile.ObservedPod) []reconcile.ObservedPod {
 }
 
 func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c.lists.Add(1)
-	cctx := c.ctx(ctx)
 	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
 	if err != nil {
 		return nil, c.wrap("list containers", err)
@@ -397,7 +449,10 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 // If any step fails the pod is removed again, so a retry starts from
 // nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
-	cctx := c.ctx(ctx)
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
 	for _, v := range ps.Volumes {
 		if err := c.ensureVolume(cctx, v); err != nil {
 			return err
@@ -481,7 +536,10 @@ func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerato
 
 // PullImages applies each container's pull policy to its image.
 func (c *Client) PullImages(ctx context.Context, ps reconcile.PodSpec) error {
-	cctx := c.ctx(ctx)
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
 	done := map[string]bool{}
 	for _, ct := range ps.Containers {
 		if done[ct.Image+"\x00"+ct.PullPolicy] {
@@ -544,10 +602,13 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 // StopTimeout) and removes them with the pod, then its emptyDir volumes.
 // Persistent volumes are never removed.
 func (c *Client) RemovePod(ctx context.Context, name string) error {
-	cctx := c.ctx(ctx)
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
 	c.wrote()
 	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
-	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
+	_, err = pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
 	if err != nil && !isNotFound(err) {
 		return c.wrap("remove pod", err)
 	}
@@ -573,7 +634,10 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 
 // StartPod starts the named containers, or the whole pod.
 func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error {
-	cctx := c.ctx(ctx)
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
 	if len(ctrs) == 0 {
 		c.wrote()
 		rep, err := pods.Start(cctx, name, nil)
@@ -597,8 +661,11 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 // Events streams container and pod events to fn until ctx ends (nil) or
 // the stream breaks (an error; the caller resyncs and calls again). While a
 // stream is live, ListPods may answer from memory: see CacheMaxAge.
-func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
-	cctx := c.ctx(ctx)
+func (c *Client) Events(ctx context.Context, fn func(Event)) error {
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
 	conn, err := bindings.GetClient(cctx)
 	if err != nil {
 		return err
@@ -636,12 +703,22 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 		if ChangesState(string(e.Action)) {
 			c.gen.Add(1)
 		}
-		fn(reconcile.Event{
+		fn(Event{
 			Type: string(e.Type), Action: string(e.Action), ID: e.Actor.ID,
 			Name: e.Actor.Attributes["name"], Labels: e.Actor.Attributes,
 			Time: time.Unix(0, e.TimeNano),
 		})
 	}
+}
+
+// WatchEvents follows the event stream like Events and calls changed for
+// every event that can change a pod (not the execs of readiness probes).
+func (c *Client) WatchEvents(ctx context.Context, changed func()) error {
+	return c.Events(ctx, func(e Event) {
+		if ChangesState(e.Action) {
+			changed()
+		}
+	})
 }
 
 // ChangesState tells the events that can change what ListPods returns from
@@ -670,7 +747,10 @@ func (c *Client) watching(delta int) {
 func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cctx := c.ctx(ctx)
+	cctx, err := c.call(ctx)
+	if err != nil {
+		return -1, err
+	}
 	fail := func(err error) (int, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()

@@ -16,18 +16,10 @@ node, write the env files and make podman's pods what the valid units say.
 Prints what it did; exits 1 if a unit is invalid or anything failed. The
 portals are served only while 'cuelet run' runs.`,
 		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
-			network, closeNode, err := f.claimNode(ctx, log)
+			rep, err := agent.Apply(ctx, f.options(log))
 			if err != nil {
 				return err
 			}
-			defer closeNode()
-			cfg := f.nodeConfig(agent.NewLazyPodman(f.PodmanURL), log)
-			cfg.Network = network
-			node, err := agent.NewNode(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			rep := node.Sync(ctx)
 			for _, a := range rep.Actions {
 				fmt.Fprintln(env.Stdout, a)
 			}

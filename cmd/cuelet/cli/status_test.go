@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestPrintStatus_tables(t *testing.T) {
 			{ID: "web.cue", Valid: true},
 			{ID: "bad.cue", LastGood: true, Problems: []string{"bad.cue:2:12: pods.x.replicas: 200 is above the maximum 100", "bad.cue:3:1: other"}},
 		},
-		Errors: []string{"cannot reach podman"},
+		Errors: agent.ErrorList{errors.New("cannot reach podman")},
 	}
 	var b bytes.Buffer
 	printStatus(&b, rep, now)

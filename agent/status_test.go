@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// The status socket's mode must not come from changing the process umask:
+// other goroutines (env files, state files, the proxy) create files at the
+// same time and would get that mode too.
+func TestListenPrivate_makes_a_0600_socket_without_touching_the_modes_of_other_files(t *testing.T) {
+	run, other := t.TempDir(), t.TempDir()
+	fileMode := func(name string) os.FileMode {
+		p := filepath.Join(other, name)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			t.Error(err)
+			return 0
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		os.Remove(p)
+		return fi.Mode().Perm()
+	}
+	want := fileMode("before")
+
+	var (
+		stop    atomic.Bool
+		wrong   atomic.Int64
+		created atomic.Int64
+		wg      sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if fileMode("during") != want {
+				wrong.Add(1)
+			}
+			created.Add(1)
+		}
+	}()
+	sock := filepath.Join(run, SocketName)
+	for i := 0; i < 300 || created.Load() < 300; i++ {
+		ln, err := listenPrivate(sock)
+		if err != nil {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("socket mode %v, want a socket with 0600", fi.Mode())
+		}
+		ln.Close()
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Errorf("%d of %d files created by another goroutine did not get mode %v", n, created.Load(), want)
+	}
+	if got := fileMode("after"); got != want {
+		t.Errorf("a file created after serving has mode %v, want %v: the process umask changed", got, want)
+	}
+	entries, err := os.ReadDir(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != SocketName {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("run dir holds %q, want only %s", names, SocketName)
+	}
+}

@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/reconcile/podman"
+)
+
+// Options are the settings of `cuelet plan`, `apply` and `run` (SPEC §4),
+// parsed. Plan, Apply and Run build every part from them, in order.
+type Options struct {
+	ManifestDir string
+	// Manifests are the node rules validation depends on, the portal
+	// range among them.
+	Manifests  manifests.Options
+	AllowEmpty bool
+	PodmanURL  string // "" for podman.DefaultURL
+	StateDir   string
+	RunDir     string
+	// PortalLink and NftTable name what apply and run add to the node.
+	PortalLink string
+	NftTable   string
+
+	// The rest is run's only.
+
+	ExternalAddress netip.Addr // external ports listen on it
+	Resync          time.Duration
+	MetricsAddress  string
+	// Reload delivers SIGHUP.
+	Reload <-chan os.Signal
+	// Version is logged when the agent starts.
+	Version string
+
+	Log zerolog.Logger
+}
+
+// nodeConfig is the part of a node's configuration plan, apply and run
+// share.
+func (o *Options) nodeConfig(pm Podman) NodeConfig {
+	return NodeConfig{
+		ManifestDir: o.ManifestDir,
+		Options:     o.Manifests,
+		AllowEmpty:  o.AllowEmpty,
+		StateDir:    o.StateDir,
+		RunDir:      o.RunDir,
+		Podman:      pm,
+		Log:         o.Log,
+	}
+}
+
+// Plan says what Apply would do against the podman at o.PodmanURL,
+// changing nothing.
+func Plan(ctx context.Context, o Options) (*PlanResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the node's probes
+	node, err := NewNode(ctx, o.nodeConfig(podman.New(o.PodmanURL)))
+	if err != nil {
+		return nil, err
+	}
+	return node.Plan(ctx)
+}
+
+// Apply runs one sync pass: it takes the node (see claimNode), keeps the
+// portals on it and makes podman's pods what the valid units say. The
+// portals are served only while Run runs. Problems of the pass are in the
+// report; the error is for a node that cannot be worked on at all.
+func Apply(ctx context.Context, o Options) (*Report, error) {
+	network, release, err := claimNode(o)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the node's probes
+	cfg := o.nodeConfig(podman.New(o.PodmanURL))
+	cfg.Network = network
+	node, err := NewNode(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return node.Sync(ctx), nil
+}
+
+// Run runs the agent until ctx is done: it takes the node, serves the
+// portals with the userspace proxy, and syncs on manifest changes, podman
+// events, probe changes, SIGHUP and every o.Resync. Pods keep running when
+// it returns; the portals stop.
+func Run(ctx context.Context, o Options) error {
+	network, release, err := claimNode(o)
+	if err != nil {
+		return err
+	}
+	defer release()
+
+	registry := prometheus.NewRegistry()
+	proxy, err := netproxy.New(netproxy.Config{
+		Logger: o.Log, Registerer: registry, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
+	})
+	if err != nil {
+		return err
+	}
+	pm := podman.New(o.PodmanURL)
+	a := New(Config{
+		ManifestDir:    o.ManifestDir,
+		KeepFile:       manifests.IsManifest,
+		RunDir:         o.RunDir,
+		MetricsAddress: o.MetricsAddress,
+		Resync:         o.Resync,
+		Reload:         o.Reload,
+		Registry:       registry,
+		Components:     []func(context.Context) error{proxy.Run},
+		Log:            o.Log,
+	}, pm)
+	cfg := o.nodeConfig(pm)
+	cfg.Network = network
+	cfg.Proxy = proxy
+	cfg.StepRollouts = true
+	// A probe that changes state changes endpoints: sync at once.
+	cfg.OnProbeChange = a.Kick
+	cfg.Progress = a.Progress
+	node, err := NewNode(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	o.Log.Info().Str("action", "start").Str("version", o.Version).Str("manifests", o.ManifestDir).
+		Str("podman", o.PodmanURL).Msg("cuelet agent starting")
+	err = a.Run(ctx, node)
+	o.Log.Info().Str("action", "stop").Msg("cuelet agent stopped; pods keep running")
+	return err
+}
+
+// claimNode is what apply and run do before they touch the node: take the
+// state lock, so that no other cuelet works on it at once, and open the
+// portal programming (netlink, nftables). release undoes both.
+func claimNode(o Options) (network *netproxy.Node, release func(), err error) {
+	unlock, err := lockState(o.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := netproxy.NewNode(netproxy.NodeConfig{
+		CIDR: o.Manifests.PortalCIDR, LinkName: o.PortalLink, TableName: o.NftTable, Logger: o.Log,
+	})
+	if err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("portals need root (CAP_NET_ADMIN): %w", err)
+	}
+	return n, func() { n.Close(); unlock() }, nil
+}
+
+// lockState takes <state-dir>/cuelet.lock, so that two agents (or an agent
+// and an apply) never reconcile one node at once. The lock goes with the
+// process.
+func lockState(stateDir string) (release func(), err error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	p := filepath.Join(stateDir, "cuelet.lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: another cuelet works on this node (%v)", p, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/agent"
+)
+
+// noArgs is for the commands that take flags only.
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("takes no arguments, got %q", args)
+	}
+	return nil
+}
+
+// agentSetup is the Setup of the commands that take the agent flags and no
+// arguments (plan, apply, run): it registers the flags and hands run the
+// flags and the logger they ask for.
+func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error) func(*flag.FlagSet, *Env) func(context.Context, []string) error {
+	return func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
+		var f AgentFlags
+		f.Register(fs, env)
+		return func(ctx context.Context, args []string) error {
+			if err := noArgs(args); err != nil {
+				return err
+			}
+			log, err := f.logger(env.Stderr)
+			if err != nil {
+				return err
+			}
+			return run(ctx, &f, env, log)
+		}
+	}
+}
+
+// logger builds the zerolog logger the agent flags ask for.
+func (a *AgentFlags) logger(w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(a.LogLevel)
+	if err != nil || a.LogLevel == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", a.LogLevel)
+	}
+	switch a.LogFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: want json or console", a.LogFormat)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// options are the flags plan, apply and run share, as the agent takes
+// them; run adds its own (runOptions).
+func (a *AgentFlags) options(log zerolog.Logger) agent.Options {
+	return agent.Options{
+		ManifestDir: a.Manifests,
+		Manifests:   a.NodeRules.Options(),
+		AllowEmpty:  a.AllowEmpty,
+		PodmanURL:   a.PodmanURL,
+		StateDir:    a.StateDir,
+		RunDir:      a.RunDir,
+		PortalLink:  a.PortalLink,
+		NftTable:    a.NftTable,
+		Log:         log,
+	}
+}
+
+// runOptions are the options of `cuelet run`: the shared ones, and the
+// proxy and loop settings, checked.
+func (a *AgentFlags) runOptions(log zerolog.Logger) (agent.Options, error) {
+	// Modes not built yet are refused rather than ignored.
+	if a.ProxyMode != "userspace" {
+		return agent.Options{}, fmt.Errorf("--proxy-mode %q: only userspace is supported", a.ProxyMode)
+	}
+	ip, err := netip.ParseAddr(a.ExternalAddress)
+	if err != nil || !ip.Is4() {
+		return agent.Options{}, fmt.Errorf("--external-address %q: want an IPv4 address", a.ExternalAddress)
+	}
+	o := a.options(log)
+	o.ExternalAddress = ip
+	o.Resync = a.Resync
+	o.MetricsAddress = a.MetricsAddress
+	return o, nil
+}
+
+// printProblems writes the problems of invalid units, one a line.
+func printProblems(w io.Writer, units []agent.UnitStatus) int {
+	n := 0
+	for _, u := range units {
+		if u.Valid {
+			continue
+		}
+		for _, p := range u.Problems {
+			fmt.Fprintln(w, p)
+			n++
+		}
+	}
+	return n
+}
+
+// failed reports whether a pass must exit 1 (SPEC §7).
+func failed(rep *agent.Report) bool {
+	if len(rep.Errors) > 0 {
+		return true
+	}
+	for _, u := range rep.Units {
+		if !u.Valid {
+			return true
+		}
+	}
+	return false
+}
