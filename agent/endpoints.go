@@ -12,7 +12,7 @@ import (
 type replicaView struct {
 	def   *manifests.Pod // the pod definition as the manifests say now
 	pod   reconcile.ObservedPod
-	ready bool // running, and every readiness probe passes
+	ready bool // serving (reconcile.ReplicaCondition), and every readiness probe passes
 	// targets are the replica's probed containers.
 	targets []probeTarget
 }
@@ -65,18 +65,4 @@ func podEndpoints(svc *manifests.Service, replicas []replicaView) [][]netip.Addr
 		}
 	}
 	return out
-}
-
-// replicaUp reports whether the infra container and every container of a
-// replica run.
-func replicaUp(p reconcile.ObservedPod) bool {
-	if p.InfraState != "running" || len(p.Containers) == 0 {
-		return false
-	}
-	for _, c := range p.Containers {
-		if c.State != "running" {
-			return false
-		}
-	}
-	return true
 }
