@@ -17,20 +17,6 @@ type replicaView struct {
 	targets []probeTarget
 }
 
-// selects reports whether a service's selector picks a pod definition:
-// every selector label is among the pod's labels, as in Kubernetes.
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 // podEndpoints returns, for each port of svc, the endpoints of the ready
 // replicas its selector picks, in replica name order so that round robin
 // is stable across syncs. A named targetPort is resolved per replica
@@ -40,7 +26,7 @@ func selects(selector, labels map[string]string) bool {
 func podEndpoints(svc *manifests.Service, replicas []replicaView) [][]netip.AddrPort {
 	out := make([][]netip.AddrPort, len(svc.Ports))
 	for _, r := range replicas {
-		if !r.ready || !selects(svc.Selector, r.def.Labels) {
+		if !r.ready || !manifests.Selects(svc.Selector, r.def.Labels) {
 			continue
 		}
 		ip, err := netip.ParseAddr(r.pod.IP)
