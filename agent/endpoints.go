@@ -12,23 +12,9 @@ import (
 type replicaView struct {
 	def   *manifests.Pod // the pod definition as the manifests say now
 	pod   reconcile.ObservedPod
-	ready bool // running, and every readiness probe passes
+	ready bool // serving (reconcile.ReplicaCondition), and every readiness probe passes
 	// targets are the replica's probed containers.
 	targets []probeTarget
-}
-
-// selects reports whether a service's selector picks a pod definition:
-// every selector label is among the pod's labels, as in Kubernetes.
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // podEndpoints returns, for each port of svc, the endpoints of the ready
@@ -40,7 +26,7 @@ func selects(selector, labels map[string]string) bool {
 func podEndpoints(svc *manifests.Service, replicas []replicaView) [][]netip.AddrPort {
 	out := make([][]netip.AddrPort, len(svc.Ports))
 	for _, r := range replicas {
-		if !r.ready || !selects(svc.Selector, r.def.Labels) {
+		if !r.ready || !manifests.Selects(svc.Selector, r.def.Labels) {
 			continue
 		}
 		ip, err := netip.ParseAddr(r.pod.IP)
@@ -65,18 +51,4 @@ func podEndpoints(svc *manifests.Service, replicas []replicaView) [][]netip.Addr
 		}
 	}
 	return out
-}
-
-// replicaUp reports whether the infra container and every container of a
-// replica run.
-func replicaUp(p reconcile.ObservedPod) bool {
-	if p.InfraState != "running" || len(p.Containers) == 0 {
-		return false
-	}
-	for _, c := range p.Containers {
-		if c.State != "running" {
-			return false
-		}
-	}
-	return true
 }

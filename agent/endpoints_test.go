@@ -105,19 +105,3 @@ func addrStringsOrNil(eps []netip.AddrPort) []string {
 	}
 	return addrStrings(eps)
 }
-
-func TestReplicaUp_needs_infra_and_every_container_running(t *testing.T) {
-	p := observed("web", "10.88.0.5", "[]")
-	if !replicaUp(p) {
-		t.Fatal("running replica not up")
-	}
-	p.Containers = append(p.Containers, reconcile.ObservedContainer{Name: "web-side", State: "exited"})
-	if replicaUp(p) {
-		t.Fatal("replica with an exited container is up")
-	}
-	p = observed("web", "10.88.0.5", "[]")
-	p.InfraState = "stopped"
-	if replicaUp(p) {
-		t.Fatal("replica with a stopped infra container is up")
-	}
-}

@@ -356,7 +356,7 @@ func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaV
 	}
 	n.probes.sync(all)
 	for i := range out {
-		out[i].ready = replicaUp(out[i].pod) && n.probes.ready(out[i].targets)
+		out[i].ready = reconcile.ReplicaCondition(out[i].pod).Serving && n.probes.ready(out[i].targets)
 	}
 	slices.SortFunc(out, func(a, b replicaView) int { return strings.Compare(a.pod.Name, b.pod.Name) })
 	return out

@@ -51,6 +51,7 @@ func newProbes(base context.Context, execer probe.Execer, onChange func(), log z
 // ports resolved against the container's declared ports.
 func probeTargets(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
 	ip, _ := netip.ParseAddr(pod.IP)
+	cond := reconcile.ReplicaCondition(pod)
 	var out []probeTarget
 	for i := range def.Containers {
 		c := &def.Containers[i]
@@ -58,7 +59,7 @@ func probeTargets(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
 			continue
 		}
 		oc, ok := pod.Container(c.Name)
-		if !ok || oc.State != "running" {
+		if !ok || !cond.Running(c.Name) {
 			continue
 		}
 		p := c.ReadinessProbe

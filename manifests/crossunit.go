@@ -128,7 +128,7 @@ func CrossUnitProblems(units []*Unit) map[*Unit][]Problem {
 					continue
 				}
 				for _, c := range candidates {
-					if !selects(s.Selector, c.pod.Labels) || declares(c.pod, port.TargetPort.Name) {
+					if !Selects(s.Selector, c.pod.Labels) || declares(c.pod, port.TargetPort.Name) {
 						continue
 					}
 					path := []string{"services", s.Name, "ports", strconv.Itoa(i), "targetPort"}
@@ -143,16 +143,6 @@ func CrossUnitProblems(units []*Unit) map[*Unit][]Problem {
 		sortProblems(out[u])
 	}
 	return out
-}
-
-// selects reports whether every label of the selector is on the pod.
-func selects(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if l, ok := labels[k]; !ok || l != v {
-			return false
-		}
-	}
-	return true
 }
 
 // declares reports whether a container of the pod has a port of that name.

@@ -206,6 +206,9 @@ func (p *Proxy) poller() (*poller, error) {
 // service and all other services are served regardless. A failed listener
 // is tried again on the next Update, so a level-triggered caller heals it
 // once the port is free. The result is nil when everything listens.
+//
+// What to listen on, and who owns each address, is planListeners'
+// decision; Update only carries it out on the sockets.
 func (p *Proxy) Update(services []Service) map[string]error {
 	var errs map[string]error
 	fail := func(service string, err error) {
@@ -224,71 +227,33 @@ func (p *Proxy) Update(services []Service) map[string]error {
 		return errs
 	}
 
-	// The desired service ports and the listeners each wants; the first
-	// service in name order wins a contested listening address.
-	type desiredPort struct {
-		svc       Service
-		port      Port
-		listeners []listenerKey
+	current := make(map[listenerKey]portKey, len(p.listeners))
+	for lk, l := range p.listeners {
+		current[lk] = l.sp.key
 	}
-	desired := map[portKey]*desiredPort{}
-	wantListener := map[listenerKey]portKey{}
-	sorted := slices.SortedFunc(slices.Values(services), func(a, b Service) int { return cmp.Compare(a.Name, b.Name) })
-	type protoPort struct {
-		protocol string
-		port     int
-	}
-	portalPorts := map[protoPort]bool{}
-	for _, s := range sorted {
-		for _, port := range s.Ports {
-			portalPorts[protoPort{port.protocol(), port.Port}] = true
-		}
-	}
-	for _, s := range sorted {
-		if err := s.validate(); err != nil {
-			fail(s.Name, fmt.Errorf("service %s: %w", s.Name, err))
-			continue
-		}
-		for _, port := range s.Ports {
-			pk := portKey{s.Name, port.label(), port.protocol()}
-			if _, dup := desired[pk]; dup {
-				fail(s.Name, fmt.Errorf("service %s: %w: listed twice", s.Name, ErrInvalidService))
-				continue
-			}
-			d := &desiredPort{svc: s, port: port}
-			keys := []listenerKey{{protocol: port.protocol(), addr: netip.AddrPortFrom(s.PortalIP, uint16(port.Port))}}
-			if port.ExternalPort != 0 {
-				keys = append(keys, listenerKey{
-					protocol: port.protocol(),
-					addr:     netip.AddrPortFrom(p.cfg.ExternalAddress, uint16(port.ExternalPort)),
-					shared:   p.cfg.ExternalAddress.IsUnspecified() && portalPorts[protoPort{port.protocol(), port.ExternalPort}],
-				})
-			}
-			for _, lk := range keys {
-				if owner, taken := wantListener[lk]; taken {
-					fail(s.Name, fmt.Errorf("listen %s for service %s port %s: %w (service %s port %s)",
-						lk, s.Name, port.label(), ErrListenerConflict, owner.service, owner.port))
-					continue
-				}
-				wantListener[lk] = pk
-				d.listeners = append(d.listeners, lk)
-			}
-			desired[pk] = d
-		}
-	}
+	plan := planListeners(services, p.cfg.ExternalAddress, current)
+	errs = plan.errs // listen errors below join them, service by service
+	p.apply(plan, fail)
+	return errs
+}
 
+// apply carries out a listener plan: it closes what the plan closes, drops
+// the service ports it no longer serves, sets the endpoints of the others
+// and opens their new listeners. A listener that cannot be opened is
+// reported through fail and in Status, and is tried again by the next
+// Update. Callers hold p.mu.
+func (p *Proxy) apply(plan listenerPlan, fail func(service string, err error)) {
 	// Close first, so that an address that moves between service ports
 	// can be bound again below.
-	for lk, l := range p.listeners {
-		if owner, ok := wantListener[lk]; !ok || owner != l.sp.key {
-			l.close()
-			delete(p.listeners, lk)
-			p.log.Info().Str("service", l.sp.key.service).Str("port", l.sp.key.port).
-				Str("action", "close").Stringer("listen", lk).Msg("stopped listening")
-		}
+	for _, lk := range plan.close {
+		l := p.listeners[lk]
+		l.close()
+		delete(p.listeners, lk)
+		p.log.Info().Str("service", l.sp.key.service).Str("port", l.sp.key.port).
+			Str("action", "close").Stringer("listen", lk).Msg("stopped listening")
 	}
 	for pk, sp := range p.ports {
-		if _, ok := desired[pk]; !ok {
+		if !plan.wants(pk) {
 			sp.close()
 			delete(p.ports, pk)
 			delete(p.errs, pk)
@@ -296,8 +261,8 @@ func (p *Proxy) Update(services []Service) map[string]error {
 		}
 	}
 
-	for _, pk := range slices.SortedFunc(maps.Keys(desired), comparePortKeys) {
-		d := desired[pk]
+	for _, d := range plan.ports {
+		pk := d.key
 		sp, ok := p.ports[pk]
 		if !ok {
 			sp = newServicePort(p, pk)
@@ -305,10 +270,11 @@ func (p *Proxy) Update(services []Service) map[string]error {
 		}
 		sp.setEndpoints(d.port.Endpoints, d.svc.affinityTimeout())
 		var portErr error
-		for _, lk := range d.listeners {
-			if _, ok := p.listeners[lk]; ok {
+		for _, pl := range d.listeners {
+			if !pl.open {
 				continue
 			}
+			lk := pl.key
 			l, err := sp.listen(lk)
 			if err != nil {
 				err = fmt.Errorf("listen %s for service %s port %s: %w", lk, pk.service, pk.port, err)
@@ -328,7 +294,6 @@ func (p *Proxy) Update(services []Service) map[string]error {
 			delete(p.errs, pk)
 		}
 	}
-	return errs
 }
 
 func comparePortKeys(a, b portKey) int {

@@ -301,8 +301,8 @@ func (p *pass) rolloutBusy(group string, chain []Action, have []ObservedPod) str
 		if !o.Managed() || o.PodName() != group || o.Labels[LabelSpecHash] != hash || inChain[o.Name] {
 			continue
 		}
-		if why := notRunning(o, next.Pod); why != "" {
-			return o.Name + ": " + why
+		if c := ReplicaCondition(o); !c.Up() {
+			return o.Name + ": " + c.Reason
 		}
 		rep := manifests.Replica{Name: o.Name, Index: o.Index(), Unit: next.Unit, Pod: next.Pod}
 		if p.r.cfg.Readiness != nil && !p.r.cfg.Readiness.Ready(rep, o) {
@@ -443,8 +443,8 @@ func (r *Reconciler) waitReady(ctx context.Context, rep manifests.Replica) error
 				if p.Name != rep.Name {
 					continue
 				}
-				if why := notRunning(p, rep.Pod); why != "" {
-					last = why
+				if c := ReplicaCondition(p); !c.Up() {
+					last = c.Reason
 					break
 				}
 				if r.cfg.Readiness == nil {
@@ -464,25 +464,4 @@ func (r *Reconciler) waitReady(ctx context.Context, rep manifests.Replica) error
 		case <-t.C:
 		}
 	}
-}
-
-// notRunning says why a replica is not up yet, or "" when it is: every
-// container running, except those that may finish (restartPolicy other than
-// Always) and finished well.
-func notRunning(p ObservedPod, pod *manifests.Pod) string {
-	if !running(p.InfraState) {
-		return "infra container " + p.InfraState
-	}
-	for _, c := range pod.Containers {
-		oc, ok := p.Container(c.Name)
-		switch {
-		case !ok:
-			return "container " + c.Name + " missing"
-		case running(oc.State):
-		case pod.RestartPolicy != "Always" && oc.State == "exited" && oc.ExitCode == 0:
-		default:
-			return "container " + c.Name + " " + oc.State
-		}
-	}
-	return ""
 }

@@ -173,7 +173,7 @@ func Plan(in Input) ([]Action, error) {
 			base.Reasons = []string{fmt.Sprintf("moved from unit %s", o.Unit())}
 			g.changes = append(g.changes, base)
 		default:
-			if a, ok := repair(base, o, r.Pod); ok {
+			if a, ok := repair(base, o); ok {
 				g.changes = append(g.changes, a)
 			}
 		}
@@ -219,17 +219,22 @@ type removal struct {
 }
 
 // repair finds what was changed by hand in a pod whose spec is current: a
-// missing container needs a new replica; a stopped pod, or a stopped
-// container that should always run, only needs a start.
-func repair(a Action, o *ObservedPod, p *manifests.Pod) (Action, bool) {
-	var missing, stopped []string
-	for _, c := range p.Containers {
-		oc, ok := o.Container(c.Name)
-		switch {
-		case !ok:
+// missing container needs a new replica; a stopped pod, a stopped
+// container that should always run, or one that never started, only
+// needs a start. ReplicaCondition says which is which.
+func repair(a Action, o *ObservedPod) (Action, bool) {
+	cond := ReplicaCondition(*o)
+	var missing, stopped, why []string
+	for _, c := range cond.Containers {
+		switch c.Phase {
+		case ContainerMissing:
 			missing = append(missing, c.Name)
-		case p.RestartPolicy == "Always" && !running(oc.State):
+		case ContainerStopped:
 			stopped = append(stopped, c.Name)
+			why = append(why, "container "+c.Name+" stopped")
+		case ContainerWaiting:
+			stopped = append(stopped, c.Name)
+			why = append(why, "container "+c.Name+" not started")
 		}
 	}
 	switch {
@@ -242,28 +247,17 @@ func repair(a Action, o *ObservedPod, p *manifests.Pod) (Action, bool) {
 			a.Reasons = append(a.Reasons, "container "+c+" missing")
 		}
 		return a, true
-	case !running(o.InfraState):
+	case !cond.InfraUp:
 		a.Kind = Start
 		a.Reasons = []string{"pod stopped"}
 		return a, true
 	case len(stopped) > 0:
 		a.Kind = Start
+		a.Reasons = why
 		for _, c := range stopped {
-			a.Reasons = append(a.Reasons, "container "+c+" stopped")
 			a.Containers = append(a.Containers, containerName(o.Name, c))
 		}
 		return a, true
 	}
 	return a, false
-}
-
-// running reports whether a container state counts as up. A container that
-// podman is restarting right now counts, so cuelet does not race podman's
-// restart policy.
-func running(state string) bool {
-	switch strings.ToLower(state) {
-	case "running", "paused", "stopping":
-		return true
-	}
-	return false
 }

@@ -86,6 +86,12 @@ func TestPlan(t *testing.T) {
 	neverPod.RestartPolicy = "Never"
 	finishedJob := observedAll(unit("a.cue", neverPod))
 	finishedJob[0].Containers[0].State = "exited"
+	onFailure := pod("job", 1, "busybox:1")
+	onFailure.RestartPolicy = "OnFailure"
+	neverStarted := observedAll(unit("a.cue", onFailure))
+	neverStarted[0].Containers[0].State = "created"
+	crashed := observedAll(unit("a.cue", onFailure))
+	crashed[0].Containers[0].State, crashed[0].Containers[0].ExitCode = "exited", 1
 
 	tests := []struct {
 		name  string
@@ -179,6 +185,17 @@ func TestPlan(t *testing.T) {
 			name:  "finished_container_with_restart_policy_never_is_left_alone",
 			have:  finishedJob,
 			units: []*manifests.Unit{unit("a.cue", neverPod)},
+		},
+		{
+			name:  "container_created_but_never_started_is_started_whatever_the_restart_policy",
+			have:  neverStarted,
+			units: []*manifests.Unit{unit("a.cue", onFailure)},
+			want:  "~ pod job (container app not started)",
+		},
+		{
+			name:  "container_that_failed_under_OnFailure_is_left_to_podman_s_restart_policy",
+			have:  crashed,
+			units: []*manifests.Unit{unit("a.cue", onFailure)},
 		},
 		{
 			name:  "pod_moved_to_another_unit_is_recreated",
