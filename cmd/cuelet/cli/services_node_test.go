@@ -36,6 +36,7 @@ import (
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
 	"github.com/cuelet/cuelet/netproxy/portaltest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -92,12 +93,8 @@ func newSvcNode(t *testing.T, withPodman bool) *svcNode {
 	t.Helper()
 	if withPodman {
 		podmantest.Require(t)
-	} else if os.Geteuid() != 0 {
-		// Portals need CAP_NET_ADMIN; in CI a skip would hide that.
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but the services end-to-end tests need root")
-		}
-		t.Skip("services end-to-end tests need root")
+	} else {
+		testenv.RequireRoot(t) // portals need CAP_NET_ADMIN
 	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
