@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func TestRunner_burst_of_kicks_runs_once(t *testing.T) {
@@ -17,12 +19,12 @@ func TestRunner_burst_of_kicks_runs_once(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		r.Kick()
 	}
-	waitFor(t, 5*time.Second, func() bool { return runs.Load() >= 1 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("a run", func() bool { return runs.Load() >= 1 }))
 	// A second burst after the first run gives exactly one more run.
 	for i := 0; i < 20; i++ {
 		r.Kick()
 	}
-	waitFor(t, 5*time.Second, func() bool { return runs.Load() >= 2 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("a second run", func() bool { return runs.Load() >= 2 }))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
@@ -44,12 +46,12 @@ func TestRunner_kick_during_run_gives_one_more_run(t *testing.T) {
 		}
 	})
 	r.Kick()
-	waitFor(t, 5*time.Second, func() bool { return runs.Load() == 1 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("one run", func() bool { return runs.Load() == 1 }))
 	for i := 0; i < 10; i++ { // all while the first run is still busy
 		r.Kick()
 	}
 	close(release)
-	waitFor(t, 5*time.Second, func() bool { return runs.Load() == 2 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("two runs", func() bool { return runs.Load() == 2 }))
 	// Nothing else is pending: no third run appears.
 	time.Sleep(100 * time.Millisecond)
 	if got := runs.Load(); got != 2 {
@@ -73,17 +75,5 @@ func TestRunner_steady_kicks_still_run_within_max_delay(t *testing.T) {
 		case <-tick.C:
 			r.Kick()
 		}
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

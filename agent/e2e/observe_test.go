@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
@@ -71,7 +72,7 @@ func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
 	if err := dial(db); err != nil {
 		t.Fatal(err)
 	}
-	agenttest.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		_, body, err := a.HTTPGet("/metrics")
 		if err != nil {
 			return err

@@ -13,7 +13,8 @@ type recorder struct {
 	fatal, skip string
 }
 
-func (r *recorder) Helper() {}
+func (r *recorder) Helper()           {}
+func (r *recorder) Fatal(args ...any) { r.fatal = fmt.Sprint(args...) }
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.fatal = fmt.Sprintf(format, args...)
 }

@@ -188,7 +188,7 @@ func (n *svcNode) startAgent(args ...string) {
 	n.mu.Unlock()
 	env := &cli.Env{Stdout: io.Discard, Stderr: a.log, Getenv: func(string) string { return "" }}
 	go func() { a.done <- cli.Run(ctx, env, append(append([]string{"run"}, n.flags()...), args...)) }()
-	svcEventually(n.t, time.Minute, func() error {
+	testenv.Eventually(n.t, time.Minute, func() error {
 		select {
 		case code := <-a.done:
 			a.done <- code
@@ -262,7 +262,7 @@ func (n *svcNode) service(name string) (agent.ServiceStatus, error) {
 func (n *svcNode) waitService(name string, within time.Duration, cond func(agent.ServiceStatus) error) agent.ServiceStatus {
 	n.t.Helper()
 	var got agent.ServiceStatus
-	svcEventually(n.t, within, func() error {
+	testenv.Eventually(n.t, within, func() error {
 		s, err := n.service(name)
 		if err != nil {
 			return err
@@ -481,22 +481,6 @@ func (n *svcNode) nothingLeaked() {
 	}
 	if outward == 0 {
 		n.t.Errorf("the node's nftables table %s has no forward or output counters: %v", n.table, guard)
-	}
-}
-
-// svcEventually polls cond until it returns nil or the deadline passes.
-func svcEventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
