@@ -57,10 +57,15 @@ type runningAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher) *runningAgent {
+// startAgent runs an agent until the test ends; each of change adjusts it
+// before it runs.
+func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher, change ...func(*Agent)) *runningAgent {
 	t.Helper()
 	cfg.Log = zerolog.Nop()
 	a := New(cfg, s, ev)
+	for _, c := range change {
+		c(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx) }()
@@ -195,12 +200,43 @@ func get(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-func TestAgent_podman_down_retries_on_its_own(t *testing.T) {
+// retry is a call the agent scheduled with its afterFunc.
+type retry struct {
+	after time.Duration
+	f     func()
+}
+
+// retries stands in for time.AfterFunc: it hands every call the agent
+// schedules to the test, which makes it when it likes, so the test sees
+// the backoff without waiting it out.
+type retries chan retry
+
+func (r retries) afterFunc(d time.Duration, f func()) *time.Timer {
+	r <- retry{d, f}
+	return nil // the agent does not stop its retries
+}
+
+func TestAgent_podman_down_retries_on_its_own_with_a_doubling_delay_up_to_30s(t *testing.T) {
 	s := &fakeSyncer{report: Report{PodmanDown: true, Errors: []string{"cannot reach podman"}}}
-	startAgent(t, Config{ManifestDir: t.TempDir()}, s, nil)
-	// No resync ticker, no events: only the backoff retry (1 s, 2 s) can
-	// give further passes.
-	testenv.Eventually(t, 8*time.Second, testenv.True("two retries", func() bool { return s.count() >= 3 }))
+	scheduled := make(retries, 1)
+	// No resync ticker, no events: only the backoff retry can give
+	// further passes.
+	startAgent(t, Config{ManifestDir: t.TempDir(), Quiet: time.Millisecond}, s, nil, func(a *Agent) { a.afterFunc = scheduled.afterFunc })
+	for pass, want := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
+		var r retry
+		select {
+		case r = <-scheduled:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no retry scheduled after pass %d", pass+1)
+		}
+		if r.after != want*time.Second {
+			t.Fatalf("retry after pass %d in %s, want %s", pass+1, r.after, want*time.Second)
+		}
+		if got := s.count(); got != pass+1 {
+			t.Fatalf("%d passes before retry %d, want %d", got, pass+1, pass+1)
+		}
+		r.f()
+	}
 }
 
 // eventSource delivers one event per send on ch.
