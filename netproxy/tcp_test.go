@@ -35,7 +35,7 @@ func svc(name string, port int, eps ...netip.AddrPort) Service {
 
 func portal(port int) netip.AddrPort { return netip.AddrPortFrom(loopback, uint16(port)) }
 
-func TestTCPEchoThroughPortal(t *testing.T) {
+func TestTCP_echoes_through_a_portal(t *testing.T) {
 	b := startBackend(t, "")
 	p := startProxy(t, Config{})
 	port := freePort(t)

@@ -600,7 +600,7 @@ func TestE2EStateChangedByHandIsPutBack(t *testing.T) {
 	}
 }
 
-func TestE2EServiceVariablesAndEnvFile(t *testing.T) {
+func TestE2E_service_variables_reach_containers_and_env_file_without_recreating_pods(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)
 	p.Containers[0].Env = map[string]string{"DB_SERVICE_PORT": "mine"}
@@ -642,7 +642,7 @@ func TestE2EServiceVariablesAndEnvFile(t *testing.T) {
 	}
 }
 
-func TestE2EShareProcessNamespace(t *testing.T) {
+func TestE2E_shared_process_namespace_shows_each_container_the_others_processes(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)
 	p.ShareProcessNamespace = true
@@ -730,7 +730,7 @@ func TestE2ERunDirOfAPodGoneByHandIsCleanedUp(t *testing.T) {
 	}
 }
 
-func TestE2EExecAndEvents(t *testing.T) {
+func TestE2E_exec_reports_exit_codes_and_timeouts_and_events_end_on_cancel(t *testing.T) {
 	e := newEnv(t)
 	e.apply(desired(unit("a.cue", simplePod("web", 1))))
 

@@ -13,7 +13,7 @@ import (
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
-func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
+func TestAgent_tells_systemd_ready_status_watchdog_and_reload_and_serves_metrics(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))

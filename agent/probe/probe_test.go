@@ -212,7 +212,7 @@ func TestTCPProbeFollowsARealListener(t *testing.T) {
 	}
 }
 
-func TestHTTPProbe(t *testing.T) {
+func TestHTTPProbe_is_ready_on_success_and_redirects_and_not_on_errors_or_timeouts(t *testing.T) {
 	var status atomic.Int64
 	status.Store(http.StatusOK)
 	var slow atomic.Bool

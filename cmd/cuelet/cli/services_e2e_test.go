@@ -32,9 +32,10 @@ import (
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
-// The pods of TestServicesPortalsEnvironmentAndRestart: web serves
-// "hello from <replica>" over HTTP, dns answers UDP with "<replica>: <what
-// it got>", client only runs commands. Services are in another unit.
+// The pods of TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them:
+// web serves "hello from <replica>" over HTTP, dns answers UDP with
+// "<replica>: <what it got>", client only runs commands. Services are in
+// another unit.
 const servicePods = `
 pods: web: {
 	replicas: 2
@@ -90,7 +91,7 @@ services: legacy: {
 }
 `
 
-func TestServicesPortalsEnvironmentAndRestart(t *testing.T) {
+func TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t *testing.T) {
 	n := newSvcNode(t, true)
 	bin := n.buildUDPEcho()
 	webExternal := freePort(t)
@@ -513,11 +514,11 @@ func TestServicesReplicaLeavesTheRotation(t *testing.T) {
 	n.nothingLeaked()
 }
 
-// TestServicesFixedEndpointsWithoutPodman runs the agent with a podman
-// that is not there: services with fixed endpoints still serve, round
-// robin, on their portals and external ports; an external port taken on
-// the host is an error for its service only and heals once it is free.
-func TestServicesFixedEndpointsWithoutPodman(t *testing.T) {
+// The agent runs with a podman that is not there: services with fixed
+// endpoints still serve, round robin, on their portals and external
+// ports; an external port taken on the host is an error for its service
+// only and heals once it is free.
+func TestServices_with_fixed_endpoints_serve_without_podman(t *testing.T) {
 	n := newSvcNode(t, false)
 	n.extAddr = "127.0.0.1"
 	var backends []string
