@@ -24,11 +24,11 @@ func Eventually(tb testing.TB, within time.Duration, cond func() error) {
 		var p permanent
 		if errors.As(err, &p) {
 			tb.Fatal(p.error)
-			return
+			return // for a TB whose Fatal returns
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("not within %s: %v", within, err)
-			return
+			return // likewise
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 50*time.Millisecond)
