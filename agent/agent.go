@@ -69,6 +69,9 @@ type Agent struct {
 	reloadPending atomic.Bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
 	retry         backoff
+	// afterFunc is time.AfterFunc; the tests replace it, so that they see
+	// the retry delays without waiting them out.
+	afterFunc func(time.Duration, func()) *time.Timer
 }
 
 // New returns an agent. events may be nil (no podman events: resync only).
@@ -90,8 +93,9 @@ func New(cfg Config, events EventWatcher) *Agent {
 		metrics: newMetrics(cfg.Registry),
 		// Bursts are coalesced, but a change still takes effect well
 		// within the 2 s SPEC §4.4 promises.
-		runner: NewRunner(cfg.Quiet, time.Second),
-		retry:  backoff{min: time.Second, max: 30 * time.Second},
+		runner:    NewRunner(cfg.Quiet, time.Second),
+		retry:     backoff{min: time.Second, max: 30 * time.Second},
+		afterFunc: time.AfterFunc,
 	}
 	a.metrics.health = a.health
 	return a
@@ -211,7 +215,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	if rep.PodmanDown {
 		// Podman events cannot wake us when podman is gone: retry on our
 		// own, slower each time.
-		time.AfterFunc(a.retry.next(), a.runner.Kick)
+		a.afterFunc(a.retry.next(), a.runner.Kick)
 	} else {
 		a.retry.reset()
 	}

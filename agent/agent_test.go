@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // fakeSyncer counts passes and returns a report that a test can change.
@@ -56,10 +58,15 @@ type runningAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher) *runningAgent {
+// startAgent runs an agent until the test ends; each of change adjusts it
+// before it runs.
+func startAgent(t *testing.T, cfg Config, s Syncer, ev EventWatcher, change ...func(*Agent)) *runningAgent {
 	t.Helper()
 	cfg.Log = zerolog.Nop()
 	a := New(cfg, ev)
+	for _, c := range change {
+		c(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{agent: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- a.Run(ctx, s) }()
@@ -90,10 +97,10 @@ func TestAgent_manifest_change_syncs_within_two_seconds(t *testing.T) {
 	dir := t.TempDir()
 	s := &fakeSyncer{}
 	startAgent(t, Config{ManifestDir: dir, KeepFile: keepCue}, s, nil)
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("the first pass", func() bool { return s.count() == 1 }))
 	start := time.Now()
 	write(t, filepath.Join(dir, "web.cue"), "pods: {}\n")
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 2 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("a second pass", func() bool { return s.count() == 2 }))
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("sync %s after the write, want within 2 s", took)
 	}
@@ -126,10 +133,10 @@ func TestAgent_status_socket_serves_latest_report_with_mode_0600(t *testing.T) {
 	s := &fakeSyncer{report: Report{Services: []ServiceStatus{{Name: "web", PortalIP: "10.96.0.20"}}}}
 	startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run}, s, nil)
 	var rep *Report
-	waitFor(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		var err error
 		rep, err = FetchStatus(context.Background(), run)
-		return err == nil
+		return err
 	})
 	if len(rep.Services) != 1 || rep.Services[0].PortalIP != "10.96.0.20" {
 		t.Fatalf("status = %+v", rep)
@@ -155,12 +162,12 @@ func TestAgent_metrics_and_readyz(t *testing.T) {
 	block := make(chan struct{})
 	s := &blockingSyncer{release: block}
 	startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr}, s, nil)
-	waitFor(t, 5*time.Second, func() bool { _, err := http.Get("http://" + addr + "/healthz"); return err == nil })
+	testenv.Eventually(t, 5*time.Second, testenv.True("/healthz answers", func() bool { _, err := http.Get("http://" + addr + "/healthz"); return err == nil }))
 	if code := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz before first pass = %d, want 503", code)
 	}
 	close(block)
-	waitFor(t, 5*time.Second, func() bool { return get(t, "http://"+addr+"/readyz") == http.StatusOK })
+	testenv.Eventually(t, 5*time.Second, testenv.True("/readyz answers 200", func() bool { return get(t, "http://"+addr+"/readyz") == http.StatusOK }))
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -194,12 +201,43 @@ func get(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-func TestAgent_podman_down_retries_on_its_own(t *testing.T) {
+// retry is a call the agent scheduled with its afterFunc.
+type retry struct {
+	after time.Duration
+	f     func()
+}
+
+// retries stands in for time.AfterFunc: it hands every call the agent
+// schedules to the test, which makes it when it likes, so the test sees
+// the backoff without waiting it out.
+type retries chan retry
+
+func (r retries) afterFunc(d time.Duration, f func()) *time.Timer {
+	r <- retry{d, f}
+	return nil // the agent does not stop its retries
+}
+
+func TestAgent_podman_down_retries_on_its_own_with_a_doubling_delay_up_to_30s(t *testing.T) {
 	s := &fakeSyncer{report: Report{PodmanDown: true, Errors: ErrorList{errors.New("cannot reach podman")}}}
-	startAgent(t, Config{ManifestDir: t.TempDir()}, s, nil)
-	// No resync ticker, no events: only the backoff retry (1 s, 2 s) can
-	// give further passes.
-	waitFor(t, 8*time.Second, func() bool { return s.count() >= 3 })
+	scheduled := make(retries, 1)
+	// No resync ticker, no events: only the backoff retry can give
+	// further passes.
+	startAgent(t, Config{ManifestDir: t.TempDir(), Quiet: time.Millisecond}, s, nil, func(a *Agent) { a.afterFunc = scheduled.afterFunc })
+	for pass, want := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
+		var r retry
+		select {
+		case r = <-scheduled:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no retry scheduled after pass %d", pass+1)
+		}
+		if r.after != want*time.Second {
+			t.Fatalf("retry after pass %d in %s, want %s", pass+1, r.after, want*time.Second)
+		}
+		if got := s.count(); got != pass+1 {
+			t.Fatalf("%d passes before retry %d, want %d", got, pass+1, pass+1)
+		}
+		r.f()
+	}
 }
 
 // eventSource delivers one event per send on ch.
@@ -227,9 +265,9 @@ func TestAgent_podman_event_triggers_a_sync(t *testing.T) {
 	ev := &eventSource{ch: make(chan struct{})}
 	s := &fakeSyncer{}
 	startAgent(t, Config{ManifestDir: t.TempDir()}, s, ev)
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 && ev.connects.Load() == 1 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("the first pass and an event connection", func() bool { return s.count() == 1 && ev.connects.Load() == 1 }))
 	ev.ch <- struct{}{}
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 2 })
+	testenv.Eventually(t, 5*time.Second, testenv.True("a second pass", func() bool { return s.count() == 2 }))
 }
 
 func TestAgent_stops_promptly_when_cancelled(t *testing.T) {
@@ -275,10 +313,10 @@ func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *tes
 	r := startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run, MetricsAddress: addr}, s, nil)
 	s.agent.Store(r.agent)
 	var rep *Report
-	waitFor(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		var err error
 		rep, err = FetchStatus(context.Background(), run)
-		return err == nil
+		return err
 	})
 	if !rep.Partial || len(rep.Pods) != 1 {
 		t.Fatalf("status during the first pass = %+v, want the partial report", rep)
@@ -287,10 +325,10 @@ func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *tes
 		t.Fatalf("/readyz during the first pass = %d, want 503", code)
 	}
 	close(s.release)
-	waitFor(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, testenv.True("a finished report", func() bool {
 		rep, _ = FetchStatus(context.Background(), run)
 		return rep != nil && !rep.Partial
-	})
+	}))
 	if len(rep.Pods) != 2 {
 		t.Fatalf("status after the first pass = %+v", rep)
 	}
@@ -310,7 +348,7 @@ func TestAgent_stuck_pass_stops_watchdog_pings_and_fails_healthz(t *testing.T) {
 	if got := nextNotify(t, ch); got != "WATCHDOG=1" {
 		t.Fatalf("got %q, want a watchdog ping while the first pass is young", got)
 	}
-	waitFor(t, 5*time.Second, func() bool { return get(t, "http://"+addr+"/healthz") == http.StatusServiceUnavailable })
+	testenv.Eventually(t, 5*time.Second, testenv.True("/healthz answers 503", func() bool { return get(t, "http://"+addr+"/healthz") == http.StatusServiceUnavailable }))
 	// Pings in flight when the pass became stuck may still come; after
 	// that, none for several intervals.
 	time.Sleep(100 * time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile"
 )
 
@@ -63,13 +65,12 @@ func TestProbeLogNamesPodAndContainer(t *testing.T) {
 		t.Fatalf("targets = %d, want 1", len(targets))
 	}
 	m.sync(targets)
-	deadline := time.Now().Add(5 * time.Second)
-	for !m.ready(targets) {
-		if time.Now().After(deadline) {
-			t.Fatalf("probe never passed; log:\n%s", out.String())
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !m.ready(targets) {
+			return fmt.Errorf("probe has not passed; log:\n%s", out.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	var line map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var m map[string]any

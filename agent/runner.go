@@ -20,11 +20,14 @@ type Runner struct {
 	MaxDelay time.Duration
 
 	kick chan struct{}
+	// after is time.After; the tests give a fake clock's, so that they
+	// step through the debounce instead of waiting it out.
+	after func(time.Duration) <-chan time.Time
 }
 
 // NewRunner returns a runner with the given debounce window and bound.
 func NewRunner(quiet, maxDelay time.Duration) *Runner {
-	return &Runner{Quiet: quiet, MaxDelay: maxDelay, kick: make(chan struct{}, 1)}
+	return &Runner{Quiet: quiet, MaxDelay: maxDelay, kick: make(chan struct{}, 1), after: time.After}
 }
 
 // Kick asks for a run. It never blocks.
@@ -56,20 +59,20 @@ func (r *Runner) settle(ctx context.Context) bool {
 	if r.Quiet <= 0 {
 		return ctx.Err() == nil
 	}
-	deadline := time.NewTimer(r.MaxDelay)
-	defer deadline.Stop()
-	quiet := time.NewTimer(r.Quiet)
-	defer quiet.Stop()
+	// A timer that is not waited for any more is collected (Go 1.23), so
+	// a new one per kick leaks nothing.
+	deadline := r.after(r.MaxDelay)
+	quiet := r.after(r.Quiet)
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-deadline.C:
+		case <-deadline:
 			return true
-		case <-quiet.C:
+		case <-quiet:
 			return true
 		case <-r.kick:
-			quiet.Reset(r.Quiet)
+			quiet = r.after(r.Quiet)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // keepCue is the loader's rule in short: .cue files that are not hidden.
@@ -41,13 +43,7 @@ func expectKick(t *testing.T, k *kickCounter, what string, change func()) {
 	t.Helper()
 	before := k.n.Load()
 	change()
-	deadline := time.Now().Add(5 * time.Second)
-	for k.n.Load() == before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no kick within 5 s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, testenv.True(what+": a kick", func() bool { return k.n.Load() != before }))
 }
 
 // expectNoKick runs change and checks that no kick follows. Absence can

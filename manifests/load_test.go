@@ -259,7 +259,7 @@ services: web: {selector: app: "web", ports: [{port: 80}]}
 	}
 }
 
-func TestParseMemory(t *testing.T) {
+func TestParseMemory_reads_decimal_and_binary_suffixes_and_rejects_the_rest(t *testing.T) {
 	for q, want := range map[string]int64{"0": 0, "512": 512, "1k": 1000, "2Ki": 2048, "3M": 3e6, "256Mi": 256 << 20, "1Gi": 1 << 30, "1T": 1e12, "1Ti": 1 << 40} {
 		if got, err := manifests.ParseMemory(q); err != nil || got != want {
 			t.Errorf("ParseMemory(%q) = %d, %v; want %d", q, got, err, want)

@@ -181,29 +181,6 @@ func hello(t *testing.T, addr netip.AddrPort) string {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	eventuallyDetail(t, what, func() (bool, string) { return cond(), "" })
-}
-
-// eventuallyDetail is eventually with a condition that also says what it
-// saw, for the failure message.
-func eventuallyDetail(t *testing.T, what string, cond func() (ok bool, detail string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %v%s", what, within, detail)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // readsClosed reports whether c was closed or reset by the peer within d.
 func readsClosed(c net.Conn, d time.Duration) error {
 	c.SetReadDeadline(time.Now().Add(d))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -15,19 +14,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
-
-// requireRoot skips kernel tests for non-root users, except in CI, where
-// a skipped kernel test would hide a broken setup.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("kernel test needs root, and CI is set: run the tests as root")
-	}
-	t.Skip("kernel test needs root")
-}
 
 // newNetNS creates a network namespace that lives as long as the test
 // holds its handle; closing the handle at cleanup destroys it together

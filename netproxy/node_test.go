@@ -13,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // testNode is a node in its own network namespace, with a "pod" namespace
@@ -35,7 +37,7 @@ const testPort = 8080
 
 func newTestNode(t *testing.T, cidr string) *testNode {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tn := &testNode{
 		node: newNetNS(t), pod: newNetNS(t), upstream: newNetNS(t),
 		cidr: netip.MustParsePrefix(cidr),

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func svc(name string, port int, eps ...netip.AddrPort) Service {
@@ -33,7 +35,7 @@ func svc(name string, port int, eps ...netip.AddrPort) Service {
 
 func portal(port int) netip.AddrPort { return netip.AddrPortFrom(loopback, uint16(port)) }
 
-func TestTCPEchoThroughPortal(t *testing.T) {
+func TestTCP_echoes_through_a_portal(t *testing.T) {
 	b := startBackend(t, "")
 	p := startProxy(t, Config{})
 	port := freePort(t)
@@ -80,9 +82,9 @@ func TestTCPBulkIsCopiedByteForByteAndCounted(t *testing.T) {
 	bytesTo := func(dir string) float64 {
 		return testutil.ToFloat64(p.metrics.bytes.WithLabelValues("bulk", "p", dir))
 	}
-	eventually(t, "bytes counted both ways", func() bool {
+	testenv.Eventually(t, within, testenv.True("bytes counted both ways", func() bool {
 		return bytesTo(DirectionToEndpoint) == size && bytesTo(DirectionToClient) == size
-	})
+	}))
 	if got := testutil.ToFloat64(p.metrics.conns.WithLabelValues("bulk", "p")); got != 1 {
 		t.Errorf("cuelet_proxy_connections_total = %v, want 1", got)
 	}
@@ -482,13 +484,13 @@ func TestConnectionsLeaveNoGoroutinesOrDescriptorsBehind(t *testing.T) {
 		io.ReadFull(c, make([]byte, 3<<20))
 		c.Close()
 	}
-	eventuallyDetail(t, "goroutines and descriptors back to the level before the connections", func() (bool, string) {
+	testenv.Eventually(t, within, func() error {
 		g, f, active := runtime.NumGoroutine(), openFDs(t)-2*p.pipes.idleCount(), p.Status()[1].Active
 		if g <= baseline && f <= fds && active == 0 {
-			return true, ""
+			return nil
 		}
 		buf := make([]byte, 1<<20)
-		return false, fmt.Sprintf(": goroutines %d (before %d), descriptors without pooled pipes %d (before %d), active connections %d; goroutines:\n%s",
+		return fmt.Errorf("goroutines and descriptors not back to the level before the connections: goroutines %d (before %d), descriptors without pooled pipes %d (before %d), active connections %d; goroutines:\n%s",
 			g, baseline, f, fds, active, buf[:runtime.Stack(buf, true)])
 	})
 }
@@ -576,7 +578,7 @@ func TestRunEndClosesListenersAndConnections(t *testing.T) {
 	}
 	// Everything of the proxy is gone: its accept loop and the relay
 	// goroutines (the backend's own may still be finishing).
-	eventually(t, "proxy goroutines gone", func() bool { return runtime.NumGoroutine() < baseline-2 })
+	testenv.Eventually(t, within, testenv.True("proxy goroutines gone", func() bool { return runtime.NumGoroutine() < baseline-2 }))
 }
 
 func TestTCPAlternatingBulkAndSmallMessagesKeepFlowing(t *testing.T) {
@@ -632,10 +634,10 @@ func pollPair(t *testing.T, poll *poller) (*pollFD, *net.TCPConn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.Close() })
-	eventually(t, "connected", func() bool {
+	testenv.Eventually(t, within, testenv.True("connected", func() bool {
 		e := rawConnect(fd, sa)
 		return e == 0 || e == unix.EISCONN
-	})
+	}))
 	return d, peer.(*net.TCPConn)
 }
 
@@ -679,10 +681,10 @@ func TestCloseDoesNotWaitForAPeerThatStoppedReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once the relay has read the message, it is stuck in the send.
-	eventually(t, "relay read the message", func() bool {
+	testenv.Eventually(t, within, testenv.True("relay read the message", func() bool {
 		queued, err := unix.IoctlGetInt(proxyClient.fd, unix.SIOCINQ)
 		return err == nil && queued == 0
-	})
+	}))
 
 	closed := make(chan struct{})
 	go func() { c.close(); close(closed) }()

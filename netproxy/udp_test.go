@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // startUDPBackend answers every datagram with name + ":" + datagram.
@@ -83,7 +85,7 @@ func TestUDPRoundTripAnswersFromThePortalAndExpiresWhenIdle(t *testing.T) {
 	if n := p.Status()[0].Active; n != 1 {
 		t.Fatalf("%d sessions, want 1 for one client", n)
 	}
-	eventually(t, "idle session expired", func() bool { return p.Status()[0].Active == 0 })
+	testenv.Eventually(t, within, testenv.True("idle session expired", func() bool { return p.Status()[0].Active == 0 }))
 
 	// A new datagram after expiry opens a new session.
 	if got, _ := exchange(t, c, portal(port), "three"); got != "a:three" {
@@ -158,13 +160,13 @@ func TestUDPDeadEndpointSessionIsDroppedAndRepicked(t *testing.T) {
 	// ICMP port unreachable ends that session, so a retry, like a DNS
 	// client's, reaches the live one.
 	c.WriteToUDPAddrPort([]byte("lost"), portal(port))
-	eventually(t, "dead session dropped", func() bool {
+	testenv.Eventually(t, within, testenv.True("dead session dropped", func() bool {
 		c.WriteToUDPAddrPort([]byte("retry"), portal(port))
 		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		buf := make([]byte, 100)
 		n, _, err := c.ReadFromUDPAddrPort(buf)
 		return err == nil && string(buf[:n]) == "live:retry"
-	})
+	}))
 }
 
 func TestUDPExternalPortMayShareItsNumberWithAPortal(t *testing.T) {

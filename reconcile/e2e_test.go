@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
@@ -135,24 +136,6 @@ func (e *env) exec(container string, script string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		<-tick.C
-	}
-}
-
 func desired(units ...*manifests.Unit) reconcile.Desired { return reconcile.Desired{Units: units} }
 
 func unit(id string, pods ...manifests.Pod) *manifests.Unit {
@@ -194,7 +177,7 @@ func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 	}
 	e.apply(d)
 
-	eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		out, err := e.exec("web-client", "timeout 5 wget -qO- http://127.0.0.1:8080/index.html")
 		if err != nil || out != "hello" {
 			return fmt.Errorf("wget from the other container: %q, %v", out, err)
@@ -265,7 +248,7 @@ func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
 	}()
 
 	// Once the stream has settled, a second listing costs no podman call.
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		e.pods()
 		n := e.client.Lists()
 		e.pods()
@@ -285,7 +268,7 @@ func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
 	}
 	// A change by hand is seen at once: its event empties the cache.
 	e.podman("pod", "rm", "--force", "--time", "0", "db")
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if _, ok := e.pods()["db"]; ok {
 			return errors.New("db still listed")
 		}
@@ -298,7 +281,7 @@ func TestE2EListPodsAnswersFromMemoryWhileEventsFlow(t *testing.T) {
 	if err := killPID(pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if c := e.pods()["web"].Containers[0]; c.RestartCount < 1 || c.State != "running" {
 			return fmt.Errorf("web-app: %+v", c)
 		}
@@ -448,7 +431,7 @@ func TestE2ERemovedReplicaIsStoppedGracefully(t *testing.T) {
 	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "data", MountPath: "/data"}}
 	p.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
 	e.apply(desired(unit("a.cue", p)))
-	eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if out, err := e.exec("db-app", "cat /data/f"); out != "up" {
 			return fmt.Errorf("not up yet: %q, %v", out, err)
 		}
@@ -573,7 +556,7 @@ func TestE2ERestartPolicyAlwaysRestartsAKilledContainer(t *testing.T) {
 	if err := killPID(pid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		got := e.podman("inspect", "web-app", "--format", "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}")
 		f := strings.Fields(got)
 		if len(f) != 3 || f[0] != "running" || f[1] == strconv.Itoa(pid) || f[1] == "0" {
@@ -617,7 +600,7 @@ func TestE2EStateChangedByHandIsPutBack(t *testing.T) {
 	}
 }
 
-func TestE2EServiceVariablesAndEnvFile(t *testing.T) {
+func TestE2E_service_variables_reach_containers_and_env_file_without_recreating_pods(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)
 	p.Containers[0].Env = map[string]string{"DB_SERVICE_PORT": "mine"}
@@ -659,7 +642,7 @@ func TestE2EServiceVariablesAndEnvFile(t *testing.T) {
 	}
 }
 
-func TestE2EShareProcessNamespace(t *testing.T) {
+func TestE2E_shared_process_namespace_shows_each_container_the_others_processes(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)
 	p.ShareProcessNamespace = true
@@ -747,7 +730,7 @@ func TestE2ERunDirOfAPodGoneByHandIsCleanedUp(t *testing.T) {
 	}
 }
 
-func TestE2EExecAndEvents(t *testing.T) {
+func TestE2E_exec_reports_exit_codes_and_timeouts_and_events_end_on_cancel(t *testing.T) {
 	e := newEnv(t)
 	e.apply(desired(unit("a.cue", simplePod("web", 1))))
 
@@ -766,7 +749,7 @@ func TestE2EExecAndEvents(t *testing.T) {
 	go func() { done <- e.client.Events(ctx, func(ev podman.Event) { events <- ev }) }()
 	// The subscription is live once an event of ours arrives: keep
 	// poking until one does.
-	eventually(t, 20*time.Second, func() error {
+	testenv.Eventually(t, 20*time.Second, func() error {
 		e.podman("restart", "--time", "0", "web-app")
 		for {
 			select {

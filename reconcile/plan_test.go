@@ -308,7 +308,7 @@ func TestSpecHashLeavesOutWhatNeedsNoNewContainer(t *testing.T) {
 	}
 }
 
-func TestPodSpec(t *testing.T) {
+func TestPodSpec_labels_the_replica_mounts_its_volumes_and_refuses_host_paths_outside_the_prefixes(t *testing.T) {
 	p := pod("web", 2, "busybox:1")
 	p.ShareProcessNamespace = true
 	p.Containers[0].Env = map[string]string{"WEB_SERVICE_HOST": "mine"}

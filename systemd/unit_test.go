@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // directives parses a unit file into section.key -> values.
@@ -66,13 +68,7 @@ func TestUnit_says_what_SPEC_5_promises(t *testing.T) {
 // TestUnit_passes_systemd_analyze_verify checks the unit the way `make
 // install` writes it. systemd need not be PID 1 for this.
 func TestUnit_passes_systemd_analyze_verify(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("systemd-analyze is missing; CI must install systemd")
-		}
-		t.Skip("systemd-analyze not installed")
-	}
+	analyze := testenv.RequireCommand(t, "systemd-analyze")
 	b, err := os.ReadFile("cuelet.service")
 	if err != nil {
 		t.Fatal(err)
@@ -129,12 +125,7 @@ func TestMakeInstall_puts_everything_in_place(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	if _, err := exec.LookPath("make"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("make is missing")
-		}
-		t.Skip("make not installed")
-	}
+	testenv.RequireCommand(t, "make")
 	dest := t.TempDir()
 	out, err := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/opt/cuelet").CombinedOutput()
 	if err != nil {

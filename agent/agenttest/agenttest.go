@@ -21,6 +21,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/netproxy/portaltest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
@@ -393,10 +394,10 @@ func (a *Agent) Kill() {
 func (a *Agent) WaitSynced(within time.Duration, since time.Time, ok func(*agent.Report) error) *agent.Report {
 	a.n.TB.Helper()
 	var rep *agent.Report
-	Eventually(a.n.TB, within, func() error {
+	testenv.Eventually(a.n.TB, within, func() error {
 		select {
 		case <-a.exited:
-			return Permanent(fmt.Errorf("agent exited: %v", a.waitErr))
+			return testenv.Permanent(fmt.Errorf("agent exited: %v", a.waitErr))
 		default:
 		}
 		r, err := a.n.Status()
@@ -445,31 +446,4 @@ func (a *Agent) SyncPasses() (int, error) {
 		return 0, errors.New("no cuelet_sync_total in /metrics")
 	}
 	return strconv.Atoi(m[1])
-}
-
-// permanent marks an error that no waiting will cure.
-type permanent struct{ error }
-
-// Permanent makes Eventually give up at once with err.
-func Permanent(err error) error { return permanent{err} }
-
-// Eventually polls cond every 50 ms until it returns nil, and fails the
-// test when within passes first or cond returns a Permanent error.
-func Eventually(tb testing.TB, within time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		var p permanent
-		if errors.As(err, &p) {
-			tb.Fatal(p.error)
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
@@ -91,7 +92,7 @@ func BenchmarkWriteToRunning(b *testing.B) {
 	n.Write("base.cue", podUnit("base"))
 	a := n.Start(agenttest.Options{})
 	a.WaitSynced(2*time.Minute, time.Time{}, nil)
-	agenttest.Eventually(b, 2*time.Minute, func() error { return n.Running("base") })
+	testenv.Eventually(b, 2*time.Minute, func() error { return n.Running("base") })
 	directRun := b.TempDir()
 	ctx := context.Background()
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {
@@ -47,7 +48,7 @@ func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {
 	spec2s(t, "delete", at,
 		waitEvent(t, n, at, changeWithin, about("web")),
 		waitEvent(t, n, at, changeWithin, agenttest.PodEvent("web", "remove")))
-	agenttest.Eventually(t, changeWithin, func() error {
+	testenv.Eventually(t, changeWithin, func() error {
 		if _, ok := n.Pods()["web"]; ok {
 			return os.ErrExist
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -131,7 +132,7 @@ func keepsServing(t *testing.T, addr, while string) {
 
 func waitRunning(t *testing.T, n *agenttest.Node, within time.Duration, pods ...string) {
 	t.Helper()
-	agenttest.Eventually(t, within, func() error { return n.Running(pods...) })
+	testenv.Eventually(t, within, func() error { return n.Running(pods...) })
 }
 
 func waitEvent(t *testing.T, n *agenttest.Node, since time.Time, within time.Duration, match func(agenttest.Event) bool) agenttest.Event {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -102,7 +103,7 @@ func stopWhileApplyingFivePods(t *testing.T, sig syscall.Signal) {
 
 	b := n.Start(agenttest.Options{})
 	names := []string{"p0", "p1", "p2", "p3", "p4"}
-	agenttest.Eventually(t, startWithin, func() error {
+	testenv.Eventually(t, startWithin, func() error {
 		pods := n.Pods()
 		for _, name := range names {
 			p, ok := pods[name]

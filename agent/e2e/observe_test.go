@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
-func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
+func TestAgent_tells_systemd_ready_status_watchdog_and_reload_and_serves_metrics(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
@@ -71,7 +72,7 @@ func TestNotifyReadyStatusWatchdogReloadAndMetrics(t *testing.T) {
 	if err := dial(db); err != nil {
 		t.Fatal(err)
 	}
-	agenttest.Eventually(t, 30*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		_, body, err := a.HTTPGet("/metrics")
 		if err != nil {
 			return err

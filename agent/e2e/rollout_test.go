@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -65,7 +66,7 @@ func TestRolloutWaitingForReadinessHoldsUpNothing(t *testing.T) {
 	if _, err := n.Status(); err != nil {
 		t.Errorf("status while the rollout waits: %v", err)
 	}
-	agenttest.Eventually(t, 10*time.Second, func() error { return dial(db) })
+	testenv.Eventually(t, 10*time.Second, func() error { return dial(db) })
 
 	// A change while the rollout waits for web's readiness.
 	at := n.Write("other.cue", podUnit("other", 1, "1"))

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 const within = 10 * time.Second
@@ -71,17 +73,6 @@ func run(t *testing.T, cfg Config) *Worker {
 		}
 	})
 	return w
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v", what, within)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // scriptedExec answers exec probes from a script of exit codes; after the
@@ -158,7 +149,7 @@ func TestThresholds(t *testing.T) {
 				OnChange: rec.onChange,
 			})
 			// Run the script and a few more probes past its end.
-			eventually(t, "script played", func() bool { return ex.count() >= len(tt.script)+3 })
+			testenv.Eventually(t, within, testenv.True("script played", func() bool { return ex.count() >= len(tt.script)+3 }))
 			got := rec.transitions()
 			if len(got) != len(tt.want) {
 				t.Fatalf("transitions = %v, want %v", got, tt.want)
@@ -186,7 +177,7 @@ func TestInitialDelayHoldsTheFirstProbe(t *testing.T) {
 			first.CompareAndSwap(0, int64(time.Since(start)))
 		},
 	})
-	eventually(t, "ready", w.Ready)
+	testenv.Eventually(t, within, testenv.True("ready", w.Ready))
 	if d := time.Duration(first.Load()); d < 200*time.Millisecond {
 		t.Fatalf("ready after %v, before the initial delay of 200ms", d)
 	}
@@ -213,15 +204,15 @@ func TestTCPProbeFollowsARealListener(t *testing.T) {
 		Target:   Target{IP: addr.Addr()},
 		OnChange: rec.onChange,
 	})
-	eventually(t, "ready while listening", w.Ready)
+	testenv.Eventually(t, within, testenv.True("ready while listening", w.Ready))
 	ln.Close()
-	eventually(t, "not ready once the listener is gone", func() bool { return !w.Ready() })
+	testenv.Eventually(t, within, testenv.True("not ready once the listener is gone", func() bool { return !w.Ready() }))
 	if got := rec.transitions(); len(got) != 2 || !got[0].ready || got[1].ready {
 		t.Fatalf("transitions = %v, want ready then not ready", got)
 	}
 }
 
-func TestHTTPProbe(t *testing.T) {
+func TestHTTPProbe_is_ready_on_success_and_redirects_and_not_on_errors_or_timeouts(t *testing.T) {
 	var status atomic.Int64
 	status.Store(http.StatusOK)
 	var slow atomic.Bool
@@ -252,19 +243,19 @@ func TestHTTPProbe(t *testing.T) {
 		}),
 		Target: Target{IP: addr.Addr()},
 	})
-	eventually(t, "ready on 200", w.Ready)
+	testenv.Eventually(t, within, testenv.True("ready on 200", w.Ready))
 	if gotPath.Load() != "/healthz" || gotUA.Load() != "cuelet-probe/1" {
 		t.Errorf("request path %v, user agent %v", gotPath.Load(), gotUA.Load())
 	}
 
 	status.Store(http.StatusServiceUnavailable)
-	eventually(t, "not ready on 503", func() bool { return !w.Ready() })
+	testenv.Eventually(t, within, testenv.True("not ready on 503", func() bool { return !w.Ready() }))
 
 	status.Store(http.StatusFound)
-	eventually(t, "ready on a redirect, which is not followed", w.Ready)
+	testenv.Eventually(t, within, testenv.True("ready on a redirect, which is not followed", w.Ready))
 
 	slow.Store(true)
-	eventually(t, "not ready when answers take longer than the timeout", func() bool { return !w.Ready() })
+	testenv.Eventually(t, within, testenv.True("not ready when answers take longer than the timeout", func() bool { return !w.Ready() }))
 }
 
 func TestNewRejectsBadProbes(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cuelet/cuelet/netproxy"
 	"github.com/cuelet/cuelet/netproxy/slotlock"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // Slot is one test's share of the node.
@@ -33,9 +34,11 @@ const slots = 250
 
 // Claim takes a free slot for the rest of the test: a range no other test
 // holds and no route of the host overlaps. At the end of the test the
-// slot's link and table are removed and the slot is released.
+// slot's link and table are removed and the slot is released. Without
+// root the test skips, or fails when CI is set (testenv.Require).
 func Claim(tb testing.TB) Slot {
 	tb.Helper()
+	testenv.RequireRoot(tb)
 	lockDir := filepath.Join(os.TempDir(), "cuelet-portaltest")
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {

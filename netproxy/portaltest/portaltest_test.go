@@ -1,17 +1,13 @@
 package portaltest
 
 import (
-	"os"
 	"testing"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func TestClaim_holds_a_slot_until_the_test_ends(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root (netlink, nftables)")
-		}
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t)
 	held := map[string]bool{}
 	for range 3 {
 		s := Claim(t)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // A slot that Take holds cannot be taken by another process until it is
@@ -31,13 +33,9 @@ func TestTakeHoldsAndRefusesAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { hold.Process.Kill(); hold.Wait() }()
-	deadline := time.Now().Add(5 * time.Second)
-	for exec.Command("flock", "-n", lock4, "true").Run() == nil { // until the child holds it
-		if time.Now().After(deadline) {
-			t.Fatal("flock(1) never took slot 4")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, testenv.True("flock(1) holds slot 4", func() bool {
+		return exec.Command("flock", "-n", lock4, "true").Run() != nil
+	}))
 	if g, err := Take(dir, 4); err != nil || g != nil {
 		t.Fatalf("Take of a slot another process holds = %v, %v; want nil, nil", g, err)
 	}

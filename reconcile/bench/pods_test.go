@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
@@ -253,18 +254,12 @@ func BenchmarkNoopPass100Pods(b *testing.B) {
 			}
 		}()
 		// Until the stream has settled every pass lists podman.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.Eventually(b, 30*time.Second, testenv.True("the listing cache took over", func() bool {
 			watched.ListPods(ctx)
 			n := watched.Lists()
 			watched.ListPods(ctx)
-			if watched.Lists() == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatal("the listing cache never took over")
-			}
-		}
+			return watched.Lists() == n
+		}))
 		lists := watched.Lists()
 		pass(b, watched)
 		b.ReportMetric(float64(watched.Lists()-lists)/float64(b.N), "lists/op")

@@ -30,7 +30,7 @@ func TestDialUnreachablePodmanIsOneClearError(t *testing.T) {
 	}
 }
 
-func TestDefaultURL(t *testing.T) {
+func TestDefaultURL_is_the_system_socket_unless_CONTAINER_HOST_names_another(t *testing.T) {
 	t.Setenv("CONTAINER_HOST", "")
 	if got := podman.DefaultURL(); got != "unix:///run/podman/podman.sock" {
 		t.Errorf("without CONTAINER_HOST: %q", got)

@@ -18,9 +18,9 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// TestScripts runs testdata/script/*.txtar. $EXAMPLES is the repository's
+// The scripts are testdata/script/*.txtar. $EXAMPLES is the repository's
 // examples folder and $SCHEMA the schema file, for comparisons.
-func TestScripts(t *testing.T) {
+func TestScripts_run_the_commands_and_match_their_golden_output(t *testing.T) {
 	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)

@@ -28,12 +28,14 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
-// The pods of TestServicesPortalsEnvironmentAndRestart: web serves
-// "hello from <replica>" over HTTP, dns answers UDP with "<replica>: <what
-// it got>", client only runs commands. Services are in another unit.
+// The pods of TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them:
+// web serves "hello from <replica>" over HTTP, dns answers UDP with
+// "<replica>: <what it got>", client only runs commands. Services are in
+// another unit.
 const servicePods = `
 pods: web: {
 	replicas: 2
@@ -89,7 +91,7 @@ services: legacy: {
 }
 `
 
-func TestServicesPortalsEnvironmentAndRestart(t *testing.T) {
+func TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t *testing.T) {
 	n := newSvcNode(t, true)
 	bin := n.buildUDPEcho()
 	webExternal := freePort(t)
@@ -316,7 +318,7 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 	added := n.portalOf("added")
 	for i, r := range replicas {
 		want := fmt.Sprintf("ADDED_SERVICE_HOST=%s", added)
-		svcEventually(t, 10*time.Second, func() error {
+		testenv.Eventually(t, 10*time.Second, func() error {
 			if m := missingLines(n.envFile(r), want, "ADDED_SERVICE_PORT=8081"); len(m) > 0 {
 				return fmt.Errorf("services.env of %s lacks %q", r, m)
 			}
@@ -334,7 +336,7 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 	t.Log("editing a service keeps its portal")
 	addedExternal := freePort(t)
 	n.write("added.cue", fmt.Sprintf(`services: added: {selector: app: "web", ports: [{port: 8082, targetPort: "http", externalPort: %d}]}`, addedExternal))
-	svcEventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if m := missingLines(n.envFile("client"), "ADDED_SERVICE_PORT=8082"); len(m) > 0 {
 			return fmt.Errorf("services.env lacks %q", m)
 		}
@@ -343,7 +345,7 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 	if got := n.portalOf("added"); got != added {
 		t.Errorf("edited service moved from %s to %s", added, got)
 	}
-	svcEventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		_, err := hostGet(netip.AddrPortFrom(added, 8082), "/")
 		return err
 	})
@@ -456,7 +458,7 @@ func TestServicesReplicaLeavesTheRotation(t *testing.T) {
 	}
 	bothAnswer := func() {
 		t.Helper()
-		svcEventually(t, 20*time.Second, func() error {
+		testenv.Eventually(t, 20*time.Second, func() error {
 			seen := map[string]int{}
 			for range 4 {
 				body, err := hostGet(portal, "/")
@@ -512,11 +514,11 @@ func TestServicesReplicaLeavesTheRotation(t *testing.T) {
 	n.nothingLeaked()
 }
 
-// TestServicesFixedEndpointsWithoutPodman runs the agent with a podman
-// that is not there: services with fixed endpoints still serve, round
-// robin, on their portals and external ports; an external port taken on
-// the host is an error for its service only and heals once it is free.
-func TestServicesFixedEndpointsWithoutPodman(t *testing.T) {
+// The agent runs with a podman that is not there: services with fixed
+// endpoints still serve, round robin, on their portals and external
+// ports; an external port taken on the host is an error for its service
+// only and heals once it is free.
+func TestServices_with_fixed_endpoints_serve_without_podman(t *testing.T) {
 	n := newSvcNode(t, false)
 	n.extAddr = "127.0.0.1"
 	var backends []string
@@ -579,7 +581,7 @@ services: blocked: {
 	later := freePort(t)
 	start := time.Now()
 	n.write("later.cue", fmt.Sprintf(`services: later: {endpoints: [%q], ports: [{port: 8082, externalPort: %d}]}`, backends[2], later))
-	svcEventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		body, err := hostGet(netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", later)), "/")
 		if err == nil && body != "backend 2" {
 			err = fmt.Errorf("answer %q", body)

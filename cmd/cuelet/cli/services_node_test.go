@@ -36,6 +36,7 @@ import (
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
 	"github.com/cuelet/cuelet/netproxy/portaltest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -92,12 +93,8 @@ func newSvcNode(t *testing.T, withPodman bool) *svcNode {
 	t.Helper()
 	if withPodman {
 		podmantest.Require(t)
-	} else if os.Geteuid() != 0 {
-		// Portals need CAP_NET_ADMIN; in CI a skip would hide that.
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but the services end-to-end tests need root")
-		}
-		t.Skip("services end-to-end tests need root")
+	} else {
+		testenv.RequireRoot(t) // portals need CAP_NET_ADMIN
 	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -191,7 +188,7 @@ func (n *svcNode) startAgent(args ...string) {
 	n.mu.Unlock()
 	env := &cli.Env{Stdout: io.Discard, Stderr: a.log, Getenv: func(string) string { return "" }}
 	go func() { a.done <- cli.Run(ctx, env, append(append([]string{"run"}, n.flags()...), args...)) }()
-	svcEventually(n.t, time.Minute, func() error {
+	testenv.Eventually(n.t, time.Minute, func() error {
 		select {
 		case code := <-a.done:
 			a.done <- code
@@ -265,7 +262,7 @@ func (n *svcNode) service(name string) (agent.ServiceStatus, error) {
 func (n *svcNode) waitService(name string, within time.Duration, cond func(agent.ServiceStatus) error) agent.ServiceStatus {
 	n.t.Helper()
 	var got agent.ServiceStatus
-	svcEventually(n.t, within, func() error {
+	testenv.Eventually(n.t, within, func() error {
 		s, err := n.service(name)
 		if err != nil {
 			return err
@@ -484,22 +481,6 @@ func (n *svcNode) nothingLeaked() {
 	}
 	if outward == 0 {
 		n.t.Errorf("the node's nftables table %s has no forward or output counters: %v", n.table, guard)
-	}
-}
-
-// svcEventually polls cond until it returns nil or the deadline passes.
-func svcEventually(t *testing.T, within time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

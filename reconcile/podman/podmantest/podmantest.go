@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/netproxy/slotlock"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/google/renameio/v2"
 )
 
@@ -64,8 +65,8 @@ func Available() error {
 	if _, err := exec.LookPath("podman"); err != nil {
 		return fmt.Errorf("podman not installed: %w", err)
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("podman end-to-end tests need root")
+	if err := testenv.Root(); err != nil {
+		return fmt.Errorf("rootful podman: %w", err)
 	}
 	if _, err := os.Stat(Busybox); err != nil {
 		return fmt.Errorf("busybox for the test image: %w", err)
@@ -73,16 +74,11 @@ func Available() error {
 	return nil
 }
 
-// Require skips the test when podman cannot run here, unless CI is set:
-// in CI the end-to-end tests must run, so it fails the test instead.
+// Require skips the test when podman cannot run here, or fails it when CI
+// is set (testenv.Require).
 func Require(tb testing.TB) {
 	tb.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("CI is set but %v", err)
-		}
-		tb.Skipf("skipping podman end-to-end test: %v", err)
-	}
+	testenv.Require(tb, Available())
 }
 
 // New starts a podman service for one test (see Require for when it skips)

@@ -2,12 +2,14 @@ package podmantest_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -168,15 +170,10 @@ func TestCloseAfterTheServiceDiedLeavesNoNetwork(t *testing.T) {
 	}
 	// The container's process, orphaned when conmon died: killed, and
 	// reaped by init soon after.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join("/proc", pid)); os.IsNotExist(err) {
-			break
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if _, err := os.Stat(filepath.Join("/proc", pid)); !os.IsNotExist(err) {
+			return fmt.Errorf("container process %s still runs after Close", pid)
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("container process %s still runs after Close", pid)
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
