@@ -332,7 +332,7 @@ func TestPodSpec(t *testing.T) {
 	wantMounts := []Mount{
 		{Volume: "web-1_scratch_emptydir", Destination: "/scratch"},
 		{Volume: "web-1-data", Destination: "/data"},
-		{Source: "/srv/www", Destination: "/srv", ReadOnly: true},
+		{Source: "/srv/www", Destination: "/srv", ReadOnly: true, HostPath: true},
 		{Source: "/run/cuelet/files/web-1/conf", Destination: "/etc/app", ReadOnly: true},
 		{Source: "/run/cuelet/pods/web-1", Destination: "/run/cuelet", ReadOnly: true},
 	}
