@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	portalstate "github.com/cuelet/cuelet/netproxy/portal"
 )
 
 func TestDroppedEditedAndDeletedFilesTakeEffectWithin2s(t *testing.T) {
@@ -230,3 +233,76 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 		t.Errorf("podman events for web: %v", evs)
 	}
 }
+
+// SPEC §3.3 and §9: a folder emptied or removed frees nothing. A service
+// keeps its portal allocation, its address and its listener, and keeps
+// answering, however many passes see the folder so; with the file back,
+// it has the same portal.
+func TestAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	backend := helloServer(t)
+	n.Write("db.cue", endpointService("db", backend, 5432))
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	db, err := portal(rep, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(db); err != nil {
+		t.Fatal(err)
+	}
+	allocated := func(while string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(n.StateDir, portalstate.StateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state struct{ Portals map[string]string }
+		if err := json.Unmarshal(b, &state); err != nil {
+			t.Fatal(err)
+		}
+		if host, _, _ := net.SplitHostPort(db); state.Portals["db"] != host {
+			t.Errorf("with %s, the allocations are %v; want db at %s", while, state.Portals, host)
+		}
+	}
+	guarded := func(want string) func(*agent.Report) error {
+		return func(rep *agent.Report) error {
+			if !strings.Contains(strings.Join(rep.Errors, "\n"), want) {
+				return fmt.Errorf("want an error with %q, have %v", want, rep.Errors)
+			}
+			return nil
+		}
+	}
+
+	at := n.Remove("db.cue")
+	a.WaitSynced(changeWithin, at, guarded("holds no unit"))
+	keepsServing(t, db, "the folder emptied")
+	a.Signal(syscall.SIGHUP) // another pass over the empty folder
+	a.WaitSynced(changeWithin, time.Now(), guarded("holds no unit"))
+	keepsServing(t, db, "the folder emptied, a pass later")
+	allocated("the folder emptied")
+
+	at = time.Now()
+	if err := os.RemoveAll(n.Manifests); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSynced(changeWithin, at, guarded("read manifests"))
+	keepsServing(t, db, "the folder removed")
+	allocated("the folder removed")
+
+	if err := os.Mkdir(n.Manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	at = n.Write("db.cue", endpointService("db", backend, 5432))
+	rep = a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if len(rep.Errors) > 0 {
+			return fmt.Errorf("errors: %v", rep.Errors)
+		}
+		return nil
+	})
+	if again, err := portal(rep, "db"); err != nil || again != db {
+		t.Errorf("db with its file back: %q, %v; want %s", again, err, db)
+	}
+}
+
