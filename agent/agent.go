@@ -69,6 +69,7 @@ type Agent struct {
 	stuckLogged   atomic.Bool
 	reloadPending atomic.Bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
+	units         unitLog  // invalid units' problems, logged once per change
 	retry         backoff
 }
 
@@ -200,6 +201,7 @@ func (a *Agent) sync(ctx context.Context) {
 	a.latest.Store(rep)
 	a.metrics.observe(rep)
 	a.logChanges(rep)
+	a.units.update(rep.Units, a.cfg.Log)
 	a.notify.Status(rep.Summary())
 	if !a.metrics.ready.Load() || reloading {
 		// READY=1 comes after the first pass even when units are invalid

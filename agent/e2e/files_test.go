@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,3 +307,70 @@ func TestAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(
 	}
 }
 
+// SPEC §9: an invalid unit is logged when it becomes invalid or its
+// problems change, one event per problem line with the fields unit and
+// error, and not again on every pass.
+func TestAgent_logs_each_problem_of_an_invalid_unit_once_per_change(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("bad.cue", "pods: web: {replicas: 200, restartPolicy: \"Sometimes\", containers: app: image: \"x\"}\n")
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	for range 2 { // passes that change nothing log nothing
+		at := time.Now()
+		a.Signal(syscall.SIGHUP)
+		rep = a.WaitSynced(changeWithin, at, nil)
+	}
+	bad, _ := unit(rep, "bad.cue")
+	if len(bad.Problems) != 2 {
+		t.Fatalf("bad.cue: %+v; want two problems", bad)
+	}
+	type event struct {
+		Level, Unit, Error, Message string
+	}
+	events := func() []event {
+		var out []event
+		for _, line := range strings.Split(a.Log(), "\n") {
+			var e event
+			if json.Unmarshal([]byte(line), &e) == nil && e.Unit == "bad.cue" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	errorsOf := func(evs []event) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Error)
+		}
+		return out
+	}
+	if got := errorsOf(events()); !slices.Equal(got, bad.Problems) {
+		t.Errorf("logged for bad.cue after three passes:\n%q\nwant each problem once:\n%q", got, bad.Problems)
+	}
+
+	// One problem fixed: the unit's problems changed, logged once more.
+	at := n.Write("bad.cue", "pods: web: {replicas: 200, containers: app: image: \"x\"}\n")
+	rep = a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if u, _ := unit(rep, "bad.cue"); len(u.Problems) != 1 {
+			return fmt.Errorf("bad.cue: %+v", u)
+		}
+		return nil
+	})
+	bad, _ = unit(rep, "bad.cue")
+	if got := errorsOf(events()); len(got) != 3 || got[2] != bad.Problems[0] {
+		t.Errorf("logged for bad.cue after the edit:\n%q\nwant the new problem once more: %q", got, bad.Problems[0])
+	}
+
+	// Fixed: one event says so, without an error.
+	at = n.Write("bad.cue", "pods: web: {replicas: 0, containers: app: image: \"x\"}\n")
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if u, _ := unit(rep, "bad.cue"); !u.Valid {
+			return fmt.Errorf("bad.cue: %+v", u)
+		}
+		return nil
+	})
+	if evs := events(); len(evs) != 4 || evs[3].Error != "" || evs[3].Level != "info" {
+		t.Errorf("logged for bad.cue once valid: %+v; want one more event, without error", evs)
+	}
+}
