@@ -63,6 +63,14 @@ func (e *UnavailableError) Is(target error) bool { return target == reconcile.Er
 // SIGTERM and SIGKILL, as podman's own default.
 const DefaultStopTimeout = 10 * time.Second
 
+// Deadlines of podman calls (SPEC §9: a hung podman stalls nothing else).
+// They are generous: on a busy node podman may take many seconds to
+// create a container; what they catch is a podman that never answers.
+const (
+	DefaultCallTimeout = 2 * time.Minute
+	DefaultPullTimeout = 10 * time.Minute
+)
+
 // Client talks to one podman service. It is safe for concurrent use.
 type Client struct {
 	// StopTimeout is the grace period of containers being removed
@@ -72,6 +80,15 @@ type Client struct {
 	// Events stream is live and no event came (default 5 min); 0 turns
 	// the cache off. Set it before the client is used.
 	CacheMaxAge time.Duration
+	// CallTimeout bounds each call that podman should answer at once
+	// (DefaultCallTimeout); RemovePod gets StopTimeout on top of it, and
+	// PullImages has PullTimeout (DefaultPullTimeout) instead. A podman
+	// whose API accepts connections but never answers then fails the
+	// call with an *UnavailableError, instead of stalling the caller for
+	// good. Events (a stream) and Exec (its own timeout) have none. Set
+	// them before the client is used.
+	CallTimeout time.Duration
+	PullTimeout time.Duration
 
 	url  string
 	conn context.Context // holds the bindings' connection; never used for deadlines
@@ -116,13 +133,20 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 	if url == "" {
 		url = DefaultURL()
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		// NewConnection pings podman: a hung one would never answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
+	}
 	conn, err := bindings.NewConnection(ctx, url)
 	if err != nil {
 		return nil, &UnavailableError{URL: url, Err: unwrapConnect(err)}
 	}
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
-	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, conn: context.WithoutCancel(conn), inspects: map[string]inspected{}}, nil
+	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute,
+		CallTimeout: DefaultCallTimeout, PullTimeout: DefaultPullTimeout, url: url, conn: context.WithoutCancel(conn), inspects: map[string]inspected{}}, nil
 }
 
 // URL is the address the client talks to.
@@ -157,11 +181,28 @@ func (c callCtx) Value(key any) any {
 
 func (c *Client) ctx(ctx context.Context) context.Context { return callCtx{ctx, c.conn} }
 
-// wrap turns a connection failure into an *UnavailableError and names the
-// operation.
-func (c *Client) wrap(op string, err error) error {
+// call is ctx for one call with a deadline d from now (or the caller's,
+// if sooner). When d is what ends the call, wrap makes its error an
+// *UnavailableError: podman did not answer.
+func (c *Client) call(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		return callCtx{ctx, c.conn}, cancel
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, d, &UnavailableError{URL: c.url, Err: fmt.Errorf("no answer within %s", d)})
+	return callCtx{ctx, c.conn}, cancel
+}
+
+// wrap turns a connection failure, or a call that ran out of its own
+// deadline (see call), into an *UnavailableError and names the
+// operation; ctx is the call's.
+func (c *Client) wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	var hung *UnavailableError
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &hung) {
+		return fmt.Errorf("%s: %w", op, hung)
 	}
 	if isConnError(err) {
 		return fmt.Errorf("%s: %w", op, &UnavailableError{URL: c.url, Err: err})
@@ -244,10 +285,11 @@ func clonePods(ps []reconcile.ObservedPod) []reconcile.ObservedPod {
 
 func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
 	c.lists.Add(1)
-	cctx := c.ctx(ctx)
+	cctx, cancel := c.call(ctx, c.CallTimeout)
+	defer cancel()
 	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
 	if err != nil {
-		return nil, c.wrap("list containers", err)
+		return nil, c.wrap(cctx, "list containers", err)
 	}
 	byID := map[string]*reconcile.ObservedPod{}
 	var order []string
@@ -361,7 +403,7 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 			data, err := containers.Inspect(ctx, id, nil)
 			if err != nil {
 				if !isNotFound(err) {
-					errs[i] = c.wrap("inspect container "+id, err)
+					errs[i] = c.wrap(ctx, "inspect container "+id, err)
 				}
 				return
 			}
@@ -397,7 +439,8 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 // If any step fails the pod is removed again, so a retry starts from
 // nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
-	cctx := c.ctx(ctx)
+	cctx, cancel := c.call(ctx, c.CallTimeout)
+	defer cancel()
 	for _, v := range ps.Volumes {
 		if err := c.ensureVolume(cctx, v); err != nil {
 			return err
@@ -413,7 +456,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 	}
 	c.wrote()
 	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
-		return c.wrap("create pod", err)
+		return c.wrap(cctx, "create pod", err)
 	}
 	defer func() {
 		if err != nil {
@@ -432,7 +475,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 		s := containerSpec(ps.Name, ct)
 		c.wrote()
 		if _, err := containers.CreateWithSpec(cctx, s, nil); err != nil {
-			return c.wrap(fmt.Sprintf("create container %q", ct.Name), err)
+			return c.wrap(cctx, fmt.Sprintf("create container %q", ct.Name), err)
 		}
 	}
 	return c.StartPod(ctx, ps.Name, nil)
@@ -481,7 +524,8 @@ func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerato
 
 // PullImages applies each container's pull policy to its image.
 func (c *Client) PullImages(ctx context.Context, ps reconcile.PodSpec) error {
-	cctx := c.ctx(ctx)
+	cctx, cancel := c.call(ctx, c.PullTimeout)
+	defer cancel()
 	done := map[string]bool{}
 	for _, ct := range ps.Containers {
 		if done[ct.Image+"\x00"+ct.PullPolicy] {
@@ -501,7 +545,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 	if policy != "Always" {
 		ok, err := images.Exists(ctx, image, nil)
 		if err != nil {
-			return c.wrap("look up image "+image, err)
+			return c.wrap(ctx, "look up image "+image, err)
 		}
 		if ok {
 			return nil
@@ -512,7 +556,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 	}
 	c.wrote()
 	if _, err := images.Pull(ctx, image, new(images.PullOptions).WithQuiet(true).WithPolicy("always")); err != nil {
-		return c.wrap("pull image "+image, err)
+		return c.wrap(ctx, "pull image "+image, err)
 	}
 	return nil
 }
@@ -522,7 +566,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error {
 	exists, err := volumes.Exists(ctx, v.Name, nil)
 	if err != nil {
-		return c.wrap("look up volume "+v.Name, err)
+		return c.wrap(ctx, "look up volume "+v.Name, err)
 	}
 	if exists && !v.Fresh {
 		return nil
@@ -530,12 +574,12 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 	if exists {
 		c.wrote()
 		if err := volumes.Remove(ctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
-			return c.wrap("remove stale volume "+v.Name, err)
+			return c.wrap(ctx, "remove stale volume "+v.Name, err)
 		}
 	}
 	c.wrote()
 	if _, err := volumes.Create(ctx, entities.VolumeCreateOptions{Name: v.Name, Label: v.Labels}, nil); err != nil {
-		return c.wrap("create volume "+v.Name, err)
+		return c.wrap(ctx, "create volume "+v.Name, err)
 	}
 	return nil
 }
@@ -544,18 +588,19 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 // StopTimeout) and removes them with the pod, then its emptyDir volumes.
 // Persistent volumes are never removed.
 func (c *Client) RemovePod(ctx context.Context, name string) error {
-	cctx := c.ctx(ctx)
+	cctx, cancel := c.call(ctx, c.StopTimeout+c.CallTimeout)
+	defer cancel()
 	c.wrote()
 	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
 	_, err := pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
 	if err != nil && !isNotFound(err) {
-		return c.wrap("remove pod", err)
+		return c.wrap(cctx, "remove pod", err)
 	}
 	vl, err := volumes.List(cctx, new(volumes.ListOptions).WithFilters(map[string][]string{
 		"label": {reconcile.LabelReplica + "=" + name, reconcile.LabelVolType + "=emptyDir"},
 	}))
 	if err != nil {
-		return c.wrap("list volumes", err)
+		return c.wrap(cctx, "list volumes", err)
 	}
 	for _, v := range vl {
 		// Filters on the same key are ORed by some podman versions:
@@ -565,7 +610,7 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 		}
 		c.wrote()
 		if err := volumes.Remove(cctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
-			return c.wrap("remove volume "+v.Name, err)
+			return c.wrap(cctx, "remove volume "+v.Name, err)
 		}
 	}
 	return nil
@@ -573,12 +618,13 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 
 // StartPod starts the named containers, or the whole pod.
 func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error {
-	cctx := c.ctx(ctx)
+	cctx, cancel := c.call(ctx, c.CallTimeout)
+	defer cancel()
 	if len(ctrs) == 0 {
 		c.wrote()
 		rep, err := pods.Start(cctx, name, nil)
 		if err != nil {
-			return c.wrap("start pod", err)
+			return c.wrap(cctx, "start pod", err)
 		}
 		if len(rep.Errs) > 0 {
 			return fmt.Errorf("start pod: %w", errors.Join(rep.Errs...))
@@ -588,7 +634,7 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 	for _, ct := range ctrs {
 		c.wrote()
 		if err := containers.Start(cctx, ct, nil); err != nil {
-			return c.wrap("start container "+ct, err)
+			return c.wrap(cctx, "start container "+ct, err)
 		}
 	}
 	return nil
@@ -613,11 +659,11 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return c.wrap("events", err)
+		return c.wrap(cctx, "events", err)
 	}
 	defer resp.Body.Close()
 	if !resp.IsSuccess() {
-		return c.wrap("events", resp.Process(nil))
+		return c.wrap(cctx, "events", resp.Process(nil))
 	}
 	c.watching(+1)
 	defer c.watching(-1)
@@ -631,7 +677,7 @@ func (c *Client) Events(ctx context.Context, fn func(reconcile.Event)) error {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("stream ended")
 			}
-			return c.wrap("events", err)
+			return c.wrap(cctx, "events", err)
 		}
 		if ChangesState(string(e.Action)) {
 			c.gen.Add(1)
@@ -675,7 +721,7 @@ func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeo
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return -1, c.wrap(fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), container), err)
+		return -1, c.wrap(cctx, fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), container), err)
 	}
 	id, err := containers.ExecCreate(cctx, container, &handlers.ExecCreateConfig{
 		ExecConfig: dockercontainer.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true},
