@@ -81,7 +81,8 @@ type Client struct {
 	// the cache off. Set it before the client is used.
 	CacheMaxAge time.Duration
 	// CallTimeout bounds each call that podman should answer at once
-	// (DefaultCallTimeout); RemovePod gets StopTimeout on top of it, and
+	// (DefaultCallTimeout; CreatePod gets one per object it makes,
+	// RemovePod gets StopTimeout on top of it), and
 	// PullImages has PullTimeout (DefaultPullTimeout) instead. A podman
 	// whose API accepts connections but never answers then fails the
 	// call with an *UnavailableError, instead of stalling the caller for
@@ -439,7 +440,9 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 // If any step fails the pod is removed again, so a retry starts from
 // nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
-	cctx, cancel := c.call(ctx, c.CallTimeout)
+	// One CallTimeout for each object made: a busy podman may take many
+	// seconds for each, and a pod of many containers must not fail for it.
+	cctx, cancel := c.call(ctx, c.CallTimeout*time.Duration(1+len(ps.Volumes)+len(ps.Containers)))
 	defer cancel()
 	for _, v := range ps.Volumes {
 		if err := c.ensureVolume(cctx, v); err != nil {
