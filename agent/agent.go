@@ -68,6 +68,7 @@ type Agent struct {
 	stuckLogged   atomic.Bool
 	reloadPending atomic.Bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
+	units         unitLog  // invalid units' problems, logged once per change
 	retry         backoff
 	// afterFunc is time.AfterFunc; the tests replace it, so that they see
 	// the retry delays without waiting them out.
@@ -204,6 +205,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	a.latest.Store(rep)
 	a.metrics.observe(rep)
 	a.logChanges(rep)
+	a.units.update(rep.Units, a.cfg.Log)
 	a.notify.Status(rep.Summary())
 	if !a.metrics.ready.Load() || reloading {
 		// READY=1 comes after the first pass even when units are invalid

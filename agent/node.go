@@ -83,6 +83,15 @@ type Node struct {
 	mu       sync.Mutex
 	lastHave []reconcile.ObservedPod // the last pods podman showed, for when it is away
 	last     *Report
+	// served is the desired state and the allocation of the last pass
+	// that read units: what an empty folder keeps serving (syncEmpty).
+	served *servedState
+}
+
+// servedState is what a pass served: its desired state and portals.
+type servedState struct {
+	d     *desired
+	alloc portal.Allocation
 }
 
 // NewNode prepares a node; probes run under ctx.
@@ -216,6 +225,11 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		rep.Errors = append(rep.Errors, fmt.Errorf("%w; nothing changed", err)) // the loader names the folder
 		return n.keepLast(rep)
 	}
+	if len(d.units) == 0 && !n.cfg.AllowEmpty {
+		if kept := n.syncEmpty(ctx, rep); kept != nil {
+			return kept
+		}
+	}
 	rep.Units = unitStatuses(d.units)
 	for _, e := range d.units {
 		if e.found.Valid() {
@@ -274,6 +288,47 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	}
 	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
 		rep.Errors = append(rep.Errors, err)
+	}
+	n.mu.Lock()
+	n.last = rep
+	n.served = &servedState{d: d, alloc: alloc}
+	n.mu.Unlock()
+	return rep
+}
+
+// syncEmpty is a pass over a manifest folder that holds no unit, without
+// --allow-empty (SPEC §3.3, §9). Nothing is deleted and nothing is freed:
+// pods, portal allocations, portal addresses, listeners and rules stay as
+// the last pass left them, and the services of that pass keep following
+// the readiness of their pods. It reports the guard as an error. A node
+// that holds nothing (no managed pod, no portal) has nothing to keep: it
+// returns nil, and the pass goes on as any other.
+func (n *Node) syncEmpty(ctx context.Context, rep *Report) *Report {
+	have := n.observe(ctx, rep)
+	n.mu.Lock()
+	last := n.served
+	n.mu.Unlock()
+	managed := 0
+	for _, p := range have {
+		if p.Managed() {
+			managed++
+		}
+	}
+	held := len(n.portals.Addrs())
+	if managed == 0 && held == 0 && (last == nil || len(last.d.services) == 0) {
+		return nil
+	}
+	rep.Errors = append(rep.Errors, fmt.Errorf(
+		"manifest directory %s holds no unit; %d managed pods and %d portals kept, nothing freed: %w",
+		n.cfg.ManifestDir, managed, held, reconcile.ErrNoUnits))
+	if last == nil {
+		// A restarted agent: no proxy of its own serves yet, and the
+		// portal addresses and rules stay as the last agent left them.
+		rep.Pods = podStatuses(have, nil, nil)
+	} else {
+		replicas := n.replicaViews(last.d, have)
+		rep.Pods = podStatuses(have, replicas, nil)
+		rep.Services = n.serve(ctx, last.d, last.alloc, replicas)
 	}
 	n.mu.Lock()
 	n.last = rep

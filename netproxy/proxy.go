@@ -84,6 +84,8 @@ type Proxy struct {
 
 	wg sync.WaitGroup // every goroutine the proxy starts
 
+	unreachable portUnreachable // refuses UDP to ports without endpoints
+
 	work       chan func() // hands tasks to idle workers (see spawn)
 	workerIdle time.Duration
 

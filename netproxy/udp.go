@@ -71,7 +71,11 @@ func (r *udpRelay) serve() {
 		if local.IsValid() && r.foreign.IsValid() && r.foreign.Contains(local) {
 			continue
 		}
-		s := r.session(client, local)
+		s, noEndpoints := r.session(client, local)
+		if noEndpoints {
+			r.refuse(client, local, n)
+			continue
+		}
 		if s == nil {
 			continue
 		}
@@ -120,29 +124,42 @@ func (r *udpRelay) write(b []byte, s *udpSession) error {
 	return err
 }
 
+// refuse answers a datagram that no endpoint can take with ICMP port
+// unreachable, as TCP gets a reset (SPEC §7).
+func (r *udpRelay) refuse(client netip.AddrPort, local netip.Addr, n int) {
+	la := r.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if !local.IsValid() {
+		local = la.Addr().Unmap()
+	}
+	r.sp.log.Debug().Str("action", "session").Str("client", client.String()).Err(ErrNoEndpoints).Msg("datagram refused")
+	if err := r.sp.p.unreachable.send(client, netip.AddrPortFrom(local, la.Port()), n); err != nil {
+		r.sp.warn.Warn().Str("action", "refuse").Str("client", client.String()).Err(err).Msg("cannot send ICMP port unreachable")
+	}
+}
+
 // session returns the client's session, creating it; nil means the
-// datagram is dropped (no endpoints, too many sessions, or closing).
-func (r *udpRelay) session(client netip.AddrPort, local netip.Addr) *udpSession {
+// datagram is dropped (no endpoints, too many sessions, or closing), and
+// noEndpoints says it was for want of endpoints.
+func (r *udpRelay) session(client netip.AddrPort, local netip.Addr) (s *udpSession, noEndpoints bool) {
 	r.mu.Lock()
 	if s, ok := r.sessions[client]; ok {
 		r.mu.Unlock()
-		return s
+		return s, false
 	}
 	closed, full := r.closed, len(r.sessions) >= r.sp.p.cfg.UDPMaxSessions
 	r.mu.Unlock()
 	if closed {
-		return nil
+		return nil, false
 	}
 	if full {
 		r.sp.warn.Warn().Str("action", "session").Str("client", client.String()).
 			Int("max_sessions", r.sp.p.cfg.UDPMaxSessions).Msg("too many UDP sessions, datagram dropped")
-		return nil
+		return nil, false
 	}
 
 	eps, first := r.sp.lb.pick(client.Addr())
 	if len(eps) == 0 {
-		r.sp.log.Debug().Str("action", "session").Str("client", client.String()).Err(ErrNoEndpoints).Msg("datagram dropped")
-		return nil
+		return nil, true
 	}
 	ep := eps[first]
 	// Dialing a UDP socket only binds and connects it locally; it cannot
@@ -150,23 +167,23 @@ func (r *udpRelay) session(client netip.AddrPort, local netip.Addr) *udpSession 
 	backend, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ep))
 	if err != nil {
 		r.sp.warn.Warn().Str("action", "session").Str("endpoint", ep.String()).Err(err).Msg("cannot open UDP session")
-		return nil
+		return nil, false
 	}
-	s := &udpSession{r: r, client: client, local: local, ep: ep, backend: backend}
+	s = &udpSession{r: r, client: client, local: local, ep: ep, backend: backend}
 	s.touch()
 
 	r.mu.Lock()
 	if r.closed || !r.sp.lb.has(ep) {
 		r.mu.Unlock()
 		backend.Close()
-		return nil
+		return nil, false
 	}
 	r.sessions[client] = s
 	r.mu.Unlock()
 	r.sp.m.conns.Inc()
 	r.sp.p.wg.Add(1)
 	go s.replies()
-	return s
+	return s, false
 }
 
 func (s *udpSession) touch() { s.last.Store(time.Now().UnixNano()) }

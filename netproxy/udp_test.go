@@ -1,8 +1,10 @@
 package netproxy
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,5 +186,37 @@ func TestUDPExternalPortMayShareItsNumberWithAPortal(t *testing.T) {
 		if got, from := exchange(t, udpClient(t), to, "x"); got != want || from != to {
 			t.Errorf("%s answered %q from %s, want %q from it", to, got, from, want)
 		}
+	}
+}
+
+// SPEC §7: UDP to a service port without ready endpoints gets ICMP port
+// unreachable, as TCP gets a reset; a connected client sees it as
+// "connection refused". The portal and an external port on a wildcard
+// listener both refuse, and once an endpoint is back the port answers.
+func TestUDP_to_a_port_without_endpoints_gets_port_unreachable(t *testing.T) {
+	p := startProxy(t, Config{})
+	port, ext := freePort(t), freePort(t)
+	s := udpSvc("dns", port)
+	s.Ports[0].ExternalPort = ext
+	mustUpdate(t, p, s)
+
+	for _, to := range []netip.AddrPort{portal(port), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(ext))} {
+		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("anyone?")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(within))
+		if _, err := c.Read(make([]byte, 100)); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("UDP to %s without endpoints: read %v, want connection refused (ICMP port unreachable)", to, err)
+		}
+	}
+
+	mustUpdate(t, p, udpSvc("dns", port, startUDPBackend(t, "back")))
+	if got, _ := exchange(t, udpClient(t), portal(port), "x"); got != "back:x" {
+		t.Errorf("with an endpoint again: %q", got)
 	}
 }

@@ -409,6 +409,9 @@ func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, 
 	if err != nil {
 		return err
 	}
+	if err := resolveHostPaths(&spec, r.cfg.AllowedHostPaths); err != nil {
+		return err
+	}
 	// Images first: for a recreate, a missing image must fail before the
 	// old replica goes.
 	if err := r.cfg.Podman.PullImages(ctx, spec); err != nil {

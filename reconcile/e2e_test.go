@@ -885,3 +885,69 @@ func TestE2ERolloutStopsAtAReplicaThatIsNotReady(t *testing.T) {
 		t.Error("the rollout went on past a replica that was not ready")
 	}
 }
+
+func TestApply_checks_a_hostPath_on_its_real_path_and_mounts_that_path(t *testing.T) {
+	allowed, outside := t.TempDir(), t.TempDir()
+	e := newEnv(t, func(c *reconcile.Config) { c.AllowedHostPaths = []string{allowed} })
+	data := filepath.Join(allowed, "data")
+	for dir, content := range map[string]string{data: "inside", outside: "outside"} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hello"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(name, target string) string {
+		p := filepath.Join(allowed, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hostPathPod := func(name, path string) manifests.Pod {
+		p := simplePod(name, 1)
+		p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "h", MountPath: "/h", ReadOnly: true}}
+		p.Volumes = []manifests.Volume{{Name: "h", HostPath: &manifests.HostPathSource{Path: path}}}
+		return p
+	}
+	toEtc := hostPathPod("toetc", link("etc", "/etc"))
+	toOutside := hostPathPod("tooutside", link("out", outside))
+	inner := hostPathPod("inner", link("inner", data))
+	plain := hostPathPod("plain", data)
+
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", toEtc, toOutside, inner, plain)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := map[string]error{}
+	for _, pe := range res.Errors {
+		failed[pe.Pod] = pe
+	}
+	if len(failed) != 2 || !errors.Is(failed["toetc"], reconcile.ErrHostPathNotAllowed) ||
+		!errors.Is(failed["tooutside"], reconcile.ErrHostPathNotAllowed) {
+		t.Fatalf("errors: %v; want toetc and tooutside refused", res.Errors)
+	}
+	if msg := failed["toetc"].Error(); !strings.Contains(msg, "resolves to /etc") {
+		t.Errorf("error %q does not say where the link leads", msg)
+	}
+	if got := sortedKeys(e.pods()); !slices.Equal(got, []string{"inner", "plain"}) {
+		t.Errorf("pods: %v; want inner and plain only", got)
+	}
+	for _, c := range []string{"inner-app", "plain-app"} {
+		if out, err := e.exec(c, "cat /h/hello"); err != nil || out != "inside" {
+			t.Errorf("%s: /h/hello = %q, %v; want inside", c, out, err)
+		}
+	}
+
+	// The link's target is what was mounted: pointing the link elsewhere
+	// later does not redirect the checked mount, even across a restart.
+	if err := os.Remove(filepath.Join(allowed, "inner")); err != nil {
+		t.Fatal(err)
+	}
+	link("inner", outside)
+	e.podman("restart", "inner-app")
+	if out, err := e.exec("inner-app", "cat /h/hello"); err != nil || out != "inside" {
+		t.Errorf("after the link moved: /h/hello = %q, %v; want inside", out, err)
+	}
+}

@@ -349,7 +349,7 @@ func TestPodSpec_labels_the_replica_mounts_its_volumes_and_refuses_host_paths_ou
 	wantMounts := []Mount{
 		{Volume: "web-1_scratch_emptydir", Destination: "/scratch"},
 		{Volume: "web-1-data", Destination: "/data"},
-		{Source: "/srv/www", Destination: "/srv", ReadOnly: true},
+		{Source: "/srv/www", Destination: "/srv", ReadOnly: true, HostPath: true},
 		{Source: "/run/cuelet/files/web-1/conf", Destination: "/etc/app", ReadOnly: true},
 		{Source: "/run/cuelet/pods/web-1", Destination: "/run/cuelet", ReadOnly: true},
 	}

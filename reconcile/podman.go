@@ -150,4 +150,7 @@ type Mount struct {
 	Source      string // host path of a bind mount
 	Destination string
 	ReadOnly    bool
+	// HostPath marks the bind mount of a hostPath volume, whose Source
+	// the user chose and create checks on the real path.
+	HostPath bool
 }

@@ -220,7 +220,10 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 	podLabels[LabelSpec] = s.json()
 	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace}
 
-	type source struct{ volume, path string }
+	type source struct {
+		volume, path string
+		hostPath     bool
+	}
 	sources := map[string]source{}
 	for _, v := range r.Pod.Volumes {
 		vl := copyMap(labels)
@@ -242,7 +245,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 			if !manifests.UnderPrefix(p, allowedHostPaths) {
 				return PodSpec{}, fmt.Errorf("volume %q: %s: %w", v.Name, p, ErrHostPathNotAllowed)
 			}
-			sources[v.Name] = source{path: p}
+			sources[v.Name] = source{path: p, hostPath: true}
 		case volFiles:
 			sources[v.Name] = source{path: filesDir(runDir, r.Name, v.Name)}
 		default:
@@ -280,7 +283,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 			if src.volume == "" && isFilesVolume(r.Pod, m.Name) {
 				ro = true
 			}
-			cs.Mounts = append(cs.Mounts, Mount{Volume: src.volume, Source: src.path, Destination: m.MountPath, ReadOnly: ro})
+			cs.Mounts = append(cs.Mounts, Mount{Volume: src.volume, Source: src.path, Destination: m.MountPath, ReadOnly: ro, HostPath: src.hostPath})
 		}
 		cs.Mounts = append(cs.Mounts, Mount{Source: podDir(runDir, r.Name), Destination: envMountPath, ReadOnly: true})
 		ps.Containers = append(ps.Containers, cs)

@@ -124,6 +124,15 @@ func TestSchemaRules(t *testing.T) {
 		{"volume_without_a_source_is_rejected", pod("containers: app: " + img + "\nvolumes: v: {}"), []string{
 			`3:10: pods.web.volumes.v: a volume names exactly one of emptyDir, persistent, hostPath and files`}},
 		{"files_volume_is_valid", pod("containers: app: " + img + "\nvolumes: conf: files: {\"app.conf\": \"listen 80\\n\"}"), nil},
+		{"files_volume_file_name_with_a_slash_is_rejected_at_the_name", pod("containers: app: " + img + "\nvolumes: conf: files: {\"../../x\": \"y\"}"), []string{
+			`3:24: pods.web.volumes.conf.files."../../x": "../../x" is not a valid file name: must not be empty, ".", ".." or contain '/'`}},
+		{"files_volume_file_name_dot_dot_is_rejected", pod("containers: app: " + img + "\nvolumes: conf: files: {\"..\": \"y\"}"), []string{
+			`3:24: pods.web.volumes.conf.files."..": ".." is not a valid file name: must not be empty, ".", ".." or contain '/'`}},
+		{"files_volume_file_name_dot_is_rejected", pod("containers: app: " + img + "\nvolumes: conf: files: {\".\": \"y\"}"), []string{
+			`3:24: pods.web.volumes.conf.files.".": "." is not a valid file name: must not be empty, ".", ".." or contain '/'`}},
+		{"files_volume_empty_file_name_is_rejected", pod("containers: app: " + img + "\nvolumes: conf: files: {\"\": \"y\"}"), []string{
+			`3:24: pods.web.volumes.conf.files."": "" is not a valid file name: must not be empty, ".", ".." or contain '/'`}},
+		{"files_volume_file_name_starting_with_a_dot_is_valid", pod("containers: app: " + img + "\nvolumes: conf: files: {\".env\": \"y\", \"..x\": \"z\"}"), nil},
 		{"host_path_must_be_absolute", pod("containers: app: " + img + "\nvolumes: site: hostPath: path: \"srv\""), []string{
 			`3:32: pods.web.volumes.site.hostPath.path: "srv" is not an absolute path`}},
 

@@ -350,6 +350,9 @@ var patterns = map[string]string{
 	`"^[^:]+:[0-9]+$"`:                  "is not a valid endpoint: must be HOST:PORT",
 }
 
+// fileNameRule says what a files volume's key must be (#FileName).
+const fileNameRule = `is not a valid file name: must not be empty, ".", ".." or contain '/'`
+
 // reword turns bound and validator errors into sentences.
 func (r *report) reword(path []string, msg string) string {
 	if m := reBound.FindStringSubmatch(msg); m != nil {
@@ -416,6 +419,11 @@ func (r *report) addNotAllowed(path []string, fallback token.Pos) {
 		if !v.Exists() {
 			break
 		}
+	}
+	if n := len(path); n > 3 && path[n-2] == "files" && path[n-4] == "volumes" {
+		// A files volume's keys are file names inside the volume's folder.
+		r.add(path, atLabel, fallback, strconv.Quote(last(path))+" "+fileNameRule)
+		return
 	}
 	if len(path) > 1 && path[len(path)-2] == "env" {
 		// env's keys follow a pattern; say which.

@@ -100,8 +100,13 @@ func (p places) expr(path []string, x ast.Expr) {
 // definitions and hidden fields have none.
 func labelName(l ast.Label) (string, bool) {
 	name, isIdent, err := ast.LabelName(l)
-	if err != nil || name == "" {
+	if err != nil {
 		return "", false
+	}
+	if name == "" {
+		// Only a quoted "" is a (wrong, but written) field name.
+		_, quoted := l.(*ast.BasicLit)
+		return "", quoted
 	}
 	if isIdent && (strings.HasPrefix(name, "#") || strings.HasPrefix(name, "_")) {
 		return "", false

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	portalstate "github.com/cuelet/cuelet/netproxy/portal"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
@@ -229,5 +233,147 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 	}
 	if evs := n.Events.Since(at, about("web")); len(evs) > 0 {
 		t.Errorf("podman events for web: %v", evs)
+	}
+}
+
+// SPEC §3.3 and §9: a folder emptied or removed frees nothing. A service
+// keeps its portal allocation, its address and its listener, and keeps
+// answering, however many passes see the folder so; with the file back,
+// it has the same portal.
+func TestAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	backend := helloServer(t)
+	n.Write("db.cue", endpointService("db", backend, 5432))
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	db, err := portal(rep, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(db); err != nil {
+		t.Fatal(err)
+	}
+	allocated := func(while string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(n.StateDir, portalstate.StateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state struct{ Portals map[string]string }
+		if err := json.Unmarshal(b, &state); err != nil {
+			t.Fatal(err)
+		}
+		if host, _, _ := net.SplitHostPort(db); state.Portals["db"] != host {
+			t.Errorf("with %s, the allocations are %v; want db at %s", while, state.Portals, host)
+		}
+	}
+	guarded := func(want string) func(*agent.Report) error {
+		return func(rep *agent.Report) error {
+			for _, err := range rep.Errors {
+				if strings.Contains(err.Error(), want) {
+					return nil
+				}
+			}
+			return fmt.Errorf("want an error with %q, have %v", want, rep.Errors)
+		}
+	}
+
+	at := n.Remove("db.cue")
+	a.WaitSynced(changeWithin, at, guarded("holds no unit"))
+	keepsServing(t, db, "the folder emptied")
+	a.Signal(syscall.SIGHUP) // another pass over the empty folder
+	a.WaitSynced(changeWithin, time.Now(), guarded("holds no unit"))
+	keepsServing(t, db, "the folder emptied, a pass later")
+	allocated("the folder emptied")
+
+	at = time.Now()
+	if err := os.RemoveAll(n.Manifests); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSynced(changeWithin, at, guarded("read manifests"))
+	keepsServing(t, db, "the folder removed")
+	allocated("the folder removed")
+
+	if err := os.Mkdir(n.Manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	at = n.Write("db.cue", endpointService("db", backend, 5432))
+	rep = a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if len(rep.Errors) > 0 {
+			return fmt.Errorf("errors: %v", rep.Errors)
+		}
+		return nil
+	})
+	if again, err := portal(rep, "db"); err != nil || again != db {
+		t.Errorf("db with its file back: %q, %v; want %s", again, err, db)
+	}
+}
+
+// SPEC §9: an invalid unit is logged when it becomes invalid or its
+// problems change, one event per problem line with the fields unit and
+// error, and not again on every pass.
+func TestAgent_logs_each_problem_of_an_invalid_unit_once_per_change(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("bad.cue", "pods: web: {replicas: 200, restartPolicy: \"Sometimes\", containers: app: image: \"x\"}\n")
+	a := n.Start(agenttest.Options{})
+	rep := a.WaitSynced(startWithin, time.Time{}, nil)
+	for range 2 { // passes that change nothing log nothing
+		at := time.Now()
+		a.Signal(syscall.SIGHUP)
+		rep = a.WaitSynced(changeWithin, at, nil)
+	}
+	bad, _ := unit(rep, "bad.cue")
+	if len(bad.Problems) != 2 {
+		t.Fatalf("bad.cue: %+v; want two problems", bad)
+	}
+	type event struct {
+		Level, Unit, Error, Message string
+	}
+	events := func() []event {
+		var out []event
+		for _, line := range strings.Split(a.Log(), "\n") {
+			var e event
+			if json.Unmarshal([]byte(line), &e) == nil && e.Unit == "bad.cue" {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	errorsOf := func(evs []event) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Error)
+		}
+		return out
+	}
+	if got := errorsOf(events()); !slices.Equal(got, bad.Problems) {
+		t.Errorf("logged for bad.cue after three passes:\n%q\nwant each problem once:\n%q", got, bad.Problems)
+	}
+
+	// One problem fixed: the unit's problems changed, logged once more.
+	at := n.Write("bad.cue", "pods: web: {replicas: 200, containers: app: image: \"x\"}\n")
+	rep = a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if u, _ := unit(rep, "bad.cue"); len(u.Problems) != 1 {
+			return fmt.Errorf("bad.cue: %+v", u)
+		}
+		return nil
+	})
+	bad, _ = unit(rep, "bad.cue")
+	if got := errorsOf(events()); len(got) != 3 || got[2] != bad.Problems[0] {
+		t.Errorf("logged for bad.cue after the edit:\n%q\nwant the new problem once more: %q", got, bad.Problems[0])
+	}
+
+	// Fixed: one event says so, without an error.
+	at = n.Write("bad.cue", "pods: web: {replicas: 0, containers: app: image: \"x\"}\n")
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if u, _ := unit(rep, "bad.cue"); !u.Valid {
+			return fmt.Errorf("bad.cue: %+v", u)
+		}
+		return nil
+	})
+	if evs := events(); len(evs) != 4 || evs[3].Error != "" || evs[3].Level != "info" {
+		t.Errorf("logged for bad.cue once valid: %+v; want one more event, without error", evs)
 	}
 }

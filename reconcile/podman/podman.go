@@ -63,6 +63,14 @@ func (e *UnavailableError) Is(target error) bool { return target == reconcile.Er
 // SIGTERM and SIGKILL, as podman's own default.
 const DefaultStopTimeout = 10 * time.Second
 
+// Deadlines of podman calls (SPEC §9: a hung podman stalls nothing else).
+// They are generous: on a busy node podman may take many seconds to
+// create a container; what they catch is a podman that never answers.
+const (
+	DefaultCallTimeout = 2 * time.Minute
+	DefaultPullTimeout = 10 * time.Minute
+)
+
 // Client talks to one podman service. It is safe for concurrent use.
 //
 // It connects on first use, and again on the next use after a connect
@@ -78,6 +86,16 @@ type Client struct {
 	// Events stream is live and no event came (default 5 min); 0 turns
 	// the cache off. Set it before the client is used.
 	CacheMaxAge time.Duration
+	// CallTimeout bounds each call that podman should answer at once
+	// (DefaultCallTimeout; CreatePod gets one per object it makes,
+	// RemovePod gets StopTimeout on top of it), and
+	// PullImages has PullTimeout (DefaultPullTimeout) instead. A podman
+	// whose API accepts connections but never answers then fails the
+	// call with an *UnavailableError, instead of stalling the caller for
+	// good. Events (a stream) and Exec (its own timeout) have none. Set
+	// them before the client is used.
+	CallTimeout time.Duration
+	PullTimeout time.Duration
 
 	url string
 
@@ -124,7 +142,8 @@ func New(url string) *Client {
 	if url == "" {
 		url = DefaultURL()
 	}
-	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute, url: url, inspects: map[string]inspected{}}
+	return &Client{StopTimeout: DefaultStopTimeout, CacheMaxAge: 5 * time.Minute,
+		CallTimeout: DefaultCallTimeout, PullTimeout: DefaultPullTimeout, url: url, inspects: map[string]inspected{}}
 }
 
 // Dial returns a client for podman at url (empty: DefaultURL) that has
@@ -146,6 +165,12 @@ func (c *Client) connect(ctx context.Context) (context.Context, error) {
 	defer c.connMu.Unlock()
 	if c.conn != nil {
 		return c.conn, nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// NewConnection pings podman: a hung one would never answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
 	}
 	conn, err := bindings.NewConnection(ctx, c.url)
 	if err != nil {
@@ -197,20 +222,34 @@ func (c callCtx) Value(key any) any {
 	return c.conn.Value(key)
 }
 
-// call connects if need be and returns ctx carrying the connection.
-func (c *Client) call(ctx context.Context) (context.Context, error) {
+// call connects if need be and returns ctx for one call, carrying the
+// connection, with a deadline d from now (or the caller's, if sooner; d
+// <= 0: none of its own). When d is what ends the call, wrap makes its
+// error an *UnavailableError: podman did not answer. cancel must be
+// called, also when err is not nil.
+func (c *Client) call(ctx context.Context, d time.Duration) (_ context.Context, cancel context.CancelFunc, err error) {
+	if d <= 0 {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeoutCause(ctx, d, &UnavailableError{URL: c.url, Err: fmt.Errorf("no answer within %s", d)})
+	}
 	conn, err := c.connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, cancel, err
 	}
-	return callCtx{ctx, conn}, nil
+	return callCtx{ctx, conn}, cancel, nil
 }
 
-// wrap turns a connection failure into an *UnavailableError and names the
-// operation.
-func (c *Client) wrap(op string, err error) error {
+// wrap turns a connection failure, or a call that ran out of its own
+// deadline (see call), into an *UnavailableError and names the
+// operation; ctx is the call's.
+func (c *Client) wrap(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	var hung *UnavailableError
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &hung) {
+		return fmt.Errorf("%s: %w", op, hung)
 	}
 	if isConnError(err) {
 		return fmt.Errorf("%s: %w", op, &UnavailableError{URL: c.url, Err: err})
@@ -292,14 +331,15 @@ func clonePods(ps []reconcile.ObservedPod) []reconcile.ObservedPod {
 }
 
 func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) {
-	cctx, err := c.call(ctx)
+	cctx, cancel, err := c.call(ctx, c.CallTimeout)
+	defer cancel()
 	if err != nil {
 		return nil, err
 	}
 	c.lists.Add(1)
 	cl, err := containers.List(cctx, new(containers.ListOptions).WithAll(true))
 	if err != nil {
-		return nil, c.wrap("list containers", err)
+		return nil, c.wrap(cctx, "list containers", err)
 	}
 	byID := map[string]*reconcile.ObservedPod{}
 	var order []string
@@ -413,7 +453,7 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 			data, err := containers.Inspect(ctx, id, nil)
 			if err != nil {
 				if !isNotFound(err) {
-					errs[i] = c.wrap("inspect container "+id, err)
+					errs[i] = c.wrap(ctx, "inspect container "+id, err)
 				}
 				return
 			}
@@ -449,7 +489,10 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 // If any step fails the pod is removed again, so a retry starts from
 // nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
-	cctx, err := c.call(ctx)
+	// One CallTimeout for each object made: a busy podman may take many
+	// seconds for each, and a pod of many containers must not fail for it.
+	cctx, cancel, err := c.call(ctx, c.CallTimeout*time.Duration(1+len(ps.Volumes)+len(ps.Containers)))
+	defer cancel()
 	if err != nil {
 		return err
 	}
@@ -468,7 +511,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 	}
 	c.wrote()
 	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
-		return c.wrap("create pod", err)
+		return c.wrap(cctx, "create pod", err)
 	}
 	defer func() {
 		if err != nil {
@@ -487,7 +530,7 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 		s := containerSpec(ps.Name, ct)
 		c.wrote()
 		if _, err := containers.CreateWithSpec(cctx, s, nil); err != nil {
-			return c.wrap(fmt.Sprintf("create container %q", ct.Name), err)
+			return c.wrap(cctx, fmt.Sprintf("create container %q", ct.Name), err)
 		}
 	}
 	return c.StartPod(ctx, ps.Name, nil)
@@ -536,7 +579,8 @@ func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerato
 
 // PullImages applies each container's pull policy to its image.
 func (c *Client) PullImages(ctx context.Context, ps reconcile.PodSpec) error {
-	cctx, err := c.call(ctx)
+	cctx, cancel, err := c.call(ctx, c.PullTimeout)
+	defer cancel()
 	if err != nil {
 		return err
 	}
@@ -559,7 +603,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 	if policy != "Always" {
 		ok, err := images.Exists(ctx, image, nil)
 		if err != nil {
-			return c.wrap("look up image "+image, err)
+			return c.wrap(ctx, "look up image "+image, err)
 		}
 		if ok {
 			return nil
@@ -570,7 +614,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 	}
 	c.wrote()
 	if _, err := images.Pull(ctx, image, new(images.PullOptions).WithQuiet(true).WithPolicy("always")); err != nil {
-		return c.wrap("pull image "+image, err)
+		return c.wrap(ctx, "pull image "+image, err)
 	}
 	return nil
 }
@@ -580,7 +624,7 @@ func (c *Client) ensureImage(ctx context.Context, image, policy string) error {
 func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error {
 	exists, err := volumes.Exists(ctx, v.Name, nil)
 	if err != nil {
-		return c.wrap("look up volume "+v.Name, err)
+		return c.wrap(ctx, "look up volume "+v.Name, err)
 	}
 	if exists && !v.Fresh {
 		return nil
@@ -588,12 +632,12 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 	if exists {
 		c.wrote()
 		if err := volumes.Remove(ctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
-			return c.wrap("remove stale volume "+v.Name, err)
+			return c.wrap(ctx, "remove stale volume "+v.Name, err)
 		}
 	}
 	c.wrote()
 	if _, err := volumes.Create(ctx, entities.VolumeCreateOptions{Name: v.Name, Label: v.Labels}, nil); err != nil {
-		return c.wrap("create volume "+v.Name, err)
+		return c.wrap(ctx, "create volume "+v.Name, err)
 	}
 	return nil
 }
@@ -602,7 +646,8 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 // StopTimeout) and removes them with the pod, then its emptyDir volumes.
 // Persistent volumes are never removed.
 func (c *Client) RemovePod(ctx context.Context, name string) error {
-	cctx, err := c.call(ctx)
+	cctx, cancel, err := c.call(ctx, c.StopTimeout+c.CallTimeout)
+	defer cancel()
 	if err != nil {
 		return err
 	}
@@ -610,13 +655,13 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
 	_, err = pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
 	if err != nil && !isNotFound(err) {
-		return c.wrap("remove pod", err)
+		return c.wrap(cctx, "remove pod", err)
 	}
 	vl, err := volumes.List(cctx, new(volumes.ListOptions).WithFilters(map[string][]string{
 		"label": {reconcile.LabelReplica + "=" + name, reconcile.LabelVolType + "=emptyDir"},
 	}))
 	if err != nil {
-		return c.wrap("list volumes", err)
+		return c.wrap(cctx, "list volumes", err)
 	}
 	for _, v := range vl {
 		// Filters on the same key are ORed by some podman versions:
@@ -626,7 +671,7 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 		}
 		c.wrote()
 		if err := volumes.Remove(cctx, v.Name, new(volumes.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
-			return c.wrap("remove volume "+v.Name, err)
+			return c.wrap(cctx, "remove volume "+v.Name, err)
 		}
 	}
 	return nil
@@ -634,7 +679,8 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 
 // StartPod starts the named containers, or the whole pod.
 func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error {
-	cctx, err := c.call(ctx)
+	cctx, cancel, err := c.call(ctx, c.CallTimeout)
+	defer cancel()
 	if err != nil {
 		return err
 	}
@@ -642,7 +688,7 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 		c.wrote()
 		rep, err := pods.Start(cctx, name, nil)
 		if err != nil {
-			return c.wrap("start pod", err)
+			return c.wrap(cctx, "start pod", err)
 		}
 		if len(rep.Errs) > 0 {
 			return fmt.Errorf("start pod: %w", errors.Join(rep.Errs...))
@@ -652,7 +698,7 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 	for _, ct := range ctrs {
 		c.wrote()
 		if err := containers.Start(cctx, ct, nil); err != nil {
-			return c.wrap("start container "+ct, err)
+			return c.wrap(cctx, "start container "+ct, err)
 		}
 	}
 	return nil
@@ -662,7 +708,9 @@ func (c *Client) StartPod(ctx context.Context, name string, ctrs []string) error
 // the stream breaks (an error; the caller resyncs and calls again). While a
 // stream is live, ListPods may answer from memory: see CacheMaxAge.
 func (c *Client) Events(ctx context.Context, fn func(Event)) error {
-	cctx, err := c.call(ctx)
+	// A stream: no deadline of its own.
+	cctx, cancel, err := c.call(ctx, 0)
+	defer cancel()
 	if err != nil {
 		return err
 	}
@@ -680,11 +728,11 @@ func (c *Client) Events(ctx context.Context, fn func(Event)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return c.wrap("events", err)
+		return c.wrap(cctx, "events", err)
 	}
 	defer resp.Body.Close()
 	if !resp.IsSuccess() {
-		return c.wrap("events", resp.Process(nil))
+		return c.wrap(cctx, "events", resp.Process(nil))
 	}
 	c.watching(+1)
 	defer c.watching(-1)
@@ -698,7 +746,7 @@ func (c *Client) Events(ctx context.Context, fn func(Event)) error {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("stream ended")
 			}
-			return c.wrap("events", err)
+			return c.wrap(cctx, "events", err)
 		}
 		if ChangesState(string(e.Action)) {
 			c.gen.Add(1)
@@ -747,7 +795,9 @@ func (c *Client) watching(delta int) {
 func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeout time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cctx, err := c.call(ctx)
+	// timeout is the call's deadline: none of the client's own.
+	cctx, cancelCall, err := c.call(ctx, 0)
+	defer cancelCall()
 	if err != nil {
 		return -1, err
 	}
@@ -755,7 +805,7 @@ func (c *Client) Exec(ctx context.Context, container string, cmd []string, timeo
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return -1, c.wrap(fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), container), err)
+		return -1, c.wrap(cctx, fmt.Sprintf("exec %q in %s", strings.Join(cmd, " "), container), err)
 	}
 	id, err := containers.ExecCreate(cctx, container, &handlers.ExecCreateConfig{
 		ExecConfig: dockercontainer.ExecConfig{Cmd: cmd, AttachStdout: true, AttachStderr: true},

@@ -3,8 +3,12 @@ package podman_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +77,69 @@ func TestClientMadeWhilePodmanIsDownConnectsOnceItAnswers(t *testing.T) {
 	}
 	if _, err := c.ListPods(ctx); err != nil {
 		t.Fatalf("ListPods after podman restarted: %v", err)
+	}
+}
+
+// hungPodman serves podman's API on a unix socket the way a podman that
+// hangs does: it answers the ping that Dial sends, then accepts every
+// other request and never answers it.
+func hungPodman(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "podman.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_ping") {
+			w.Header().Set("Libpod-API-Version", "4.3.1")
+			fmt.Fprint(w, "OK")
+			return
+		}
+		<-hang
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(hang)
+		srv.Close()
+	})
+	return "unix://" + path
+}
+
+func TestCalls_to_a_podman_that_never_answers_fail_after_their_deadline(t *testing.T) {
+	dialCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := podman.Dial(dialCtx, hungPodman(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CallTimeout, c.PullTimeout, c.StopTimeout = 200*time.Millisecond, 200*time.Millisecond, 0
+
+	spec := reconcile.PodSpec{Name: "web", Containers: []reconcile.ContainerSpec{{Name: "web-app", Image: "busybox", PullPolicy: "IfNotPresent"}}}
+	// The callers pass contexts without a deadline, as the agent's
+	// reconcile pass does: only the client's own deadline can end a call.
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"ListPods":   func() error { _, err := c.ListPods(ctx); return err },
+		"PullImages": func() error { return c.PullImages(ctx, spec) },
+		"CreatePod":  func() error { return c.CreatePod(ctx, spec) },
+		"StartPod":   func() error { return c.StartPod(ctx, "web", nil) },
+		"RemovePod":  func() error { return c.RemovePod(ctx, "web") },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			done := make(chan error, 1)
+			go func() { done <- call() }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, reconcile.ErrPodmanUnavailable) || !strings.Contains(err.Error(), "no answer within") {
+					t.Errorf("%s against a hung podman: %v; want ErrPodmanUnavailable saying it did not answer", name, err)
+				}
+			case <-time.After(time.Minute): // a bound for the test, not the deadline under test
+				t.Errorf("%s against a hung podman has not returned after a minute", name)
+			}
+		})
 	}
 }

@@ -20,11 +20,13 @@ func statusCommand() *Command {
 		Short: `Show the running agent's pods, services and units, from its local API
 socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
 		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
+			// Every agent flag is accepted, so that one set of flags
+			// serves every command (SPEC §7); only --run-dir is used.
 			var (
-				runDir string
+				f      AgentFlags
 				asJSON bool
 			)
-			fs.StringVar(&runDir, "run-dir", defaultRunDir, "the agent's run `folder`")
+			f.Register(fs, env)
 			fs.BoolVar(&asJSON, "json", false, "print the agent's report as JSON")
 			return func(ctx context.Context, args []string) error {
 				if err := noArgs(args); err != nil {
@@ -32,7 +34,7 @@ socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
 				}
 				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				defer cancel()
-				rep, err := agent.FetchStatus(ctx, runDir)
+				rep, err := agent.FetchStatus(ctx, f.RunDir)
 				if err != nil {
 					return err
 				}
