@@ -52,7 +52,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Components run beside the loops for the agent's lifetime (the proxy).
 	Components []func(context.Context) error
-	Log        zerolog.Logger
+	// Source tells the git revision a pass reads (GitSource.Status); nil
+	// without --git-url.
+	Source func() *SourceStatus
+	Log    zerolog.Logger
 }
 
 // Agent is the long-running loop of `cuelet run`.
@@ -69,6 +72,7 @@ type Agent struct {
 	stuckLogged   atomic.Bool
 	reloadPending atomic.Bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
+	lastRevision  string   // the git revision of the last pass, to log a new one once
 	retry         backoff
 }
 
@@ -191,7 +195,9 @@ func (a *Agent) sync(ctx context.Context) {
 	reloading := a.reloadPending.Swap(false)
 	start := time.Now()
 	a.passStart.Store(start.UnixNano())
+	source := a.source() // before the pass: the revision its reads start from
 	rep := a.syncer.Sync(ctx)
+	rep.Source = source
 	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node
@@ -200,6 +206,7 @@ func (a *Agent) sync(ctx context.Context) {
 	a.latest.Store(rep)
 	a.metrics.observe(rep)
 	a.logChanges(rep)
+	a.logRevision(rep)
 	a.notify.Status(rep.Summary())
 	if !a.metrics.ready.Load() || reloading {
 		// READY=1 comes after the first pass even when units are invalid
@@ -215,6 +222,13 @@ func (a *Agent) sync(ctx context.Context) {
 	} else {
 		a.retry.reset()
 	}
+}
+
+func (a *Agent) source() *SourceStatus {
+	if a.cfg.Source == nil {
+		return nil
+	}
+	return a.cfg.Source()
 }
 
 // logChanges logs pass-level errors when they change, not every pass: a

@@ -50,6 +50,18 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) 
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	gitHup := make(chan os.Signal, 1) // SIGHUP fetches too (SPEC §12)
+	signal.Notify(gitHup, syscall.SIGHUP)
+	defer signal.Stop(gitHup)
+	git, err := f.Git.agentSource(ctx, f.StateDir, registry, gitHup, log)
+	if err != nil {
+		return err
+	}
+	if git != nil {
+		f.Manifests = git.ManifestDir()
+		log = log.Hook(git.Hook())
+	}
+
 	pm := agent.NewLazyPodman(f.PodmanURL)
 	var a *agent.Agent
 	cfg := f.nodeConfig(pm, log)
@@ -72,7 +84,8 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) 
 		Resync:         f.Resync,
 		Reload:         hup,
 		Registry:       registry,
-		Components:     []func(context.Context) error{proxy.Run},
+		Components:     []func(context.Context) error{proxy.Run, git.Run},
+		Source:         git.Status,
 		Log:            log,
 	}, node, pm)
 	log.Info().Str("action", "start").Str("version", versionString()).Str("manifests", f.Manifests).
