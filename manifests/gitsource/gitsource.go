@@ -277,7 +277,8 @@ func (s *Source) publish(st storer.EncodedObjectStorer, commit *object.Commit, r
 		return fmt.Errorf("publish %s: %w", rev.Short(), err)
 	}
 	defer os.RemoveAll(tmp) // gone by the rename on success
-	if err := checkout(st, tree, tmp); err != nil {
+	prev := s.previousFiles(st)
+	if err := checkout(st, tree, tmp, prev); err != nil {
 		return fmt.Errorf("check out %s: %w", rev.Short(), err)
 	}
 	meta, err := json.Marshal(rev)
@@ -327,7 +328,11 @@ func (s *Source) removeOld(keep string) {
 // checkout writes tree's files below dir: folders, regular and executable
 // files, and symlinks as git itself would; submodules are left out (their
 // content is in another repository).
-func checkout(st storer.EncodedObjectStorer, tree *object.Tree, dir string) error {
+// A file that the live revision has with the same content and mode is
+// hard-linked from its folder rather than written again: a commit that
+// changes one unit of 1,000 then reads one blob, not 1,000. The published
+// folders are never written to, so sharing inodes between them is safe.
+func checkout(st storer.EncodedObjectStorer, tree *object.Tree, dir string, prev prevFiles) error {
 	w := object.NewTreeWalker(tree, true, nil)
 	defer w.Close()
 	for {
@@ -348,6 +353,9 @@ func checkout(st storer.EncodedObjectStorer, tree *object.Tree, dir string) erro
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			if prev.link(name, entry, dst) {
+				continue
+			}
 			perm := os.FileMode(0o644)
 			if entry.Mode == filemode.Executable {
 				perm = 0o755
@@ -365,6 +373,56 @@ func checkout(st storer.EncodedObjectStorer, tree *object.Tree, dir string) erro
 			}
 		}
 	}
+}
+
+// prevFiles are the files of the live revision's folder by their path:
+// what checkout may link instead of writing.
+type prevFiles struct {
+	dir   string
+	files map[string]object.TreeEntry
+}
+
+// previousFiles lists the live revision's files, or none when that
+// revision's objects are gone (a repository made anew).
+func (s *Source) previousFiles(st storer.EncodedObjectStorer) prevFiles {
+	live := s.Revision()
+	if live.Hash == "" || !s.published(live.Hash) {
+		return prevFiles{}
+	}
+	c, err := object.GetCommit(st, plumbing.NewHash(live.Hash))
+	if err != nil {
+		return prevFiles{}
+	}
+	tree, err := c.Tree()
+	if err == nil && s.cfg.Path != "" {
+		tree, err = tree.Tree(s.cfg.Path)
+	}
+	if err != nil {
+		return prevFiles{}
+	}
+	p := prevFiles{dir: filepath.Join(s.cfg.Dir, revPrefix+live.Hash), files: map[string]object.TreeEntry{}}
+	w := object.NewTreeWalker(tree, true, nil)
+	defer w.Close()
+	for {
+		name, entry, err := w.Next()
+		if err != nil {
+			break
+		}
+		if entry.Mode.IsFile() {
+			p.files[name] = entry
+		}
+	}
+	return p
+}
+
+// link hard-links name from the previous revision when it is the same
+// blob with the same mode there, and reports whether it did.
+func (p prevFiles) link(name string, entry object.TreeEntry, dst string) bool {
+	old, ok := p.files[name]
+	if !ok || old.Hash != entry.Hash || old.Mode != entry.Mode {
+		return false
+	}
+	return os.Link(filepath.Join(p.dir, filepath.FromSlash(name)), dst) == nil
 }
 
 func writeBlob(st storer.EncodedObjectStorer, h plumbing.Hash, dst string, perm os.FileMode) error {

@@ -36,16 +36,18 @@ func TestFirstSyncPublishesTheCommitBehindTheSymlink(t *testing.T) {
 
 func TestANewCommitIsPublishedAndTheOldFolderRemoved(t *testing.T) {
 	up := newUpstream(t)
-	first := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
+	first := up.commit(t, "one", map[string]string{"web.cue": "a\n", "same.cue": "s\n", "gone.cue": "g\n"})
 	s := newSource(t, Config{URL: "file://" + up.bare})
 	mustSync(t, s, first)
 
-	second := up.commit(t, "two", map[string]string{"web.cue": "b\n", "new.cue": "c\n"})
+	// same.cue is linked from the old folder, which then goes: its
+	// content must stay.
+	second := up.commit(t, "two", map[string]string{"web.cue": "b\n", "new.cue": "c\n", "same.cue": "s\n"})
 	rev, changed, err := s.Sync(context.Background())
 	if err != nil || !changed || rev.Hash != second || rev.Subject != "two" {
 		t.Fatalf("Sync = %+v changed=%v err=%v, want %s changed", rev, changed, err, second)
 	}
-	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n", "new.cue": "c\n"})
+	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n", "new.cue": "c\n", "same.cue": "s\n"})
 	if _, err := os.Stat(filepath.Join(s.cfg.Dir, "rev-"+first)); !os.IsNotExist(err) {
 		t.Fatalf("the old revision's folder is still there (%v)", err)
 	}

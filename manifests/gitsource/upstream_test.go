@@ -15,7 +15,7 @@ type upstream struct {
 	bare, work, home string
 }
 
-func newUpstream(t *testing.T) *upstream {
+func newUpstream(t testing.TB) *upstream {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git not installed")
@@ -33,7 +33,7 @@ func newUpstream(t *testing.T) *upstream {
 
 // commit makes the work tree hold exactly files (every other file is
 // deleted), commits with msg and pushes to main. It returns the hash.
-func (u *upstream) commit(t *testing.T, msg string, files map[string]string) string {
+func (u *upstream) commit(t testing.TB, msg string, files map[string]string) string {
 	t.Helper()
 	u.git(t, "rm", "-rqf", "--ignore-unmatch", ".")
 	for name, content := range files {
@@ -46,17 +46,17 @@ func (u *upstream) commit(t *testing.T, msg string, files map[string]string) str
 }
 
 // forcePush moves main on the remote to hash, backwards or sideways.
-func (u *upstream) forcePush(t *testing.T, hash string) {
+func (u *upstream) forcePush(t testing.TB, hash string) {
 	t.Helper()
 	u.git(t, "push", "-q", "-f", "origin", hash+":refs/heads/main")
 }
 
-func (u *upstream) git(t *testing.T, args ...string) string {
+func (u *upstream) git(t testing.TB, args ...string) string {
 	t.Helper()
 	return u.run(t, u.work, args...)
 }
 
-func (u *upstream) run(t *testing.T, dir string, args ...string) string {
+func (u *upstream) run(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
 	cmd.Dir = dir
@@ -68,7 +68,7 @@ func (u *upstream) run(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-func newSource(t *testing.T, cfg Config) *Source {
+func newSource(t testing.TB, cfg Config) *Source {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -80,7 +80,7 @@ func newSource(t *testing.T, cfg Config) *Source {
 	return s
 }
 
-func mustSync(t *testing.T, s *Source, want string) {
+func mustSync(t testing.TB, s *Source, want string) {
 	t.Helper()
 	rev, _, err := s.Sync(context.Background())
 	if err != nil {
@@ -91,7 +91,7 @@ func mustSync(t *testing.T, s *Source, want string) {
 	}
 }
 
-func write(t *testing.T, p, content string) {
+func write(t testing.TB, p, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func write(t *testing.T, p, content string) {
 
 // wantFiles checks that dir holds exactly files (hidden names aside: the
 // loader skips them).
-func wantFiles(t *testing.T, dir string, files map[string]string) {
+func wantFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	got := map[string]string{}
 	err := filepath.WalkDir(dir+"/", func(p string, d os.DirEntry, err error) error {
