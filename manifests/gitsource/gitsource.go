@@ -38,6 +38,11 @@ const (
 	revisionFile = ".cuelet-revision.json" // hidden: the loader skips it
 	fetchedRef   = "refs/cuelet/fetched"
 	defaultRef   = "main"
+	// maxPacks bounds the repository's growth: every fetch adds a pack
+	// and a shallow repository is never garbage-collected by go-git, so
+	// past this many the next fetch starts from an empty repository
+	// (depth 1: one commit's objects, no more than the first fetch).
+	maxPacks = 64
 )
 
 // Config says which repository, ref and folder to follow.
@@ -199,12 +204,14 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 }
 
 // openRepo opens the bare repository under Dir, or makes it. One that
-// cannot be opened (a half-written first run) is made anew: it holds
-// nothing the remote does not.
+// cannot be opened (a half-written first run) or has grown past maxPacks
+// is made anew: it holds nothing the remote does not, and the published
+// folders do not depend on it.
 func (s *Source) openRepo() (*git.Repository, error) {
 	dir := filepath.Join(s.cfg.Dir, repoDir)
+	packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
 	repo, err := git.PlainOpen(dir)
-	if err == nil {
+	if err == nil && len(packs) <= maxPacks {
 		return repo, nil
 	}
 	if err := os.RemoveAll(dir); err != nil {

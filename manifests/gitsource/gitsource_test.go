@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -260,4 +261,22 @@ func gitHTTPServer(t *testing.T, root, token string) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+func TestTheRepositoryIsMadeAnewWhenItsPacksPileUp(t *testing.T) {
+	up := newUpstream(t)
+	s := newSource(t, Config{URL: up.bare})
+	mustSync(t, s, up.commit(t, "one", map[string]string{"web.cue": "a\n"}))
+	packs := filepath.Join(s.cfg.Dir, repoDir, "objects", "pack")
+	for i := range maxPacks + 1 {
+		write(t, filepath.Join(packs, fmt.Sprintf("pack-stale%d.pack", i)), "")
+	}
+
+	head := up.commit(t, "two", map[string]string{"web.cue": "b\n"})
+	mustSync(t, s, head)
+	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n"})
+	left, _ := filepath.Glob(filepath.Join(packs, "*.pack"))
+	if len(left) > 2 {
+		t.Fatalf("%d packs after the fetch, want the repository made anew", len(left))
+	}
 }
