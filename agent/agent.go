@@ -52,7 +52,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Components run beside the loops for the agent's lifetime (the proxy).
 	Components []func(context.Context) error
-	Log        zerolog.Logger
+	// Source tells the git revision a pass reads (GitSource.Status); nil
+	// without --git-url.
+	Source func() *SourceStatus
+	Log    zerolog.Logger
 }
 
 // Agent is the long-running loop of `cuelet run`.
@@ -69,6 +72,7 @@ type Agent struct {
 	reloadPending atomic.Bool
 	lastProblems  []string // pass-level errors last logged, to log once per change
 	units         unitLog  // invalid units' problems, logged once per change
+	lastRevision  string   // the git revision of the last pass, to log a new one once
 	retry         backoff
 	// afterFunc is time.AfterFunc; the tests replace it, so that they see
 	// the retry delays without waiting them out.
@@ -196,7 +200,9 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	reloading := a.reloadPending.Swap(false)
 	start := time.Now()
 	a.passStart.Store(start.UnixNano())
+	source := a.source() // before the pass: the revision its reads start from
 	rep := syncer.Sync(ctx)
+	rep.Source = source
 	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node
@@ -206,6 +212,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	a.metrics.observe(rep)
 	a.logChanges(rep)
 	a.units.update(rep.Units, a.cfg.Log)
+	a.logRevision(rep)
 	a.notify.Status(rep.Summary())
 	if !a.metrics.ready.Load() || reloading {
 		// READY=1 comes after the first pass even when units are invalid
@@ -221,6 +228,13 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	} else {
 		a.retry.reset()
 	}
+}
+
+func (a *Agent) source() *SourceStatus {
+	if a.cfg.Source == nil {
+		return nil
+	}
+	return a.cfg.Source()
 }
 
 // logChanges logs pass-level errors when they change, not every pass: a

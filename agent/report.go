@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cuelet/cuelet/manifests/gitsource"
 )
 
 // Report is what one sync pass saw and did. The agent keeps the latest one
@@ -28,6 +30,15 @@ type Report struct {
 	// Partial marks the report of the agent's first pass while it still
 	// runs: units, pods and services as found before it changed anything.
 	Partial bool `json:"partial,omitempty"`
+	// Source is the git revision the pass read, with --git-url only.
+	Source *SourceStatus `json:"source,omitempty"`
+}
+
+// SourceStatus is the git revision a pass read (SPEC §12).
+type SourceStatus struct {
+	Revision gitsource.Revision `json:"revision"`
+	// FetchError is the last fetch's error: Revision is the one kept.
+	FetchError string `json:"fetchError,omitempty"`
 }
 
 // PodStatus is one managed pod replica.
@@ -80,6 +91,12 @@ func (r *Report) Summary() string {
 		}
 	}
 	s := fmt.Sprintf("%s, %s, %s", plural(len(r.Pods), "pod"), plural(len(r.Services), "service"), plural(invalid, "invalid unit"))
+	if r.Source != nil {
+		s += "; revision " + r.Source.Revision.String()
+		if r.Source.FetchError != "" {
+			s += " (fetch failing)"
+		}
+	}
 	if r.PodmanDown {
 		s += "; podman unreachable"
 	} else if len(r.Errors) > 0 {

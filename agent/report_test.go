@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cuelet/cuelet/manifests/gitsource"
 )
 
 func TestReport_Summary(t *testing.T) {
@@ -38,6 +40,19 @@ func TestReport_Summary(t *testing.T) {
 			name:   "other_errors_are_counted",
 			report: Report{Errors: ErrorList{errors.New("a"), errors.New("b")}},
 			want:   "0 pods, 0 services, 0 invalid units; 2 errors",
+		},
+		{
+			name:   "the_git_revision_is_said",
+			report: Report{Source: &SourceStatus{Revision: gitsource.Revision{Hash: "0123456789abcdef", Subject: "web: two replicas"}}},
+			want:   "0 pods, 0 services, 0 invalid units; revision 0123456 web: two replicas",
+		},
+		{
+			name: "a_failing_fetch_is_said_with_the_revision_kept",
+			report: Report{Source: &SourceStatus{
+				Revision:   gitsource.Revision{Hash: "0123456789abcdef", Subject: "one"},
+				FetchError: "git x main: list remote refs: repository not found",
+			}},
+			want: "0 pods, 0 services, 0 invalid units; revision 0123456 one (fetch failing)",
 		},
 	}
 	for _, tt := range tests {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/manifests/gitsource"
 	"github.com/cuelet/cuelet/netproxy"
 	"github.com/cuelet/cuelet/reconcile/podman"
 )
@@ -41,8 +42,19 @@ type Options struct {
 	Reload <-chan os.Signal
 	// Version is logged when the agent starts.
 	Version string
+	// Git makes a git repository the manifest directory (SPEC §12):
+	// ManifestDir is then the folder it publishes. nil: ManifestDir as is.
+	Git *GitOptions
 
 	Log zerolog.Logger
+}
+
+// GitOptions are the git source's settings of Run.
+type GitOptions struct {
+	Source gitsource.Config
+	// Period between fetches; SIGHUP on Reload fetches at once.
+	Period time.Duration
+	Reload <-chan os.Signal
 }
 
 // nodeConfig is the part of a node's configuration plan, apply and run
@@ -110,6 +122,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	git, err := startGit(ctx, &o, registry)
+	if err != nil {
+		return err
+	}
 	pm := podman.New(o.PodmanURL)
 	a := New(Config{
 		ManifestDir:    o.ManifestDir,
@@ -119,7 +135,8 @@ func Run(ctx context.Context, o Options) error {
 		Resync:         o.Resync,
 		Reload:         o.Reload,
 		Registry:       registry,
-		Components:     []func(context.Context) error{proxy.Run},
+		Components:     []func(context.Context) error{proxy.Run, git.Run},
+		Source:         git.Status,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)
@@ -138,6 +155,29 @@ func Run(ctx context.Context, o Options) error {
 	err = a.Run(ctx, node)
 	o.Log.Info().Str("action", "stop").Msg("cuelet agent stopped; pods keep running")
 	return err
+}
+
+// startGit makes the git source of o.Git (nil without one: a nil
+// GitSource runs nothing and reports nothing) and fetches once, so that
+// the first pass reads the remote's revision; a failing first fetch is
+// logged and the agent goes on with the revision an earlier run
+// published, if any. It points o at the published folder and tags every
+// log event with the revision.
+func startGit(ctx context.Context, o *Options, reg prometheus.Registerer) (*GitSource, error) {
+	if o.Git == nil {
+		return nil, nil
+	}
+	src, err := gitsource.New(o.Git.Source)
+	if err != nil {
+		return nil, err
+	}
+	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Reload: o.Git.Reload, Registerer: reg, Log: o.Log})
+	fctx, cancel := context.WithTimeout(ctx, max(o.Git.Period, time.Minute))
+	defer cancel()
+	gs.Sync(fctx)
+	o.ManifestDir = gs.ManifestDir()
+	o.Log = o.Log.Hook(gs.Hook())
+	return gs, nil
 }
 
 // claimNode is what apply and run do before they touch the node: take the

@@ -153,3 +153,50 @@ func TestMakeInstall_puts_everything_in_place(t *testing.T) {
 		t.Fatalf("installed cuelet version: %v %s", err, out)
 	}
 }
+
+func TestGitDropIn_passes_systemd_analyze_verify_with_the_unit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("systemd-analyze is missing; CI must install systemd")
+		}
+		t.Skip("systemd-analyze not installed")
+	}
+	bindir := t.TempDir()
+	if err := os.Symlink("/bin/true", filepath.Join(bindir, "cuelet")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for src, dst := range map[string]string{
+		"cuelet.service":                    "cuelet.service",
+		"cuelet.service.d-git.conf.example": "cuelet.service.d/git.conf",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte("@BINDIR@"), []byte(bindir))
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin"), []byte(bindir))
+		p := filepath.Join(dir, dst)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := directives(t, filepath.Join(dir, "cuelet.service.d", "git.conf"))
+	if exec := d["Service.ExecStart"]; len(exec) != 2 || exec[0] != "" || !strings.Contains(exec[1], " run --git-url ") || strings.Contains(exec[1], "--manifests") {
+		t.Fatalf("the drop-in's ExecStart= lines %q: want the unit's cleared, then run --git-url without --manifests", exec)
+	}
+	out, err := exec.Command(analyze, "verify", filepath.Join(dir, "cuelet.service")).CombinedOutput()
+	var ours []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "cuelet") {
+			ours = append(ours, l)
+		}
+	}
+	if err != nil || len(ours) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}

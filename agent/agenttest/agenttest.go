@@ -240,6 +240,8 @@ type Options struct {
 	Env []string
 	// Notify gives the agent a NOTIFY_SOCKET the test reads.
 	Notify bool
+	// GitURL runs the agent with --git-url instead of --manifests.
+	GitURL string
 }
 
 // Agent is one `cuelet run` process.
@@ -266,9 +268,12 @@ func (n *Node) Start(o Options) *Agent {
 	num := n.agents
 	a := &Agent{n: n, LogPath: filepath.Join(n.Dir, fmt.Sprintf("agent-%d.log", num)), exited: make(chan struct{})}
 	a.MetricsAddress = freePort(tb)
+	source := []string{"--manifests", n.Manifests}
+	if o.GitURL != "" {
+		source = []string{"--git-url", o.GitURL}
+	}
 	args := []string{
 		"run",
-		"--manifests", n.Manifests,
 		"--podman-url", n.Podman.URL,
 		"--state-dir", n.StateDir,
 		"--run-dir", n.RunDir,
@@ -280,7 +285,7 @@ func (n *Node) Start(o Options) *Agent {
 		"--log-format", "json",
 		"--log-level", "debug",
 	}
-	args = append(args, o.Args...)
+	args = append(append(args, source...), o.Args...)
 	env := []string{}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")

@@ -61,12 +61,14 @@ type AgentFlags struct {
 	// tests and a second agent on one host need other names.
 	PortalLink string
 	NftTable   string
+	Git        GitFlags // --git-*: the manifests come from a repository (SPEC §12)
 }
 
 // Register adds every agent flag with its default; the defaults that
 // depend on the environment ($CONTAINER_HOST, a terminal) come from env.
 func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	registerManifests(fs, &a.Manifests)
+	a.Git.Register(fs)
 	a.NodeRules.Register(fs)
 	podman := defaultPodmanURL
 	if h := env.Getenv("CONTAINER_HOST"); h != "" {

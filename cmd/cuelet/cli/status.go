@@ -55,6 +55,7 @@ func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
 	if rep.Partial {
 		fmt.Fprintln(w, "first sync pass under way; as found before it changed anything:")
 	}
+	printSource(w, rep.Source)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tSTATE\tREADY\tRESTARTS\tAGE\tUNIT")
 	for _, p := range rep.Pods {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/manifests/gitsource"
 )
 
 func TestPrintStatus_tables(t *testing.T) {
@@ -40,6 +41,27 @@ UNIT     STATE                     PROBLEM
 web.cue  valid                     
 bad.cue  invalid (last good kept)  bad.cue:2:12: pods.x.replicas: 200 is above the maximum 100 (+1 more)
 error: cannot reach podman
+`
+	if got := b.String(); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestPrintStatus_the_git_revision_leads_and_a_failing_fetch_is_said(t *testing.T) {
+	rep := &agent.Report{Source: &agent.SourceStatus{
+		Revision:   gitsource.Revision{Hash: "0123456789abcdef0123456789abcdef01234567", Subject: "web: two replicas"},
+		FetchError: "git https://git.example.com/ops main: list remote refs: authentication required",
+	}}
+	var b bytes.Buffer
+	printStatus(&b, rep, time.Now())
+	want := `REVISION  0123456789abcdef0123456789abcdef01234567 web: two replicas
+FETCH     failing, the revision above stays live: git https://git.example.com/ops main: list remote refs: authentication required
+
+POD  STATE  READY  RESTARTS  AGE  UNIT
+
+SERVICE  PORTAL  PORTS  EXTERNAL  ENDPOINTS
+
+UNIT  STATE  PROBLEM
 `
 	if got := b.String(); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)

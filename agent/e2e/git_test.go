@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
+)
+
+// TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood runs SPEC §12 on
+// one node, in the order a repository lives through it: first sync, a new
+// commit within the period plus 2 s, an invalid commit, a commit that
+// deletes every file, the remote gone, a restart that adopts, and SIGHUP.
+func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	n := agenttest.NewNode(t)
+	up := newUpstream(t, n.Dir)
+	const period = 3 * time.Second
+	first := up.commit(t, "keep and web", map[string]string{
+		"keep.cue": podUnit("keep", 1, "1"),
+		"web.cue":  podUnit("web", 1, "1"),
+	})
+	a := n.Start(agenttest.Options{GitURL: "file://" + up.bare, Notify: true, Args: []string{"--git-period", period.String()}})
+	rep := a.WaitSynced(startWithin, time.Time{}, wantRevision(first, ""))
+	waitRunning(t, n, startWithin, "keep", "web")
+	if rep.Source.Revision.Subject != "keep and web" {
+		t.Errorf("status revision %+v, want the subject \"keep and web\"", rep.Source.Revision)
+	}
+	stdout, _, _ := n.CLI("status", "--run-dir", n.RunDir)
+	if !strings.Contains(stdout, "REVISION  "+first+" keep and web") {
+		t.Errorf("cuelet status does not lead with the revision:\n%s", stdout)
+	}
+	if _, body, err := a.HTTPGet("/metrics"); err != nil || !strings.Contains(body, `cuelet_source_info{revision="`+first+`"`) {
+		t.Errorf("no cuelet_source_info for %s in /metrics (%v)", first, err)
+	}
+	if m, _, err := a.Notify.Wait(0, changeWithin, func(m agenttest.Notification) bool {
+		return strings.Contains(m.Fields["STATUS"], "revision "+first[:7]+" keep and web")
+	}); err != nil {
+		t.Errorf("no STATUS= names the revision: %v", err)
+	} else {
+		t.Logf("STATUS=%s", m.Fields["STATUS"])
+	}
+	keep := n.State("keep")
+
+	// A new commit: podman calls within the period plus 2 s of the push.
+	at := time.Now()
+	second := up.commit(t, "web v2", map[string]string{
+		"keep.cue": podUnit("keep", 1, "1"),
+		"web.cue":  podUnit("web", 1, "2"),
+	})
+	call := waitEvent(t, n, at, changeWithin, about("web"))
+	if d := call.Time.Sub(at); d > period+2*time.Second {
+		t.Errorf("new commit: first podman call %v after the push; want within the period %v plus 2s", d, period)
+	} else {
+		t.Logf("new commit: first podman call %v after the push (period %v)", d.Round(time.Millisecond), period)
+	}
+	a.WaitSynced(changeWithin, at, wantRevision(second, ""))
+	waitRunning(t, n, changeWithin, "web")
+	web := n.State("web")
+	if !strings.Contains(a.Log(), `"revision":"`+second[:7]+`"`) {
+		t.Errorf("the log does not carry the revision %s", second[:7])
+	}
+
+	// An invalid commit: that unit keeps its last good state.
+	at = time.Now()
+	invalid := up.commit(t, "web broken", map[string]string{
+		"keep.cue": podUnit("keep", 1, "1"),
+		"web.cue":  strings.Replace(podUnit("web", 1, "3"), "replicas: 1", "replicas: -1", 1),
+	})
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if err := wantRevision(invalid, "")(rep); err != nil {
+			return err
+		}
+		if u, ok := unit(rep, "web.cue"); !ok || u.Valid || !u.LastGood {
+			return fmt.Errorf("web.cue: %+v; want invalid with its last good kept", u)
+		}
+		return nil
+	})
+
+	// A commit that deletes every file deletes nothing.
+	at = time.Now()
+	empty := up.commit(t, "delete everything", nil)
+	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
+		if err := wantRevision(empty, "")(rep); err != nil {
+			return err
+		}
+		if len(rep.Errors) == 0 {
+			return fmt.Errorf("no empty-directory error yet")
+		}
+		return nil
+	})
+
+	// The remote gone: the last revision stays, the error shows.
+	good := up.commit(t, "web v2 again", map[string]string{
+		"keep.cue": podUnit("keep", 1, "1"),
+		"web.cue":  podUnit("web", 1, "2"),
+	})
+	a.WaitSynced(changeWithin, time.Now(), wantRevision(good, ""))
+	if err := os.Rename(up.bare, up.bare+"-away"); err != nil {
+		t.Fatal(err)
+	}
+	at = time.Now()
+	a.WaitSynced(changeWithin, at, wantRevision(good, "list remote refs"))
+	if _, body, err := a.HTTPGet("/metrics"); err != nil || strings.Contains(body, "cuelet_git_fetch_errors_total 0") {
+		t.Errorf("cuelet_git_fetch_errors_total did not count the failing fetch (%v)", err)
+	}
+	if n := strings.Count(a.Log(), "git fetch failed"); n != 1 {
+		t.Errorf("the failing fetch was logged %d times, want once per change", n)
+	}
+
+	// A restart with the state dir kept, the remote still gone: the
+	// revision is still live and no container restarts.
+	a.Signal(syscall.SIGTERM)
+	if _, err := a.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Now()
+	b := n.Start(agenttest.Options{GitURL: "file://" + up.bare, Args: []string{"--git-period", "1h"}})
+	b.WaitSynced(startWithin, restart, wantRevision(good, "list remote refs"))
+	for name, before := range map[string]agenttest.PodState{"keep": keep, "web": web} {
+		if d := before.Diff(n.State(name)); len(d) > 0 {
+			t.Errorf("%s changed over the git history and the restart: %v", name, d)
+		}
+	}
+	if evs := n.Events.Since(restart, func(e agenttest.Event) bool { return about("keep")(e) || about("web")(e) }); len(evs) > 0 {
+		t.Errorf("podman events after the restart: %v", evs)
+	}
+
+	// The remote back and a new commit: SIGHUP fetches at once, long
+	// before the hour's period.
+	if err := os.Rename(up.bare+"-away", up.bare); err != nil {
+		t.Fatal(err)
+	}
+	third := up.commit(t, "web v3", map[string]string{
+		"keep.cue": podUnit("keep", 1, "1"),
+		"web.cue":  podUnit("web", 1, "3"),
+	})
+	at = time.Now()
+	b.Signal(syscall.SIGHUP)
+	call = waitEvent(t, n, at, changeWithin, about("web"))
+	spec2s(t, "SIGHUP fetch", at, call, call)
+	b.WaitSynced(changeWithin, at, wantRevision(third, ""))
+	if d := keep.Diff(n.State("keep")); len(d) > 0 {
+		t.Errorf("keep changed: %v", d)
+	}
+}
+
+// wantRevision accepts a report that read hash, with a fetch error that
+// contains fetchErr ("" for none).
+func wantRevision(hash, fetchErr string) func(*agent.Report) error {
+	return func(rep *agent.Report) error {
+		if rep.Source == nil {
+			return testenv.Permanent(fmt.Errorf("report without a source"))
+		}
+		if rep.Source.Revision.Hash != hash {
+			return fmt.Errorf("revision %s, want %s", rep.Source.Revision, hash)
+		}
+		if got := rep.Source.FetchError; (fetchErr == "") != (got == "") || !strings.Contains(got, fetchErr) {
+			return fmt.Errorf("fetch error %q, want %q", got, fetchErr)
+		}
+		return nil
+	}
+}
+
+// upstream is a bare repository and a clone to commit from.
+type upstream struct{ bare, work, home string }
+
+func newUpstream(t *testing.T, dir string) *upstream {
+	t.Helper()
+	u := &upstream{bare: filepath.Join(dir, "remote.git"), work: filepath.Join(dir, "work"), home: filepath.Join(dir, "home")}
+	if err := os.MkdirAll(u.home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u.run(t, dir, "init", "-q", "--bare", "-b", "main", u.bare)
+	u.run(t, dir, "init", "-q", "-b", "main", u.work)
+	return u
+}
+
+// commit makes the repository hold exactly files, commits and pushes.
+func (u *upstream) commit(t *testing.T, msg string, files map[string]string) string {
+	t.Helper()
+	u.run(t, u.work, "rm", "-rqf", "--ignore-unmatch", ".")
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(u.work, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.run(t, u.work, "add", "-A")
+	u.run(t, u.work, "commit", "-q", "--allow-empty", "-m", msg)
+	u.run(t, u.work, "push", "-q", u.bare, "HEAD:main")
+	return strings.TrimSpace(u.run(t, u.work, "rev-parse", "HEAD"))
+}
+
+func (u *upstream) run(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+u.home, "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

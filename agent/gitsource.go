@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests/gitsource"
+)
+
+// GitConfig is what the git source component needs (SPEC §12).
+type GitConfig struct {
+	Source *gitsource.Source
+	// Period between fetches; SIGHUP on Reload fetches at once.
+	Period time.Duration
+	Reload <-chan os.Signal
+	// Registerer gets cuelet_git_fetch_errors_total and
+	// cuelet_source_info; nil registers nothing.
+	Registerer prometheus.Registerer
+	Log        zerolog.Logger
+}
+
+// GitSource runs the fetch loop of `cuelet run --git-url`. It only
+// publishes revisions: the agent's watcher sees the symlink swap and
+// starts a pass, as it would for git-sync, so the two stay decoupled.
+type GitSource struct {
+	cfg         GitConfig
+	fetchErrors prometheus.Counter
+	info        *prometheus.GaugeVec
+
+	mu      sync.Mutex
+	lastErr string // the last fetch's error, "" when it worked
+}
+
+// NewGitSource returns the component; call Sync once before the agent's
+// first pass so that it reads the remote's revision, not nothing.
+func NewGitSource(cfg GitConfig) *GitSource {
+	g := &GitSource{
+		cfg: cfg,
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cuelet_git_fetch_errors_total", Help: "Git fetches that failed; the last revision stays live.",
+		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cuelet_source_info", Help: "1 for the git revision the manifests are read from.",
+		}, []string{"revision", "subject"}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(g.fetchErrors, g.info)
+	}
+	g.setInfo(cfg.Source.Revision())
+	return g
+}
+
+// ManifestDir is the folder the agent reads.
+func (g *GitSource) ManifestDir() string { return g.cfg.Source.ManifestDir() }
+
+// Status is the live revision and the last fetch's error, for the
+// report of a pass; nil on a nil GitSource (no --git-url).
+func (g *GitSource) Status() *SourceStatus {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return &SourceStatus{Revision: g.cfg.Source.Revision(), FetchError: g.lastErr}
+}
+
+// Run fetches every period and on SIGHUP until ctx is done; a nil
+// GitSource (no --git-url) returns at once.
+func (g *GitSource) Run(ctx context.Context) error {
+	if g == nil {
+		return nil
+	}
+	t := time.NewTicker(g.cfg.Period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-g.cfg.Reload:
+			g.cfg.Log.Info().Str("action", "git").Msg("SIGHUP: fetching at once")
+		}
+		g.Sync(ctx)
+		t.Reset(g.cfg.Period) // a SIGHUP fetch restarts the period
+	}
+}
+
+// Sync fetches once. A failure keeps the live revision and is logged when
+// it differs from the last fetch's outcome: a remote that is down for an
+// hour gives two lines, not one per period.
+func (g *GitSource) Sync(ctx context.Context) {
+	rev, changed, err := g.cfg.Source.Sync(ctx)
+	if ctx.Err() != nil {
+		return // stopping: a fetch cut short says nothing about the remote
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case err != nil:
+		g.fetchErrors.Inc()
+		if err.Error() != g.lastErr {
+			g.cfg.Log.Error().Str("action", "git").Err(err).Str("kept", rev.String()).Msg("git fetch failed; the last revision stays live")
+		}
+		g.lastErr = err.Error()
+		return
+	case g.lastErr != "":
+		g.cfg.Log.Info().Str("action", "git").Msg("git fetch works again")
+	}
+	g.lastErr = ""
+	if changed {
+		g.setInfo(rev)
+		g.cfg.Log.Info().Str("action", "git").Str("hash", rev.Hash).Str("subject", rev.Subject).Msg("new revision published")
+	}
+}
+
+func (g *GitSource) setInfo(rev gitsource.Revision) {
+	g.info.Reset()
+	if rev.Hash != "" {
+		g.info.WithLabelValues(rev.Hash, rev.Subject).Set(1)
+	}
+}
+
+// Hook makes every log event carry carries the live revision, so
+// that each pass's log says which commit it read.
+func (g *GitSource) Hook() zerolog.Hook {
+	return zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		if h := g.cfg.Source.Revision().Short(); h != "" {
+			e.Str("revision", h)
+		}
+	})
+}
+
+// logRevision logs each pass at debug level with the revision it read,
+// and at info level the first pass of a new revision.
+func (a *Agent) logRevision(rep *Report) {
+	if rep.Source == nil {
+		return
+	}
+	rev := rep.Source.Revision
+	a.cfg.Log.Debug().Str("action", "sync").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
+	if rev.Hash != a.lastRevision {
+		a.lastRevision = rev.Hash
+		a.cfg.Log.Info().Str("action", "sync").Str("hash", rev.Hash).Str("subject", rev.Subject).Str("status", rep.Summary()).Msg("revision applied")
+	}
+}

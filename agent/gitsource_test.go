@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests/gitsource"
+)
+
+func TestGitSource_a_failing_fetch_is_logged_once_counted_every_time_and_keeps_the_revision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	gitCLI(t, dir, "init", "-q", "-b", "main", repo)
+	if err := os.WriteFile(filepath.Join(repo, "web.cue"), []byte("pods: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCLI(t, repo, "add", "-A")
+	gitCLI(t, repo, "commit", "-q", "-m", "first")
+	head := strings.TrimSpace(gitCLI(t, repo, "rev-parse", "HEAD"))
+
+	src, err := gitsource.New(gitsource.Config{URL: repo, Dir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	g := NewGitSource(GitConfig{Source: src, Period: 1, Registerer: reg, Log: zerolog.New(&logs)})
+	ctx := context.Background()
+
+	g.Sync(ctx)
+	if st := g.Status(); st.Revision.Hash != head || st.FetchError != "" {
+		t.Fatalf("after the first fetch Status = %+v, want %s and no error", st, head)
+	}
+	if got := testutil.ToFloat64(g.info.WithLabelValues(head, "first")); got != 1 {
+		t.Fatalf("cuelet_source_info{revision=%s} = %v, want 1", head, got)
+	}
+
+	if err := os.Rename(repo, repo+"-away"); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	for range 3 {
+		g.Sync(ctx)
+	}
+	if n := strings.Count(logs.String(), "git fetch failed"); n != 1 {
+		t.Fatalf("three failing fetches logged %d times, want once:\n%s", n, logs.String())
+	}
+	if got := testutil.ToFloat64(g.fetchErrors); got != 3 {
+		t.Fatalf("cuelet_git_fetch_errors_total = %v, want 3", got)
+	}
+	if st := g.Status(); st.Revision.Hash != head || st.FetchError == "" {
+		t.Fatalf("while failing Status = %+v, want %s kept and the error", st, head)
+	}
+
+	if err := os.Rename(repo+"-away", repo); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	g.Sync(ctx)
+	g.Sync(ctx)
+	if n := strings.Count(logs.String(), "git fetch works again"); n != 1 {
+		t.Fatalf("the recovery logged %d times, want once:\n%s", n, logs.String())
+	}
+	if st := g.Status(); st.FetchError != "" {
+		t.Fatalf("after recovery Status = %+v, want no error", st)
+	}
+}
+
+func TestGitSource_nil_is_no_source(t *testing.T) {
+	var g *GitSource
+	if g.Status() != nil {
+		t.Fatal("a nil GitSource reported a status")
+	}
+	if err := g.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gitCLI(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}

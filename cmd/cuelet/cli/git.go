@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/manifests/gitsource"
+)
+
+const defaultGitPeriod = 30 * time.Second
+
+// GitFlags make a git repository the manifest directory (SPEC §12):
+// `run` follows it, validate, plan and apply read it once.
+type GitFlags struct {
+	URL, Ref, Path  string
+	Period          time.Duration
+	CredentialsFile string
+	SSHKey          string
+	KnownHosts      string
+	fs              *flag.FlagSet // to tell whether --manifests was given
+}
+
+// Register adds the --git-* flags.
+func (g *GitFlags) Register(fs *flag.FlagSet) {
+	g.fs = fs
+	fs.StringVar(&g.URL, "git-url", "", "read the manifests from this git `repository` (path, file://, https:// or ssh://) instead of --manifests")
+	fs.StringVar(&g.Ref, "git-ref", "main", "branch or tag to follow, with --git-url")
+	fs.StringVar(&g.Path, "git-path", "", "`folder` of the repository that holds the manifests (default: its root)")
+	fs.DurationVar(&g.Period, "git-period", defaultGitPeriod, "`interval` between fetches (run)")
+	fs.StringVar(&g.CredentialsFile, "git-credentials-file", "", "`file` holding the https token (TOKEN, USER:TOKEN or https://USER:TOKEN@HOST)")
+	fs.StringVar(&g.SSHKey, "git-ssh-key", "", "private key `file` for ssh URLs")
+	fs.StringVar(&g.KnownHosts, "git-known-hosts", "", "known_hosts `file` for ssh URLs (default: ssh's own)")
+}
+
+// enabled reports whether --git-url was given, and refuses it together
+// with --manifests: one of them names the manifests, not both.
+func (g *GitFlags) enabled() (bool, error) {
+	if g.URL == "" {
+		return false, nil
+	}
+	manifestsSet := false
+	if g.fs != nil {
+		g.fs.Visit(func(f *flag.Flag) { manifestsSet = manifestsSet || f.Name == "manifests" })
+	}
+	if manifestsSet {
+		return false, errors.New("--git-url and --manifests exclude each other")
+	}
+	if g.Period <= 0 {
+		return false, fmt.Errorf("--git-period %s: want a positive interval", g.Period)
+	}
+	return true, nil
+}
+
+func (g *GitFlags) config(dir string) gitsource.Config {
+	return gitsource.Config{
+		URL: g.URL, Ref: g.Ref, Path: g.Path, Dir: dir,
+		CredentialsFile: g.CredentialsFile, SSHKey: g.SSHKey, KnownHosts: g.KnownHosts,
+	}
+}
+
+// fetchOnce reads the repository into a temporary folder for a one-shot
+// command (validate, plan, apply), so that CI can check a branch. dir is
+// "" without --git-url; cleanup removes the folder.
+func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Revision, cleanup func(), err error) {
+	cleanup = func() {}
+	on, err := g.enabled()
+	if err != nil || !on {
+		return "", rev, cleanup, err
+	}
+	tmp, err := os.MkdirTemp("", "cuelet-git-")
+	if err != nil {
+		return "", rev, cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	src, err := gitsource.New(g.config(tmp))
+	if err == nil {
+		rev, _, err = src.Sync(ctx)
+	}
+	if err != nil {
+		cleanup()
+		return "", rev, func() {}, err
+	}
+	return src.ManifestDir(), rev, cleanup, nil
+}
+
+// repoPaths rewrites the problems' files from the temporary folder to
+// paths in the repository, which is what a CI log should point at.
+func (g *GitFlags) repoPaths(dir string, problems []manifests.Problem) {
+	if dir == "" {
+		return
+	}
+	for i, p := range problems {
+		if rel, ok := strings.CutPrefix(p.File, dir+string(filepath.Separator)); ok {
+			problems[i].File = path.Join(g.Path, filepath.ToSlash(rel))
+		}
+	}
+}
+
+// agentConfig is the git source of `cuelet run`, publishing under
+// <state-dir>/git; nil without --git-url.
+func (g *GitFlags) agentConfig(stateDir string) (*agent.GitOptions, error) {
+	on, err := g.enabled()
+	if err != nil || !on {
+		return nil, err
+	}
+	return &agent.GitOptions{Source: g.config(filepath.Join(stateDir, "git")), Period: g.Period}, nil
+}
+
+// fetchGit points f.Manifests at a one-shot fetch of --git-url, if given.
+func (a *AgentFlags) fetchGit(ctx context.Context) (cleanup func(), err error) {
+	dir, _, cleanup, err := a.Git.fetchOnce(ctx)
+	if dir != "" {
+		a.Manifests = dir
+	}
+	return cleanup, err
+}
+
+// printSource writes the git revision line of `cuelet status`.
+func printSource(w io.Writer, s *agent.SourceStatus) {
+	if s == nil {
+		return
+	}
+	if s.Revision.Hash == "" {
+		fmt.Fprintln(w, "REVISION  none yet")
+	} else {
+		fmt.Fprintf(w, "REVISION  %s %s\n", s.Revision.Hash, s.Revision.Subject)
+	}
+	if s.FetchError != "" {
+		fmt.Fprintf(w, "FETCH     failing, the revision above stays live: %s\n", s.FetchError)
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,48 @@
+package gitsource
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cuelet/cuelet/manifests/bench"
+)
+
+// BenchmarkFetchAndPublishOneChangedUnitOf1000 times what the agent's git
+// source does for a commit that changes one unit of the validate
+// benchmark's 1,000: ask the remote, fetch (depth 1), write the revision's
+// folder and swap the symlink. Making the commit is not timed.
+func BenchmarkFetchAndPublishOneChangedUnitOf1000(b *testing.B) {
+	up := newUpstream(b)
+	if err := bench.Write(up.work, 1000); err != nil {
+		b.Fatal(err)
+	}
+	up.git(b, "add", "-A")
+	up.git(b, "commit", "-q", "-m", "1000 units")
+	up.git(b, "push", "-q", "origin", "HEAD:main")
+	s, err := New(Config{URL: "file://" + up.bare, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := s.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	unit := filepath.Join(up.work, "unit-0500.cue")
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		f, err := os.OpenFile(unit, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(f, "// change %d\n", i)
+		f.Close()
+		up.git(b, "commit", "-q", "-am", fmt.Sprintf("change %d", i))
+		up.git(b, "push", "-q", "origin", "HEAD:main")
+		b.StartTimer()
+		if _, changed, err := s.Sync(context.Background()); err != nil || !changed {
+			b.Fatalf("Sync: changed=%v err=%v", changed, err)
+		}
+	}
+}
