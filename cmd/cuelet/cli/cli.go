@@ -42,6 +42,7 @@ func commands() []*Command {
 		applyCommand(),
 		runCommand(),
 		exportCommand(),
+		importCommand(),
 		statusCommand(),
 		schemaCommand(),
 		versionCommand(),
