@@ -289,3 +289,28 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// An alias repeats a node written elsewhere: its unsupported fields are
+// reported once, where they are written, and a document of nested aliases
+// ("billion laughs") is not walked once per expansion.
+func TestImportReportsAnAliasedNodeOnceWhereItIsWritten(t *testing.T) {
+	in := `kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - &c {name: a, image: busybox, tty: true}
+  - *c
+`
+	res, err := kube.Import([]kube.Input{{Name: "in.yaml", Data: []byte(in)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range res.Unsupported {
+		got = append(got, u.String())
+	}
+	want := []string{"in.yaml:5: spec.containers[0].tty: not supported"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("reports %q, want %q", got, want)
+	}
+}

@@ -58,7 +58,9 @@ func (u Unsupported) String() string {
 // reported: kubectl and podman write many of them.
 func walk(file string, n *yaml.Node, s *shape, path string, report func(Unsupported)) {
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		// The anchored node is walked where it stands; following aliases
+		// would walk a "billion laughs" document for ever.
+		return
 	}
 	if empty(n) {
 		return
