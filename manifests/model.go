@@ -106,7 +106,12 @@ type Volume struct {
 type EmptyDirSource struct{}
 
 // PersistentSource is a podman named volume per replica that cuelet never deletes.
-type PersistentSource struct{}
+type PersistentSource struct {
+	// Size is the storage request for a Kubernetes claim (cuelet export);
+	// empty means 1Gi. The node does not use it: podman named volumes have
+	// no size.
+	Size string `json:"size,omitempty"`
+}
 
 // HostPathSource bind-mounts a host path (only under an allowed prefix).
 type HostPathSource struct {

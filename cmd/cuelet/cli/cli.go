@@ -17,6 +17,7 @@ import (
 // Env is what a command may touch outside itself, so that tests can run
 // it in-process.
 type Env struct {
+	Stdin          io.Reader // nil reads as empty
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	// StderrIsTerminal picks the default log format.
@@ -40,6 +41,8 @@ func commands() []*Command {
 		planCommand(),
 		applyCommand(),
 		runCommand(),
+		exportCommand(),
+		importCommand(),
 		statusCommand(),
 		schemaCommand(),
 		versionCommand(),
@@ -59,7 +62,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 func Main() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, StderrIsTerminal: isTerminal(os.Stderr)}
+	env := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, StderrIsTerminal: isTerminal(os.Stderr)}
 	return Run(ctx, env, os.Args[1:])
 }
 
