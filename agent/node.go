@@ -85,7 +85,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if cfg.OnProbeChange == nil {
 		cfg.OnProbeChange = func() {}
 	}
-	alloc, err := portal.Open(filepath.Join(cfg.StateDir, portal.StateFile), cfg.Options.PortalCIDR)
+	alloc, err := portal.Open(filepath.Join(cfg.StateDir, portal.StateFile), cfg.Options.PortalCIDR, cfg.Options.DNSAddress)
 	if err != nil {
 		return nil, err
 	}

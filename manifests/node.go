@@ -25,7 +25,7 @@ func nodeProblems(u *Unit, opts Options) []Problem {
 		if s.PortalIP == "" {
 			continue
 		}
-		if msg := portalProblem(s.PortalIP, opts.PortalCIDR); msg != "" {
+		if msg := portalProblem(s.PortalIP, opts.PortalCIDR, opts.DNSAddress); msg != "" {
 			out = append(out, u.problem([]string{"services", s.Name, "portalIP"}, true, msg))
 		}
 	}
@@ -56,10 +56,13 @@ func hostPathProblem(path string, allowed []string) string {
 	return fmt.Sprintf("hostPath %q is not under an allowed prefix (--allowed-host-paths %s)", path, strings.Join(allowed, ","))
 }
 
-func portalProblem(ip string, cidr netip.Prefix) string {
+func portalProblem(ip string, cidr netip.Prefix, dns netip.Addr) string {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return fmt.Sprintf("%q is not an IPv4 address", ip)
+	}
+	if dns.IsValid() && addr == dns {
+		return fmt.Sprintf("portalIP %s is reserved for the node's DNS server (--dns-address)", ip)
 	}
 	if !cidr.IsValid() {
 		return ""

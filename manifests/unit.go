@@ -71,4 +71,7 @@ type Options struct {
 	AllowedHostPaths []string
 	// PortalCIDR is the range a fixed portalIP must lie in.
 	PortalCIDR netip.Prefix
+	// DNSAddress is the node's DNS server (SPEC §10), which no fixed
+	// portalIP may take; the zero Addr when DNS is off.
+	DNSAddress netip.Addr
 }

@@ -11,7 +11,9 @@
 // The rules, in order:
 //
 //   - Every address of the range except its network and broadcast address
-//     can be allocated (for a /31 or /32, every address).
+//     and the reserved ones (the DNS server's, SPEC §10) can be allocated
+//     (for a /31 or /32, every address). A service holding an address that
+//     became reserved gets another one.
 //   - A service keeps the address it holds as long as it stays in the desired
 //     set and asks for no other fixed address. A service that asks for a
 //     different fixed address releases its old one in the same pass, so that

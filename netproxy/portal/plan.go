@@ -23,8 +23,10 @@ type Allocation struct {
 
 // Plan decides the portal of every service in want (fixed address, or the
 // zero netip.Addr to get one allocated), given the allocations in have.
-// It does no I/O; see the package documentation for the rules.
-func Plan(cidr netip.Prefix, have, want map[string]netip.Addr) Allocation {
+// Reserved addresses (the DNS server's) are never handed out; invalid ones
+// (the zero Addr: no DNS server) are ignored. It does no I/O; see the
+// package documentation for the rules.
+func Plan(cidr netip.Prefix, have, want map[string]netip.Addr, reserved ...netip.Addr) Allocation {
 	cidr = cidr.Masked()
 	out := Allocation{Addrs: make(map[string]netip.Addr, len(want))}
 	fail := func(name string, err error) {
@@ -34,6 +36,7 @@ func Plan(cidr netip.Prefix, have, want map[string]netip.Addr) Allocation {
 		out.Errors[name] = err
 	}
 	r := newRange(cidr)
+	r.reserved = reserved
 	names := slices.Sorted(maps.Keys(want))
 
 	// Who holds what: a desired service that wants its current address, or

@@ -36,6 +36,9 @@ func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerol
 			if err := noArgs(args); err != nil {
 				return err
 			}
+			if _, err := f.DNSAddr(); err != nil {
+				return err
+			}
 			log, err := f.logger(env.Stderr)
 			if err != nil {
 				return err
