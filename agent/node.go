@@ -47,6 +47,8 @@ type NodeConfig struct {
 	Podman      Podman
 	Network     Network
 	Proxy       Proxy
+	// Names, when set, is the DNS server for Options.DNSAddress (dns.go).
+	Names Names
 	// OnProbeChange is called when a readiness probe changes state, so
 	// that endpoints follow at once (the agent kicks a sync).
 	OnProbeChange func()
@@ -225,8 +227,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		rep.Errors = append(rep.Errors, err.Error())
 		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
 	}
+	n.publishNames(d, alloc)
 	if n.cfg.Network != nil {
-		if err := n.cfg.Network.Sync(d.portals(alloc)); err != nil {
+		if err := n.cfg.Network.Sync(append(d.portals(alloc), n.dnsPortal()...)); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("program portals: %v", err))
 		}
 	}

@@ -126,6 +126,9 @@ type AgentFlags struct {
 	NftTable   string
 	// ClusterDomain is the domain of service names, <service>.svc.<domain>.
 	ClusterDomain string
+	// ResolvConf lists the resolvers the DNS server forwards other names
+	// to; only tests need another file than /etc/resolv.conf.
+	ResolvConf string
 }
 
 // Register adds every agent flag with its default; the defaults that
@@ -152,6 +155,7 @@ func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.BoolVar(&a.AllowEmpty, "allow-empty", false, "delete managed pods even when the manifest directory holds no unit")
 	fs.StringVar(&a.ClusterDomain, "cluster-domain", defaultClusterDomain, "`domain` of service names in DNS: <service>.svc.<domain>")
+	fs.StringVar(&a.ResolvConf, "dns-resolv-conf", "/etc/resolv.conf", "`file` naming the resolvers that names other than services are forwarded to")
 	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
 	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
 }

@@ -55,6 +55,17 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) 
 	cfg := f.nodeConfig(pm, log)
 	cfg.Network = network
 	cfg.Proxy = proxy
+	components := []func(context.Context) error{proxy.Run}
+	if dnsAddr, _ := f.DNSAddr(); dnsAddr.IsValid() { // checked by agentSetup
+		names, serve, err := agent.NewDNS(agent.DNSConfig{
+			Address: dnsAddr, Domain: f.ClusterDomain, ResolvConf: f.ResolvConf, Registerer: registry, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		cfg.Names = names
+		components = append(components, serve)
+	}
 	cfg.StepRollouts = true
 	// A probe that changes state changes endpoints: sync at once. The
 	// agent exists before any probe runs (probes start in its first pass).
@@ -72,7 +83,7 @@ func runAgent(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) 
 		Resync:         f.Resync,
 		Reload:         hup,
 		Registry:       registry,
-		Components:     []func(context.Context) error{proxy.Run},
+		Components:     components,
 		Log:            log,
 	}, node, pm)
 	log.Info().Str("action", "start").Str("version", versionString()).Str("manifests", f.Manifests).
