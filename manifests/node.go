@@ -91,3 +91,33 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	return netip.AddrFrom4(a)
 }
+
+// podDNS is a pod's effective DNS settings: the node's server as the only
+// nameserver and svc.<domain> as the first search domain (SPEC §10), then
+// what the pod's dnsConfig adds.
+func podDNS(p *Pod, opts Options) *PodDNS {
+	if !opts.DNSAddress.IsValid() && p.DNSConfig == nil {
+		return nil
+	}
+	d := &PodDNS{}
+	if opts.DNSAddress.IsValid() {
+		domain := opts.ClusterDomain
+		if domain == "" {
+			domain = "cluster.local"
+		}
+		d.Servers = append(d.Servers, opts.DNSAddress.String())
+		d.Searches = append(d.Searches, "svc."+strings.TrimSuffix(domain, "."))
+	}
+	if c := p.DNSConfig; c != nil {
+		d.Servers = append(d.Servers, c.Nameservers...)
+		d.Searches = append(d.Searches, c.Searches...)
+		for _, o := range c.Options {
+			if o.Value != nil {
+				d.Options = append(d.Options, o.Name+":"+*o.Value)
+			} else {
+				d.Options = append(d.Options, o.Name)
+			}
+		}
+	}
+	return d
+}

@@ -33,13 +33,19 @@ type NodeRules struct {
 	AllowedHostPaths pathList
 	PortalCIDR       netip.Prefix
 	DNSAddress       dnsAddress
+	// ClusterDomain is the domain of service names, <service>.svc.<domain>;
+	// pods search svc.<domain> first.
+	ClusterDomain string
 }
 
-// Register adds --allowed-host-paths, --portal-cidr and --dns-address.
+// Register adds --allowed-host-paths, --portal-cidr, --dns-address and
+// --cluster-domain (pods are created with the DNS settings, so the plan
+// depends on them).
 func (n *NodeRules) Register(fs *flag.FlagSet) {
 	fs.Var(&n.AllowedHostPaths, allowedHostPathsFlag, "`prefixes` (comma-separated, repeatable) under which hostPath volumes may lie; none by default")
 	n.PortalCIDR = netip.MustParsePrefix(defaultPortalCIDR)
 	fs.TextVar(&n.PortalCIDR, "portal-cidr", n.PortalCIDR, "`range` of portal (service) IP addresses")
+	fs.StringVar(&n.ClusterDomain, "cluster-domain", defaultClusterDomain, "`domain` of service names in DNS: <service>.svc.<domain>")
 	fs.Var(&n.DNSAddress, "dns-address", "`address` of the node's DNS server for service names, port 53, or none (default: the tenth address of --portal-cidr)")
 }
 
@@ -48,7 +54,10 @@ func (n *NodeRules) Register(fs *flag.FlagSet) {
 // agent commands stop on it before they validate anything.
 func (n *NodeRules) Options() manifests.Options {
 	dns, _ := n.DNSAddr()
-	return manifests.Options{AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR, DNSAddress: dns}
+	return manifests.Options{
+		AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR,
+		DNSAddress: dns, ClusterDomain: n.ClusterDomain,
+	}
 }
 
 // DNSAddr is the address the DNS server listens on (SPEC §10): the
@@ -124,8 +133,6 @@ type AgentFlags struct {
 	// tests and a second agent on one host need other names.
 	PortalLink string
 	NftTable   string
-	// ClusterDomain is the domain of service names, <service>.svc.<domain>.
-	ClusterDomain string
 	// ResolvConf lists the resolvers the DNS server forwards other names
 	// to; only tests need another file than /etc/resolv.conf.
 	ResolvConf string
@@ -154,7 +161,6 @@ func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&a.LogFormat, "log-format", format, "json or console (console when stderr is a terminal)")
 	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.BoolVar(&a.AllowEmpty, "allow-empty", false, "delete managed pods even when the manifest directory holds no unit")
-	fs.StringVar(&a.ClusterDomain, "cluster-domain", defaultClusterDomain, "`domain` of service names in DNS: <service>.svc.<domain>")
 	fs.StringVar(&a.ResolvConf, "dns-resolv-conf", "/etc/resolv.conf", "`file` naming the resolvers that names other than services are forwarded to")
 	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
 	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
