@@ -9,16 +9,20 @@ package cli_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // dnsUpstream runs a resolver on 127.0.53.<slot>:53 (UDP and TCP) that
@@ -158,5 +162,90 @@ services: fixed: {
 	}
 	if _, err := n.lookup("udp", "web.svc.cluster.local.", mdns.TypeA); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("with --dns-address=none, a query to %s got %v, want it refused (ICMP port unreachable)", n.addr(10), err)
+	}
+}
+
+// TestServicesDNSFromInsideAPod checks SPEC §10 where it matters: a pod
+// resolves services by their short and full names and SRV through the
+// node's server, reaches one by name, gets NXDOMAIN for an unknown one,
+// has other names forwarded, and finds a service added while it runs
+// without being recreated.
+func TestServicesDNSFromInsideAPod(t *testing.T) {
+	n := newSvcNode(t, true)
+	conf := n.dnsUpstream()
+	n.write("pods.cue", fmt.Sprintf(`
+pods: web: {
+	labels: app: "web"
+	containers: httpd: {
+		image: %[1]q
+		command: ["sh", "-c", "echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p 8080 -h /www"]
+		ports: [{name: "http", containerPort: 8080}]
+		readinessProbe: {httpGet: {path: "/", port: "http"}, periodSeconds: 1}
+	}
+}
+pods: client: {
+	containers: sh: {
+		image: %[1]q
+		command: ["sleep", "1000000"]
+	}
+	dnsConfig: options: [{name: "ndots", value: "1"}]
+}
+services: web: {
+	selector: app: "web"
+	ports: [{name: "http", port: 80, targetPort: "http"}]
+}
+`, podmantest.Image))
+	n.startAgent("--dns-resolv-conf", conf)
+	n.waitService("web", 2*time.Minute, endpointCount(1))
+	web := n.portalOf("web").String()
+	dnsAddr := n.addr(10).String()
+
+	resolv := n.mustExec("client-sh", "cat /etc/resolv.conf")
+	for _, want := range []string{"nameserver " + dnsAddr, "search svc.cluster.local", "options ndots:1"} {
+		if !strings.Contains(resolv, want) {
+			t.Errorf("resolv.conf lacks %q:\n%s", want, resolv)
+		}
+	}
+	if strings.Count(resolv, "nameserver") != 1 {
+		t.Errorf("resolv.conf has other nameservers than the node's:\n%s", resolv)
+	}
+
+	for _, c := range []struct{ script, want string }{
+		{"nslookup web.svc.cluster.local " + dnsAddr, "Address: " + web},
+		{"nslookup web " + dnsAddr, "Address: " + web},
+		{"nslookup -type=srv _http._tcp.web.svc.cluster.local " + dnsAddr, "service = 0 100 80 web.svc.cluster.local"},
+		{"nslookup nope.svc.cluster.local " + dnsAddr + "; true", "NXDOMAIN"},
+		{"nslookup outside.test " + dnsAddr, "Address: 192.0.2.9"},
+		// busybox wget resolves with the libc resolver (resolv.conf,
+		// search list); its own -T crashes, so timeout bounds it.
+		{"timeout 10 wget -q -O - http://web/", "hello from web"},
+		{"timeout 10 wget -q -O - http://web.svc.cluster.local/", "hello from web"},
+	} {
+		if out, _ := n.exec("client-sh", c.script); !strings.Contains(out, c.want) {
+			t.Errorf("%s: want %q in\n%s", c.script, c.want, out)
+		}
+	}
+
+	before := n.containerIDs()
+	n.write("late.cue", `
+services: late: {
+	endpoints: ["127.0.0.1:9"]
+	ports: [{port: 80}]
+}
+`)
+	start := time.Now()
+	svcEventually(t, 3*time.Second, func() error {
+		out, err := n.exec("client-sh", "nslookup late "+dnsAddr)
+		if err != nil || !strings.Contains(out, "Name:") {
+			return fmt.Errorf("late not resolved (%v):\n%s", err, out)
+		}
+		return nil
+	})
+	if late := n.portalOf("late").String(); !strings.Contains(n.mustExec("client-sh", "nslookup late "+dnsAddr), "Address: "+late) {
+		t.Errorf("late does not resolve to its portal %s", late)
+	}
+	t.Logf("a service added while the pod ran resolved inside it after %s", time.Since(start).Round(time.Millisecond))
+	if after := n.containerIDs(); !maps.Equal(before, after) {
+		t.Errorf("adding a service recreated containers: before %v, after %v", before, after)
 	}
 }
