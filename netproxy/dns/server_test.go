@@ -54,7 +54,7 @@ func serve(t *testing.T, upstreams ...string) *served {
 	return &served{srv: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String(), reg: reg}
 }
 
-func loopback(t *testing.T) (net.PacketConn, net.Listener) {
+func loopback(t testing.TB) (net.PacketConn, net.Listener) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
