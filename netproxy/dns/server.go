@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -109,34 +110,41 @@ func (s *Server) Run(ctx context.Context, addr netip.AddrPort) error {
 
 // Serve answers on pc (UDP) and l (TCP) until ctx is done, and closes them.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
-	udp := &mdns.Server{PacketConn: pc, Handler: s}
-	tcp := &mdns.Server{Listener: l, Handler: s}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, srv := range []*mdns.Server{udp, tcp} {
+	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: s}, {Listener: l, Handler: s}} {
+		var started atomic.Bool
+		srv.NotifyStartedFunc = func() { started.Store(true) }
 		g.Go(func() error {
 			if err := srv.ActivateAndServe(); err != nil && gctx.Err() == nil {
 				return fmt.Errorf("dns: serve: %w", err)
 			}
 			return nil
 		})
+		g.Go(func() error {
+			<-gctx.Done()
+			if !started.Load() {
+				// It failed at once (reported above), or never began:
+				// close the socket it would have closed.
+				return errors.Join(closeIf(pc, srv.PacketConn != nil), closeIf(l, srv.Listener != nil))
+			}
+			// A fresh bounded context: ctx is already done.
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return srv.ShutdownContext(sctx)
+		})
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		// A fresh bounded context: ctx is already done.
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return errors.Join(ignoreNotStarted(udp.ShutdownContext(sctx)), ignoreNotStarted(tcp.ShutdownContext(sctx)))
-	})
 	return g.Wait()
 }
 
-// ignoreNotStarted: a server whose serve failed at once cannot be shut down
-// again; that failure is already reported.
-func ignoreNotStarted(err error) error {
-	if err != nil && err.Error() == "dns: server not started" {
+// closeIf closes c when cond holds, ignoring a socket already closed.
+func closeIf(c io.Closer, cond bool) error {
+	if !cond {
 		return nil
 	}
-	return err
+	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // ServeDNS answers one query.
