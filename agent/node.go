@@ -52,6 +52,8 @@ type NodeConfig struct {
 	Podman      Podman
 	Network     Network
 	Proxy       Proxy
+	// Names, when set, is the DNS server for Options.DNSAddress (dns.go).
+	Names Names
 	// OnProbeChange is called when a readiness probe changes state, so
 	// that endpoints follow at once (the agent kicks a sync).
 	OnProbeChange func()
@@ -99,7 +101,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if cfg.OnProbeChange == nil {
 		cfg.OnProbeChange = func() {}
 	}
-	alloc, err := portal.Open(filepath.Join(cfg.StateDir, portal.StateFile), cfg.Options.PortalCIDR)
+	alloc, err := portal.Open(filepath.Join(cfg.StateDir, portal.StateFile), cfg.Options.PortalCIDR, cfg.Options.DNSAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -244,8 +246,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		rep.Errors = append(rep.Errors, err)
 		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
 	}
+	n.publishNames(d, alloc)
 	if n.cfg.Network != nil {
-		if err := n.cfg.Network.Sync(d.portals(alloc)); err != nil {
+		if err := n.cfg.Network.Sync(append(d.portals(alloc), n.dnsPortal()...)); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Errorf("program portals: %w", err))
 		}
 	}

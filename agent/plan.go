@@ -99,7 +99,7 @@ func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 			res.Invalid = append(res.Invalid, u)
 		}
 	}
-	alloc := portal.Plan(n.cfg.Options.PortalCIDR, n.portals.Addrs(), d.wantPortals())
+	alloc := portal.Plan(n.cfg.Options.PortalCIDR, n.portals.Addrs(), d.wantPortals(), n.cfg.Options.DNSAddress)
 	actions, err := n.rec.Plan(ctx, reconcileDesired(d, alloc))
 	if err != nil {
 		return nil, err

@@ -42,6 +42,10 @@ type Options struct {
 	Reload <-chan os.Signal
 	// Version is logged when the agent starts.
 	Version string
+	// ResolvConf names the resolvers the DNS server forwards other names
+	// to ("" for /etc/resolv.conf). The server runs on
+	// Manifests.DNSAddress, when that is valid (SPEC §10).
+	ResolvConf string
 	// Git makes a git repository the manifest directory (SPEC §12):
 	// ManifestDir is then the folder it publishes. nil: ManifestDir as is.
 	Git *GitOptions
@@ -126,6 +130,18 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	components := []func(context.Context) error{proxy.Run, git.Run}
+	var names Names
+	if o.Manifests.DNSAddress.IsValid() {
+		server, serve, err := NewDNS(DNSConfig{
+			Address: o.Manifests.DNSAddress, Domain: o.Manifests.ClusterDomain, ResolvConf: o.ResolvConf, Registerer: registry, Log: o.Log,
+		})
+		if err != nil {
+			return err
+		}
+		names = server
+		components = append(components, serve)
+	}
 	pm := podman.New(o.PodmanURL)
 	a := New(Config{
 		ManifestDir:    o.ManifestDir,
@@ -135,13 +151,14 @@ func Run(ctx context.Context, o Options) error {
 		Resync:         o.Resync,
 		Reload:         o.Reload,
 		Registry:       registry,
-		Components:     []func(context.Context) error{proxy.Run, git.Run},
+		Components:     components,
 		Source:         git.Status,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)
 	cfg.Network = network
 	cfg.Proxy = proxy
+	cfg.Names = names
 	cfg.StepRollouts = true
 	// A probe that changes state changes endpoints: sync at once.
 	cfg.OnProbeChange = a.Kick

@@ -135,6 +135,9 @@ func checkUnit(c *schema.Checker, g group, opts Options) *Unit {
 		return u
 	}
 	u.Pods, u.Services = m.Pods, m.Services
+	for i := range u.Pods {
+		u.Pods[i].DNS = podDNS(&u.Pods[i], opts)
+	}
 	u.Problems = nodeProblems(u, opts)
 	if len(u.Problems) > 0 {
 		u.Pods, u.Services = nil, nil

@@ -295,3 +295,51 @@ func TestLoadSource_checks_a_unit_from_memory_like_LoadDir(t *testing.T) {
 		t.Fatalf("problems = %v", bad.Problems)
 	}
 }
+
+func TestPodDNS_is_the_nodes_server_and_search_then_dnsConfig(t *testing.T) {
+	src := func(dnsConfig string) map[string][]byte {
+		return map[string][]byte{"a.cue": []byte("pods: web: {\n\tcontainers: app: image: \"busybox\"\n" + dnsConfig + "}\n")}
+	}
+	withConfig := src("\tdnsConfig: {nameservers: [\"192.0.2.53\"], searches: [\"corp.example\"], options: [{name: \"ndots\", value: \"2\"}, {name: \"edns0\"}]}\n")
+	node := manifests.Options{
+		PortalCIDR: netip.MustParsePrefix("10.96.0.0/16"), DNSAddress: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "example.internal",
+	}
+	off := manifests.Options{PortalCIDR: netip.MustParsePrefix("10.96.0.0/16")}
+	tests := []struct {
+		name  string
+		files map[string][]byte
+		opts  manifests.Options
+		want  *manifests.PodDNS
+	}{
+		{"node_dns_alone", src(""), node, &manifests.PodDNS{
+			Servers: []string{"10.96.0.10"}, Searches: []string{"svc.example.internal"}}},
+		{"dns_config_comes_after_the_nodes_entries", withConfig, node, &manifests.PodDNS{
+			Servers: []string{"10.96.0.10", "192.0.2.53"}, Searches: []string{"svc.example.internal", "corp.example"},
+			Options: []string{"ndots:2", "edns0"}}},
+		{"dns_off_leaves_podmans_defaults", src(""), off, nil},
+		{"dns_off_with_dns_config_is_the_config_alone", withConfig, off, &manifests.PodDNS{
+			Servers: []string{"192.0.2.53"}, Searches: []string{"corp.example"}, Options: []string{"ndots:2", "edns0"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := manifests.LoadSource("a.cue", tt.files, tt.opts)
+			if err != nil || !u.Valid() {
+				t.Fatalf("load: %v %v", err, u.Problems)
+			}
+			if got := u.Pods[0].DNS; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("DNS = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPodDNSConfig_rejects_what_is_no_nameserver(t *testing.T) {
+	u, err := manifests.LoadSource("a.cue", map[string][]byte{"a.cue": []byte(
+		"pods: web: {\n\tcontainers: app: image: \"busybox\"\n\tdnsConfig: nameservers: [\"dns.example\"]\n}\n")}, manifests.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Valid() || u.Problems[0].Line != 3 || !strings.Contains(u.Problems[0].Path, "dnsConfig.nameservers") {
+		t.Fatalf("problems = %v, want one at a.cue:3 on dnsConfig.nameservers", u.Problems)
+	}
+}

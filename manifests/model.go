@@ -25,8 +25,34 @@ type Pod struct {
 	Labels                map[string]string `json:"labels,omitempty"`
 	RestartPolicy         string            `json:"restartPolicy"`
 	ShareProcessNamespace bool              `json:"shareProcessNamespace"`
+	DNSConfig             *PodDNSConfig     `json:"dnsConfig,omitempty"`
 	Containers            []Container       `json:"-"`
 	Volumes               []Volume          `json:"-"`
+	// DNS is what the pod's resolv.conf gets: the node's DNS server and
+	// search domain (Options.DNSAddress, Options.ClusterDomain), then
+	// DNSConfig. Nil when the node serves no DNS and DNSConfig is unset:
+	// podman's defaults.
+	DNS *PodDNS `json:"-"`
+}
+
+// PodDNSConfig is the pod field dnsConfig, Kubernetes' shape.
+type PodDNSConfig struct {
+	Nameservers []string       `json:"nameservers,omitempty"`
+	Searches    []string       `json:"searches,omitempty"`
+	Options     []PodDNSOption `json:"options,omitempty"`
+}
+
+// PodDNSOption is a resolv.conf option, e.g. {name: "ndots", value: "2"}.
+type PodDNSOption struct {
+	Name  string  `json:"name"`
+	Value *string `json:"value,omitempty"`
+}
+
+// PodDNS is a pod's effective DNS settings, in resolv.conf's terms.
+type PodDNS struct {
+	Servers  []string `json:"servers,omitempty"`
+	Searches []string `json:"searches,omitempty"`
+	Options  []string `json:"options,omitempty"` // "name" or "name:value"
 }
 
 // Container is one container of a pod.

@@ -25,7 +25,7 @@ func nodeProblems(u *Unit, opts Options) []Problem {
 		if s.PortalIP == "" {
 			continue
 		}
-		if msg := portalProblem(s.PortalIP, opts.PortalCIDR); msg != "" {
+		if msg := portalProblem(s.PortalIP, opts.PortalCIDR, opts.DNSAddress); msg != "" {
 			out = append(out, u.problem([]string{"services", s.Name, "portalIP"}, true, msg))
 		}
 	}
@@ -56,10 +56,13 @@ func hostPathProblem(path string, allowed []string) string {
 	return fmt.Sprintf("hostPath %q is not under an allowed prefix (--allowed-host-paths %s)", path, strings.Join(allowed, ","))
 }
 
-func portalProblem(ip string, cidr netip.Prefix) string {
+func portalProblem(ip string, cidr netip.Prefix, dns netip.Addr) string {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return fmt.Sprintf("%q is not an IPv4 address", ip)
+	}
+	if dns.IsValid() && addr == dns {
+		return fmt.Sprintf("portalIP %s is reserved for the node's DNS server (--dns-address)", ip)
 	}
 	if !cidr.IsValid() {
 		return ""
@@ -87,4 +90,34 @@ func lastAddr(p netip.Prefix) netip.Addr {
 		host -= n
 	}
 	return netip.AddrFrom4(a)
+}
+
+// podDNS is a pod's effective DNS settings: the node's server as the only
+// nameserver and svc.<domain> as the first search domain (SPEC §10), then
+// what the pod's dnsConfig adds.
+func podDNS(p *Pod, opts Options) *PodDNS {
+	if !opts.DNSAddress.IsValid() && p.DNSConfig == nil {
+		return nil
+	}
+	d := &PodDNS{}
+	if opts.DNSAddress.IsValid() {
+		domain := opts.ClusterDomain
+		if domain == "" {
+			domain = "cluster.local"
+		}
+		d.Servers = append(d.Servers, opts.DNSAddress.String())
+		d.Searches = append(d.Searches, "svc."+strings.TrimSuffix(domain, "."))
+	}
+	if c := p.DNSConfig; c != nil {
+		d.Servers = append(d.Servers, c.Nameservers...)
+		d.Searches = append(d.Searches, c.Searches...)
+		for _, o := range c.Options {
+			if o.Value != nil {
+				d.Options = append(d.Options, o.Name+":"+*o.Value)
+			} else {
+				d.Options = append(d.Options, o.Name)
+			}
+		}
+	}
+	return d
 }

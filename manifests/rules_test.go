@@ -30,6 +30,8 @@ func TestNodeRules(t *testing.T) {
 			`a.cue:3:12: services.web.portalIP: portalIP 10.97.0.1 is outside the portal range 10.96.0.0/16 (--portal-cidr)`}},
 		{"portal_ip_on_the_network_address_is_rejected", portal("10.96.0.0"), nil, []string{
 			`a.cue:3:12: services.web.portalIP: portalIP 10.96.0.0 is the network address of the portal range 10.96.0.0/16 (--portal-cidr)`}},
+		{"portal_ip_on_the_dns_address_is_rejected", portal("10.96.0.10"), nil, []string{
+			`a.cue:3:12: services.web.portalIP: portalIP 10.96.0.10 is reserved for the node's DNS server (--dns-address)`}},
 		{"portal_ip_on_the_broadcast_address_is_rejected", portal("10.96.255.255"), nil, []string{
 			`a.cue:3:12: services.web.portalIP: portalIP 10.96.255.255 is the broadcast address of the portal range 10.96.0.0/16 (--portal-cidr)`}},
 	}
@@ -37,7 +39,10 @@ func TestNodeRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write(t, dir, map[string]string{"a.cue": tt.src})
-			opts := manifests.Options{AllowedHostPaths: tt.allowed, PortalCIDR: netip.MustParsePrefix("10.96.0.0/16")}
+			opts := manifests.Options{
+				AllowedHostPaths: tt.allowed, PortalCIDR: netip.MustParsePrefix("10.96.0.0/16"),
+				DNSAddress: netip.MustParseAddr("10.96.0.10"),
+			}
 			_, problems := loadDir(t, dir, opts)
 			equal(t, "problems", problems, tt.want)
 		})

@@ -71,4 +71,10 @@ type Options struct {
 	AllowedHostPaths []string
 	// PortalCIDR is the range a fixed portalIP must lie in.
 	PortalCIDR netip.Prefix
+	// DNSAddress is the node's DNS server (SPEC §10), which no fixed
+	// portalIP may take and every pod uses; the zero Addr when DNS is off.
+	DNSAddress netip.Addr
+	// ClusterDomain names services in DNS, <service>.svc.<ClusterDomain>;
+	// pods search svc.<ClusterDomain> first (default cluster.local).
+	ClusterDomain string
 }

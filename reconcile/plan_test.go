@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -275,8 +276,9 @@ func TestChangesNameEveryChangedField(t *testing.T) {
 	changed.Containers[0].Env = map[string]string{"A": "2"}
 	changed.Containers[0].Resources.Memory = "64Mi"
 	changed.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
+	changed.DNS = &manifests.PodDNS{Servers: []string{"10.96.0.10"}}
 	got := changes(normalize(base).json(), normalize(changed))
-	want := []string{"image changed", "command changed", "env changed", "resources changed", "volumes changed"}
+	want := []string{"image changed", "command changed", "env changed", "resources changed", "volumes changed", "dns changed"}
 	if !slices.Equal(got, want) {
 		t.Errorf("changes = %q, want %q", got, want)
 	}
@@ -305,6 +307,18 @@ func TestSpecHashLeavesOutWhatNeedsNoNewContainer(t *testing.T) {
 	}
 	if SpecHash(a) == SpecHash(c) {
 		t.Error("a resource change kept the hash")
+	}
+	// resolv.conf is written when the infra container is made: a change
+	// of the pod's DNS settings (or of the node's, SPEC §9 "Upgrades")
+	// needs new replicas.
+	e := pod("web", 1, "busybox:1")
+	e.DNS = &manifests.PodDNS{Servers: []string{"10.96.0.10"}, Searches: []string{"svc.cluster.local"}}
+	if SpecHash(e) == SpecHash(pod("web", 1, "busybox:1")) {
+		t.Error("DNS settings did not change the hash")
+	}
+	ps, err := podSpec(manifests.Replica{Name: "web", Pod: e}, t.TempDir(), nil, nil)
+	if err != nil || !reflect.DeepEqual(ps.DNS, e.DNS) {
+		t.Errorf("podSpec DNS = %+v (%v), want %+v", ps.DNS, err, e.DNS)
 	}
 }
 

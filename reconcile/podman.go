@@ -115,7 +115,8 @@ type PodSpec struct {
 	Name       string            // podman pod name (the replica name)
 	Labels     map[string]string // on the pod; containers get them too
 	SharePID   bool
-	Volumes    []VolumeSpec // podman named volumes to have before the containers
+	DNS        *manifests.PodDNS // nil: podman's defaults
+	Volumes    []VolumeSpec      // podman named volumes to have before the containers
 	Containers []ContainerSpec
 }
 

@@ -31,6 +31,9 @@ type spec struct {
 	ShareProcessNamespace bool            `json:"shareProcessNamespace,omitempty"`
 	Containers            []specContainer `json:"containers"`
 	Volumes               []specVolume    `json:"volumes,omitempty"`
+	// DNS is the pod's resolv.conf settings; podman writes them when it
+	// creates the infra container, so a change needs a new pod.
+	DNS *manifests.PodDNS `json:"dns,omitempty"`
 }
 
 type specContainer struct {
@@ -75,7 +78,7 @@ func volumeType(v manifests.Volume) string {
 }
 
 func normalize(p *manifests.Pod) spec {
-	s := spec{RestartPolicy: p.RestartPolicy, ShareProcessNamespace: p.ShareProcessNamespace}
+	s := spec{RestartPolicy: p.RestartPolicy, ShareProcessNamespace: p.ShareProcessNamespace, DNS: p.DNS}
 	for _, c := range p.Containers {
 		mem := c.Resources.MemoryBytes
 		if mem == 0 && c.Resources.Memory != "" {
@@ -164,6 +167,9 @@ func changes(oldJSON string, new spec) []string {
 	if !reflect.DeepEqual(old.Volumes, new.Volumes) {
 		add("volumes")
 	}
+	if !reflect.DeepEqual(old.DNS, new.DNS) {
+		add("dns")
+	}
 	if len(out) == 0 {
 		out = append(out, "spec changed")
 	}
@@ -218,7 +224,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 	}
 	podLabels := copyMap(labels)
 	podLabels[LabelSpec] = s.json()
-	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace}
+	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace, DNS: r.Pod.DNS}
 
 	type source struct {
 		volume, path string

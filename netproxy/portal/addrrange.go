@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // addrRange is the set of allocatable addresses of an IPv4 prefix, as
@@ -17,6 +18,8 @@ type addrRange struct {
 	// dynamicStart is the offset where dynamic allocation starts; offsets
 	// below it are used only once the upper part is full.
 	dynamicStart uint32
+	// reserved addresses are never allocated, fixed or dynamic.
+	reserved []netip.Addr
 }
 
 func newRange(p netip.Prefix) addrRange {
@@ -70,6 +73,8 @@ func (r addrRange) whyNot(a netip.Addr) error {
 		return fmt.Errorf("is the network address of the portal range %s", r.prefix)
 	case off > r.last:
 		return fmt.Errorf("is the broadcast address of the portal range %s", r.prefix)
+	case slices.Contains(r.reserved, a):
+		return errors.New("is reserved for the node's DNS server (--dns-address)")
 	}
 	return nil
 }
@@ -96,7 +101,7 @@ func (r addrRange) iter(taken func(netip.Addr) bool) func() (netip.Addr, bool) {
 			}
 			a := r.addr(uint32(off))
 			off++
-			if !taken(a) {
+			if !taken(a) && !slices.Contains(r.reserved, a) {
 				return a, true
 			}
 		}

@@ -30,8 +30,9 @@ type stateJSON struct {
 // Allocator keeps portal allocations in a JSON file, so that a service's
 // portal survives agent restarts. It is safe for concurrent use.
 type Allocator struct {
-	path string
-	cidr netip.Prefix
+	path     string
+	cidr     netip.Prefix
+	reserved []netip.Addr
 
 	mu   sync.Mutex
 	have map[string]netip.Addr
@@ -40,9 +41,11 @@ type Allocator struct {
 // Open reads the allocations kept in path (usually
 // <state-dir>/portals.json); a missing file means none yet. Allocations
 // outside cidr (after a change of --portal-cidr) are dropped by the next
-// Allocate, which gives those services new addresses.
-func Open(path string, cidr netip.Prefix) (*Allocator, error) {
-	a := &Allocator{path: path, cidr: cidr.Masked(), have: map[string]netip.Addr{}}
+// Allocate, which gives those services new addresses; so are allocations
+// of a reserved address (a service that had the address before it was
+// reserved for DNS gets a new one).
+func Open(path string, cidr netip.Prefix, reserved ...netip.Addr) (*Allocator, error) {
+	a := &Allocator{path: path, cidr: cidr.Masked(), reserved: reserved, have: map[string]netip.Addr{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return a, nil
@@ -73,7 +76,7 @@ func Open(path string, cidr netip.Prefix) (*Allocator, error) {
 func (a *Allocator) Allocate(want map[string]netip.Addr) (Allocation, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := Plan(a.cidr, a.have, want)
+	out := Plan(a.cidr, a.have, want, a.reserved...)
 	if maps.Equal(out.Addrs, a.have) {
 		return out, nil
 	}

@@ -26,7 +26,10 @@ type Allocation struct {
 // It does no I/O. The rules, in order:
 //
 //   - Every address of the range except its network and broadcast address
-//     can be allocated (for a /31 or /32, every address).
+//     and the reserved ones (the DNS server's, SPEC §10; invalid ones, the
+//     zero Addr for no DNS server, are ignored) can be allocated (for a
+//     /31 or /32, every address). A service holding an address that became
+//     reserved gets another one.
 //   - A service keeps the address it holds as long as it stays in the desired
 //     set and asks for no other fixed address. A service that asks for a
 //     different fixed address releases its old one in the same pass, so that
@@ -41,7 +44,7 @@ type Allocation struct {
 //     are never handed out dynamically. Services are served in name order,
 //     so the result is deterministic.
 //   - A service that is no longer desired frees its address.
-func Plan(cidr netip.Prefix, have, want map[string]netip.Addr) Allocation {
+func Plan(cidr netip.Prefix, have, want map[string]netip.Addr, reserved ...netip.Addr) Allocation {
 	cidr = cidr.Masked()
 	out := Allocation{Addrs: make(map[string]netip.Addr, len(want))}
 	fail := func(name string, err error) {
@@ -51,6 +54,7 @@ func Plan(cidr netip.Prefix, have, want map[string]netip.Addr) Allocation {
 		out.Errors[name] = err
 	}
 	r := newRange(cidr)
+	r.reserved = reserved
 	names := slices.Sorted(maps.Keys(want))
 
 	// Who holds what: a desired service that wants its current address, or

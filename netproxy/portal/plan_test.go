@@ -35,6 +35,7 @@ func TestPlan(t *testing.T) {
 		name       string
 		cidr       string
 		have, want map[string]netip.Addr
+		reserved   string // the DNS server's address, if any
 		wantAddrs  map[string]netip.Addr
 		wantErrs   map[string]string
 	}{
@@ -161,6 +162,29 @@ func TestPlan(t *testing.T) {
 			wantAddrs: withAddr(fullUpperBand("10.96.0.0/26"), "late", "10.96.0.1"),
 		},
 		{
+			name:      "fixed_portal_on_the_dns_address_is_refused",
+			cidr:      "10.96.0.0/16",
+			reserved:  "10.96.0.10",
+			want:      addrs("web", "10.96.0.10"),
+			wantAddrs: addrs(),
+			wantErrs:  map[string]string{"web": "portal 10.96.0.10 is reserved for the node's DNS server (--dns-address)"},
+		},
+		{
+			name:      "dynamic_allocation_skips_the_dns_address",
+			cidr:      "10.96.0.0/28",
+			reserved:  "10.96.0.2",
+			want:      addrs("a", "", "b", ""),
+			wantAddrs: addrs("a", "10.96.0.1", "b", "10.96.0.3"),
+		},
+		{
+			name:      "service_holding_the_dns_address_from_before_gets_another",
+			cidr:      "10.96.0.0/28",
+			reserved:  "10.96.0.2",
+			have:      addrs("a", "10.96.0.1", "b", "10.96.0.2"),
+			want:      addrs("a", "", "b", ""),
+			wantAddrs: addrs("a", "10.96.0.1", "b", "10.96.0.3"),
+		},
+		{
 			name:      "range_that_is_not_ipv4_is_an_error",
 			cidr:      "fd00::/112",
 			want:      addrs("a", ""),
@@ -170,7 +194,11 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Plan(netip.MustParsePrefix(tt.cidr), tt.have, tt.want)
+			var reserved netip.Addr // the zero Addr: none
+			if tt.reserved != "" {
+				reserved = netip.MustParseAddr(tt.reserved)
+			}
+			got := Plan(netip.MustParsePrefix(tt.cidr), tt.have, tt.want, reserved)
 			if show(got.Addrs) != show(tt.wantAddrs) {
 				t.Errorf("Addrs = %s\nwant   %s", show(got.Addrs), show(tt.wantAddrs))
 			}

@@ -509,6 +509,16 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 	if ps.SharePID {
 		pg.SharedNamespaces = append(pg.SharedNamespaces, "pid")
 	}
+	if d := ps.DNS; d != nil {
+		for _, s := range d.Servers {
+			ip := net.ParseIP(s)
+			if ip == nil {
+				return fmt.Errorf("create pod: DNS server %q is not an IP address", s)
+			}
+			pg.DNSServer = append(pg.DNSServer, ip)
+		}
+		pg.DNSSearch, pg.DNSOption = d.Searches, d.Options
+	}
 	c.wrote()
 	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
 		return c.wrap(cctx, "create pod", err)

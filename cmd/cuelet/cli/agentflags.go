@@ -32,6 +32,9 @@ func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerol
 			if err := noArgs(args); err != nil {
 				return err
 			}
+			if _, err := f.DNSAddr(); err != nil {
+				return err
+			}
 			log, err := f.logger(env.Stderr)
 			if err != nil {
 				return err
@@ -88,6 +91,7 @@ func (a *AgentFlags) runOptions(log zerolog.Logger) (agent.Options, error) {
 	o.ExternalAddress = ip
 	o.Resync = a.Resync
 	o.MetricsAddress = a.MetricsAddress
+	o.ResolvConf = a.ResolvConf
 	return o, nil
 }
 

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ const (
 	defaultResync        = 30 * time.Second
 	defaultMetricsAddr   = "127.0.0.1:9808"
 	defaultLogLevel      = "info"
+	defaultClusterDomain = "cluster.local"
 	allowedHostPathsFlag = "allowed-host-paths"
 )
 
@@ -29,18 +32,87 @@ const (
 type NodeRules struct {
 	AllowedHostPaths pathList
 	PortalCIDR       netip.Prefix
+	DNSAddress       dnsAddress
+	// ClusterDomain is the domain of service names, <service>.svc.<domain>;
+	// pods search svc.<domain> first.
+	ClusterDomain string
 }
 
-// Register adds --allowed-host-paths and --portal-cidr.
+// Register adds --allowed-host-paths, --portal-cidr, --dns-address and
+// --cluster-domain (pods are created with the DNS settings, so the plan
+// depends on them).
 func (n *NodeRules) Register(fs *flag.FlagSet) {
 	fs.Var(&n.AllowedHostPaths, allowedHostPathsFlag, "`prefixes` (comma-separated, repeatable) under which hostPath volumes may lie; none by default")
 	n.PortalCIDR = netip.MustParsePrefix(defaultPortalCIDR)
 	fs.TextVar(&n.PortalCIDR, "portal-cidr", n.PortalCIDR, "`range` of portal (service) IP addresses")
+	fs.StringVar(&n.ClusterDomain, "cluster-domain", defaultClusterDomain, "`domain` of service names in DNS: <service>.svc.<domain>")
+	fs.Var(&n.DNSAddress, "dns-address", "`address` of the node's DNS server for service names, port 53, or none (default: the tenth address of --portal-cidr)")
 }
 
-// Options turns the flags into what the manifests package needs.
+// Options turns the flags into what the manifests package needs. A DNS
+// address the agent would refuse (see DNSAddr) reserves nothing here; the
+// agent commands stop on it before they validate anything.
 func (n *NodeRules) Options() manifests.Options {
-	return manifests.Options{AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR}
+	dns, _ := n.DNSAddr()
+	return manifests.Options{
+		AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR,
+		DNSAddress: dns, ClusterDomain: n.ClusterDomain,
+	}
+}
+
+// DNSAddr is the address the DNS server listens on (SPEC §10): the
+// flag's, or by default the tenth address of the portal range, as
+// Kubernetes puts its cluster DNS; the zero Addr with --dns-address=none
+// or when the range has no tenth address. It must lie in the range: the
+// portal link holds it and the portal guard lets it through.
+func (n *NodeRules) DNSAddr() (netip.Addr, error) {
+	d := n.DNSAddress
+	if d.none {
+		return netip.Addr{}, nil
+	}
+	cidr := n.PortalCIDR.Masked()
+	if !d.addr.IsValid() {
+		if !cidr.Addr().Is4() || cidr.Bits() > 28 {
+			return netip.Addr{}, nil // fewer than 16 addresses: no room kept for DNS
+		}
+		tenth := cidr.Addr().As4()
+		tenth[3] += 10 // the masked address of a /28 or wider ends in 4 zero bits
+		return netip.AddrFrom4(tenth), nil
+	}
+	if !cidr.Contains(d.addr) {
+		return netip.Addr{}, fmt.Errorf("--dns-address %s is outside the portal range %s (--portal-cidr)", d.addr, cidr)
+	}
+	return d.addr, nil
+}
+
+// dnsAddress is the value of --dns-address: unset (the default), none,
+// or an IPv4 address.
+type dnsAddress struct {
+	addr netip.Addr
+	none bool
+}
+
+func (d *dnsAddress) String() string {
+	switch {
+	case d == nil || (!d.none && !d.addr.IsValid()):
+		return ""
+	case d.none:
+		return "none"
+	}
+	return d.addr.String()
+}
+
+func (d *dnsAddress) Set(s string) error {
+	if s == "none" {
+		*d = dnsAddress{none: true}
+		return nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return errors.New("want an IPv4 address or none")
+	}
+	*d = dnsAddress{addr: a}
+	return nil
 }
 
 // AgentFlags are the flags shared by plan, apply and run (SPEC §4).
@@ -62,6 +134,9 @@ type AgentFlags struct {
 	PortalLink string
 	NftTable   string
 	Git        GitFlags // --git-*: the manifests come from a repository (SPEC §12)
+	// ResolvConf lists the resolvers the DNS server forwards other names
+	// to; only tests need another file than /etc/resolv.conf.
+	ResolvConf string
 }
 
 // Register adds every agent flag with its default; the defaults that
@@ -88,6 +163,7 @@ func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&a.LogFormat, "log-format", format, "json or console (console when stderr is a terminal)")
 	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
 	fs.BoolVar(&a.AllowEmpty, "allow-empty", false, "delete managed pods even when the manifest directory holds no unit")
+	fs.StringVar(&a.ResolvConf, "dns-resolv-conf", "/etc/resolv.conf", "`file` naming the resolvers that names other than services are forwarded to")
 	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
 	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
 }

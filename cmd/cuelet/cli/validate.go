@@ -48,6 +48,9 @@ Exits 1 if anything is invalid.`,
 				case len(paths) == 0:
 					paths = []string{dir}
 				}
+				if _, err := rules.DNSAddr(); err != nil {
+					return err
+				}
 				units, err := manifests.Load(ctx, paths, rules.Options())
 				if err != nil {
 					return err
