@@ -28,7 +28,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help deps build demo test lint install bench bench-validate bench-agent bench-pods bench-proxy goflags clean
+.PHONY: help deps build demo test lint install bench bench-validate bench-agent bench-pods bench-proxy bench-dns goflags clean
 
 # What building, running and testing cuelet need on Debian 12: podman with
 # runc (podman would otherwise pull in crun, which fails on cgroups
@@ -107,7 +107,7 @@ install: build ## install binary, systemd unit, tmpfiles entry, manifest folder 
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
 	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
-bench: bench-validate bench-pods bench-agent bench-proxy ## every benchmark below
+bench: bench-validate bench-pods bench-agent bench-proxy bench-dns ## every benchmark below
 
 bench-validate: build ## time cuelet validate against cue vet on 1,000 units (needs hyperfine)
 	manifests/bench/run.sh
@@ -120,6 +120,14 @@ bench-pods: ## time apply against podman kube play and no-op passes over 100 pod
 
 bench-proxy: ## measure the proxy against haproxy and nginx on the shared harness (root)
 	netproxy/bench/run.sh
+
+# CoreDNS is the DNS benchmark's peer; Debian 12 has no package of it.
+COREDNS_VERSION ?= v1.12.1
+
+bench-dns: ## queries per second and p99 of the agent's DNS server against CoreDNS (hosts plugin), same load, loopback
+	@command -v coredns >/dev/null || test -x "$$(go env GOPATH)/bin/coredns" || \
+		GOFLAGS= go install github.com/coredns/coredns@$(COREDNS_VERSION)
+	go test -run '^$$' -bench 'UDP$$' -benchtime $${BENCHTIME:-5s} ./netproxy/dns
 
 goflags: ## print the GOFLAGS the go commands need (the bench scripts read it)
 	@echo $(GOFLAGS)
