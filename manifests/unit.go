@@ -71,4 +71,8 @@ type Options struct {
 	AllowedHostPaths []string
 	// PortalCIDR is the range a fixed portalIP must lie in.
 	PortalCIDR netip.Prefix
+	// NodeLabels are this node's labels (--node-labels and
+	// kubernetes.io/hostname): a pod runs here only when its nodeSelector
+	// matches them (TargetsNode). They make no unit invalid.
+	NodeLabels map[string]string
 }
