@@ -135,7 +135,8 @@ func checkUnit(c *schema.Checker, g group, opts Options) *Unit {
 		return u
 	}
 	u.Pods, u.Services = m.Pods, m.Services
-	u.Problems = nodeProblems(u, opts)
+	u.Problems = append(selectorProblems(u), nodeProblems(u, opts)...)
+	sortProblems(u.Problems)
 	if len(u.Problems) > 0 {
 		u.Pods, u.Services = nil, nil
 	}

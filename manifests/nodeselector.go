@@ -2,7 +2,9 @@ package manifests
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -60,4 +62,22 @@ func LabelValueProblem(value string) string {
 		return fmt.Sprintf("label value %q: must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit", value)
 	}
 	return ""
+}
+
+// selectorProblems checks the syntax of nodeSelector entries: a key or
+// value no node label can have is a mistake, not a pod that runs nowhere.
+func selectorProblems(u *Unit) []Problem {
+	var out []Problem
+	for _, p := range u.Pods {
+		for _, k := range slices.Sorted(maps.Keys(p.NodeSelector)) {
+			path := []string{"pods", p.Name, "nodeSelector", k}
+			if msg := LabelKeyProblem(k); msg != "" {
+				out = append(out, u.problem(path, false, msg))
+			}
+			if msg := LabelValueProblem(p.NodeSelector[k]); msg != "" {
+				out = append(out, u.problem(path, true, msg))
+			}
+		}
+	}
+	return out
 }

@@ -26,21 +26,36 @@ const (
 
 // NodeRules are the node settings that validation depends on; validate
 // takes them so that it rejects what the agent would (SPEC §7).
+//
+// The node's name and labels are here too: they decide which pods run on
+// the node (SPEC §11), and plan and export must see what the agent would.
 type NodeRules struct {
 	AllowedHostPaths pathList
 	PortalCIDR       netip.Prefix
+	NodeName         nodeName
+	NodeLabels       nodeLabels
+	// hostname is os.Hostname unless a test says otherwise.
+	hostname func() (string, error)
 }
 
-// Register adds --allowed-host-paths and --portal-cidr.
+// Register adds --allowed-host-paths, --portal-cidr, --node-name and
+// --node-labels.
 func (n *NodeRules) Register(fs *flag.FlagSet) {
 	fs.Var(&n.AllowedHostPaths, allowedHostPathsFlag, "`prefixes` (comma-separated, repeatable) under which hostPath volumes may lie; none by default")
 	n.PortalCIDR = netip.MustParsePrefix(defaultPortalCIDR)
 	fs.TextVar(&n.PortalCIDR, "portal-cidr", n.PortalCIDR, "`range` of portal (service) IP addresses")
+	fs.Var(&n.NodeName, "node-name", "this node's `name`, its "+manifests.HostnameLabel+" label (default: the host name)")
+	n.NodeLabels = nodeLabels{}
+	fs.Var(n.NodeLabels, "node-labels", "this node's `labels`, KEY=VALUE (comma-separated, repeatable); a pod's nodeSelector must match them")
 }
 
 // Options turns the flags into what the manifests package needs.
-func (n *NodeRules) Options() manifests.Options {
-	return manifests.Options{AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR}
+func (n *NodeRules) Options() (manifests.Options, error) {
+	labels, err := n.labels()
+	if err != nil {
+		return manifests.Options{}, err
+	}
+	return manifests.Options{AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR, NodeLabels: labels}, nil
 }
 
 // AgentFlags are the flags shared by plan, apply and run (SPEC §4).
