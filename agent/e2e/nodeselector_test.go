@@ -78,3 +78,43 @@ func TestPodsRunOnlyOnTheNodesTheirNodeSelectorMatches(t *testing.T) {
 		t.Errorf("pod any, which targets every node, changed: %v", d)
 	}
 }
+
+// Two nodes read one repository's unit, each with its own name, podman,
+// dirs and portal range: each runs its pods and the pod for every node,
+// and both serve the service, which has endpoints only where its pod runs.
+func TestTwoNodesShareOneUnitAndEachRunsItsOwnPods(t *testing.T) {
+	t.Parallel()
+	unit := selectedUnit(`"kubernetes.io/hostname": "edge-1"`, `"kubernetes.io/hostname": "edge-2"`)
+	want := map[string][]string{"edge-1": {"any", "here"}, "edge-2": {"any", "there"}}
+	endpoints := map[string]int{"edge-1": 0, "edge-2": 1}
+	for _, name := range []string{"edge-1", "edge-2"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			n := agenttest.NewNode(t)
+			n.Write("fleet.cue", unit)
+			a := n.Start(agenttest.Options{Args: []string{"--node-name", name}})
+			a.WaitSynced(startWithin, time.Time{}, nil)
+			waitRunning(t, n, startWithin, want[name]...)
+			var got []string
+			for p := range n.Pods() {
+				got = append(got, p)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want[name]) {
+				t.Errorf("pods %v, want %v", got, want[name])
+			}
+			testenv.Eventually(t, changeWithin, func() error {
+				rep, err := n.Status()
+				if err != nil {
+					return err
+				}
+				for _, s := range rep.Services {
+					if s.Name == "there" && s.PortalIP != "" && len(s.Endpoints) == endpoints[name] {
+						return nil
+					}
+				}
+				return fmt.Errorf("service there with %d endpoints not in status: %+v", endpoints[name], rep.Services)
+			})
+		})
+	}
+}
