@@ -117,6 +117,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		RunDir:           cfg.RunDir,
 		AllowedHostPaths: cfg.Options.AllowedHostPaths,
 		AllowEmpty:       cfg.AllowEmpty,
+		NodeLabels:       cfg.Options.NodeLabels,
 		Readiness:        n.probes,
 		RolloutTimeout:   cfg.RolloutTimeout,
 		StepRollouts:     cfg.StepRollouts,

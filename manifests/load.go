@@ -138,7 +138,8 @@ func checkUnit(c *schema.Checker, g group, opts Options) *Unit {
 	for i := range u.Pods {
 		u.Pods[i].DNS = podDNS(&u.Pods[i], opts)
 	}
-	u.Problems = nodeProblems(u, opts)
+	u.Problems = append(selectorProblems(u), nodeProblems(u, opts)...)
+	sortProblems(u.Problems)
 	if len(u.Problems) > 0 {
 		u.Pods, u.Services = nil, nil
 	}

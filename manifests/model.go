@@ -23,6 +23,7 @@ type Pod struct {
 	Name                  string            `json:"-"`
 	Replicas              int               `json:"replicas"`
 	Labels                map[string]string `json:"labels,omitempty"`
+	NodeSelector          map[string]string `json:"nodeSelector,omitempty"`
 	RestartPolicy         string            `json:"restartPolicy"`
 	ShareProcessNamespace bool              `json:"shareProcessNamespace"`
 	DNSConfig             *PodDNSConfig     `json:"dnsConfig,omitempty"`

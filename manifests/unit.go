@@ -77,4 +77,8 @@ type Options struct {
 	// ClusterDomain names services in DNS, <service>.svc.<ClusterDomain>;
 	// pods search svc.<ClusterDomain> first (default cluster.local).
 	ClusterDomain string
+	// NodeLabels are this node's labels (--node-labels and
+	// kubernetes.io/hostname): a pod runs here only when its nodeSelector
+	// matches them (TargetsNode). They make no unit invalid.
+	NodeLabels map[string]string
 }

@@ -37,6 +37,9 @@ type Config struct {
 	AllowedHostPaths []string
 	// AllowEmpty is --allow-empty.
 	AllowEmpty bool
+	// NodeLabels are the node's labels: only pods whose nodeSelector
+	// matches them run here (SPEC §11).
+	NodeLabels map[string]string
 	// Readiness is consulted between the replicas of a rollout; optional.
 	Readiness ReadinessGate
 	// Concurrency bounds the podman operations run at once (default 4).
@@ -105,6 +108,16 @@ func (r *Reconciler) input(d Desired, have []ObservedPod) Input {
 			continue
 		}
 		for i := range u.Pods {
+			// The one place pods are matched to the node: a pod for
+			// other nodes has no replica here, so a managed one is
+			// removed like a deleted pod, with the reason in the plan.
+			if !manifests.TargetsNode(u.Pods[i].NodeSelector, r.cfg.NodeLabels) {
+				if in.OtherNodes == nil {
+					in.OtherNodes = map[string]bool{}
+				}
+				in.OtherNodes[u.Pods[i].Name] = true
+				continue
+			}
 			in.Want = append(in.Want, u.Pods[i].ReplicaList(u.ID)...)
 		}
 	}

@@ -81,7 +81,14 @@ type Input struct {
 	NoUnits bool
 	// AllowEmpty permits removing every managed pod when NoUnits is true.
 	AllowEmpty bool
+	// OtherNodes are the pod definitions of valid units whose nodeSelector
+	// does not match this node; their replicas are not in Want, and a
+	// removal says why.
+	OtherNodes map[string]bool
 }
+
+// reasonOtherNode explains the removal of a pod that targets other nodes.
+const reasonOtherNode = "nodeSelector does not match this node"
 
 // inNameOrder is a copy of want sorted by pod name and replica index: the
 // order in which a replica name defined twice goes to the first (Plan
@@ -186,6 +193,9 @@ func Plan(in Input) ([]Action, error) {
 			continue
 		}
 		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName()}
+		if in.OtherNodes[o.PodName()] {
+			a.Reasons = []string{reasonOtherNode}
+		}
 		if g, ok := groups[o.PodName()]; ok {
 			g.removes = append(g.removes, removal{a, o.Index()})
 		} else {

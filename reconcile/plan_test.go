@@ -268,6 +268,69 @@ func TestPlanEmptyDirectoryGuard(t *testing.T) {
 	})
 }
 
+func TestPlanNodeSelector(t *testing.T) {
+	node := map[string]string{manifests.HostnameLabel: "edge-1", "zone": "west"}
+	onNode := func(p *manifests.Pod, sel map[string]string) *manifests.Pod {
+		p.NodeSelector = sel
+		return p
+	}
+	web := pod("web", 2, "busybox:1")
+	webHere := onNode(pod("web", 2, "busybox:1"), map[string]string{manifests.HostnameLabel: "edge-1"})
+	webThere := onNode(pod("web", 2, "busybox:1"), map[string]string{manifests.HostnameLabel: "edge-2"})
+	db := pod("db", 1, "db:1")
+	tests := []struct {
+		name  string
+		have  []ObservedPod
+		units []*manifests.Unit
+		want  string
+	}{
+		{
+			name:  "a_pod_for_this_node_is_created",
+			units: []*manifests.Unit{unit("a.cue", webHere)},
+			want:  "+ pod web\n+ pod web-1",
+		},
+		{
+			name:  "a_pod_for_another_node_is_not_created",
+			units: []*manifests.Unit{unit("a.cue", webThere, db)},
+			want:  "+ pod db",
+		},
+		{
+			name:  "a_running_pod_that_stops_targeting_this_node_is_removed_with_the_reason",
+			have:  observedAll(unit("a.cue", web, db)),
+			units: []*manifests.Unit{unit("a.cue", webThere, db)},
+			want:  "- pod web (nodeSelector does not match this node)\n- pod web-1 (nodeSelector does not match this node)",
+		},
+		{
+			name:  "units_whose_pods_all_target_other_nodes_remove_the_pods_here",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", webThere)},
+			want:  "- pod web (nodeSelector does not match this node)\n- pod web-1 (nodeSelector does not match this node)",
+		},
+		{
+			name:  "a_selector_added_that_matches_this_node_recreates_nothing",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", webHere)},
+		},
+		{
+			name:  "pods_of_an_invalid_unit_are_kept_whatever_their_node",
+			have:  observedAll(unit("a.cue", webThere)),
+			units: []*manifests.Unit{invalidUnit("a.cue")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Reconciler{cfg: Config{NodeLabels: node}}
+			actions, err := Plan(r.input(Desired{Units: tt.units}, tt.have))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := lines(actions); got != tt.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestChangesNameEveryChangedField(t *testing.T) {
 	base := pod("web", 1, "busybox:1")
 	base.Containers[0].Env = map[string]string{"A": "1"}
@@ -291,12 +354,13 @@ func TestSpecHashLeavesOutWhatNeedsNoNewContainer(t *testing.T) {
 	a := pod("web", 1, "busybox:1")
 	b := pod("web", 5, "busybox:1")
 	b.Labels = map[string]string{"app": "web"}
+	b.NodeSelector = map[string]string{"zone": "west"}
 	b.Containers[0].ImagePullPolicy = "Never"
 	b.Containers[0].ReadinessProbe = &manifests.Probe{PeriodSeconds: 3}
 	a.Volumes = []manifests.Volume{{Name: "conf", Files: map[string]string{"a": "1"}}}
 	b.Volumes = []manifests.Volume{{Name: "conf", Files: map[string]string{"a": "2", "b": "3"}}}
 	if SpecHash(a) != SpecHash(b) {
-		t.Error("replicas, labels, pull policy, probes or file contents changed the hash")
+		t.Error("replicas, labels, nodeSelector, pull policy, probes or file contents changed the hash")
 	}
 	c := pod("web", 1, "busybox:1")
 	c.Containers[0].Resources.Memory = "1Ki"

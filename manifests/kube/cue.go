@@ -136,6 +136,9 @@ func podCUE(p manifests.Pod) fields {
 	if len(p.Labels) > 0 {
 		f.add("labels", p.Labels)
 	}
+	if len(p.NodeSelector) > 0 {
+		f.add("nodeSelector", p.NodeSelector)
+	}
 	addIf(&f, "restartPolicy", p.RestartPolicy, "Always")
 	addIf(&f, "shareProcessNamespace", p.ShareProcessNamespace, false)
 	var cs fields

@@ -154,6 +154,7 @@ func convertPod(unit string, p manifests.Pod) []Object {
 	spec := corev1.PodSpec{
 		RestartPolicy:         corev1.RestartPolicyAlways,
 		ShareProcessNamespace: boolPtr(p.ShareProcessNamespace),
+		NodeSelector:          p.NodeSelector,
 	}
 	var claims []corev1.PersistentVolumeClaim
 	for _, v := range p.Volumes {

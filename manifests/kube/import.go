@@ -364,6 +364,9 @@ func importPod(d *doc, s corev1.PodSpec, at []any, labels map[string]string, con
 	if s.ShareProcessNamespace != nil {
 		p.ShareProcessNamespace = *s.ShareProcessNamespace
 	}
+	if len(s.NodeSelector) > 0 {
+		p.NodeSelector = maps.Clone(s.NodeSelector)
+	}
 	for _, c := range s.Containers {
 		p.Containers = append(p.Containers, importContainer(c))
 	}

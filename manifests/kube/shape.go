@@ -176,6 +176,7 @@ var (
 		"volumes":               list(volumeShape),
 		"restartPolicy":         leaf,
 		"shareProcessNamespace": leaf,
+		"nodeSelector":          leaf,
 	})
 	templateShape = obj(map[string]*shape{
 		"metadata": obj(map[string]*shape{"labels": leaf}),
@@ -184,6 +185,7 @@ var (
 			"volumes":               list(volumeShape),
 			"restartPolicy":         only("Always"),
 			"shareProcessNamespace": leaf,
+			"nodeSelector":          leaf,
 		}),
 	})
 	selectorShape = obj(map[string]*shape{"matchLabels": leaf})

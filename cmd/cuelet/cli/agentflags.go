@@ -62,10 +62,14 @@ func (a *AgentFlags) logger(w io.Writer) (zerolog.Logger, error) {
 
 // options are the flags plan, apply and run share, as the agent takes
 // them; run adds its own (runOptions).
-func (a *AgentFlags) options(log zerolog.Logger) agent.Options {
+func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
+	rules, err := a.NodeRules.Options()
+	if err != nil {
+		return agent.Options{}, err
+	}
 	return agent.Options{
 		ManifestDir: a.Manifests,
-		Manifests:   a.NodeRules.Options(),
+		Manifests:   rules,
 		AllowEmpty:  a.AllowEmpty,
 		PodmanURL:   a.PodmanURL,
 		StateDir:    a.StateDir,
@@ -73,7 +77,7 @@ func (a *AgentFlags) options(log zerolog.Logger) agent.Options {
 		PortalLink:  a.PortalLink,
 		NftTable:    a.NftTable,
 		Log:         log,
-	}
+	}, nil
 }
 
 // runOptions are the options of `cuelet run`: the shared ones, and the
@@ -87,7 +91,10 @@ func (a *AgentFlags) runOptions(log zerolog.Logger) (agent.Options, error) {
 	if err != nil || !ip.Is4() {
 		return agent.Options{}, fmt.Errorf("--external-address %q: want an IPv4 address", a.ExternalAddress)
 	}
-	o := a.options(log)
+	o, err := a.options(log)
+	if err != nil {
+		return agent.Options{}, err
+	}
 	o.ExternalAddress = ip
 	o.Resync = a.Resync
 	o.MetricsAddress = a.MetricsAddress

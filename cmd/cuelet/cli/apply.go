@@ -16,12 +16,16 @@ node, write the env files and make podman's pods what the valid units say.
 Prints what it did; exits 1 if a unit is invalid or anything failed. The
 portals are served only while 'cuelet run' runs.`,
 		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
+			o, err := f.options(log)
+			if err != nil {
+				return err
+			}
 			cleanup, err := f.fetchGit(ctx)
 			if err != nil {
 				return err
 			}
 			defer cleanup()
-			rep, err := agent.Apply(ctx, f.options(log))
+			rep, err := agent.Apply(ctx, o)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,10 @@ a Deployment per pod (a StatefulSet when it has persistent volumes), a
 ConfigMap per files volume, a Service per service (and an EndpointSlice for
 fixed endpoints), separated by "---". What Kubernetes cannot express is a
 comment above its object. Invalid input: the problems validate prints, on
-stderr, nothing on stdout, exit 1.`,
+stderr, nothing on stdout, exit 1. With --node-name or --node-labels only
+the pods whose nodeSelector matches that node are exported (services all
+are), so that CI can see what each node would run; without them, every
+pod, its nodeSelector carried over.`,
 		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
 			var (
 				dir   string
@@ -30,7 +33,11 @@ stderr, nothing on stdout, exit 1.`,
 				if len(paths) == 0 {
 					paths = []string{dir}
 				}
-				units, err := manifests.Load(ctx, paths, rules.Options())
+				opts, err := rules.Options()
+				if err != nil {
+					return err
+				}
+				units, err := manifests.Load(ctx, paths, opts)
 				if err != nil {
 					return err
 				}
@@ -44,6 +51,9 @@ stderr, nothing on stdout, exit 1.`,
 				if invalid {
 					return errInvalid
 				}
+				if rules.nodeGiven() {
+					units = forNode(units, opts.NodeLabels)
+				}
 				if err := kube.Export(env.Stdout, units); err != nil {
 					return fmt.Errorf("write: %w", err)
 				}
@@ -51,4 +61,21 @@ stderr, nothing on stdout, exit 1.`,
 			}
 		},
 	}
+}
+
+// forNode keeps, of valid units, the pods that target a node with these
+// labels, and every service: services exist on every node (SPEC §11).
+func forNode(units []*manifests.Unit, labels map[string]string) []*manifests.Unit {
+	out := make([]*manifests.Unit, len(units))
+	for i, u := range units {
+		c := u.Clone()
+		c.Pods = nil
+		for _, p := range u.Pods {
+			if manifests.TargetsNode(p.NodeSelector, labels) {
+				c.Pods = append(c.Pods, p)
+			}
+		}
+		out[i] = c
+	}
+	return out
 }

@@ -29,6 +29,9 @@ const (
 
 // NodeRules are the node settings that validation depends on; validate
 // takes them so that it rejects what the agent would (SPEC §7).
+//
+// The node's name and labels are here too: they decide which pods run on
+// the node (SPEC §11), and plan and export must see what the agent would.
 type NodeRules struct {
 	AllowedHostPaths pathList
 	PortalCIDR       netip.Prefix
@@ -36,28 +39,39 @@ type NodeRules struct {
 	// ClusterDomain is the domain of service names, <service>.svc.<domain>;
 	// pods search svc.<domain> first.
 	ClusterDomain string
+	NodeName      nodeName
+	NodeLabels    nodeLabels
+	// hostname is os.Hostname unless a test says otherwise.
+	hostname func() (string, error)
 }
 
-// Register adds --allowed-host-paths, --portal-cidr, --dns-address and
+// Register adds --allowed-host-paths, --portal-cidr, --dns-address,
 // --cluster-domain (pods are created with the DNS settings, so the plan
-// depends on them).
+// depends on them), --node-name and --node-labels.
 func (n *NodeRules) Register(fs *flag.FlagSet) {
 	fs.Var(&n.AllowedHostPaths, allowedHostPathsFlag, "`prefixes` (comma-separated, repeatable) under which hostPath volumes may lie; none by default")
 	n.PortalCIDR = netip.MustParsePrefix(defaultPortalCIDR)
 	fs.TextVar(&n.PortalCIDR, "portal-cidr", n.PortalCIDR, "`range` of portal (service) IP addresses")
 	fs.StringVar(&n.ClusterDomain, "cluster-domain", defaultClusterDomain, "`domain` of service names in DNS: <service>.svc.<domain>")
 	fs.Var(&n.DNSAddress, "dns-address", "`address` of the node's DNS server for service names, port 53, or none (default: the tenth address of --portal-cidr)")
+	fs.Var(&n.NodeName, "node-name", "this node's `name`, its "+manifests.HostnameLabel+" label (default: the host name)")
+	n.NodeLabels = nodeLabels{}
+	fs.Var(n.NodeLabels, "node-labels", "this node's `labels`, KEY=VALUE (comma-separated, repeatable); a pod's nodeSelector must match them")
 }
 
 // Options turns the flags into what the manifests package needs. A DNS
 // address the agent would refuse (see DNSAddr) reserves nothing here; the
 // agent commands stop on it before they validate anything.
-func (n *NodeRules) Options() manifests.Options {
+func (n *NodeRules) Options() (manifests.Options, error) {
+	labels, err := n.labels()
+	if err != nil {
+		return manifests.Options{}, err
+	}
 	dns, _ := n.DNSAddr()
 	return manifests.Options{
 		AllowedHostPaths: n.AllowedHostPaths, PortalCIDR: n.PortalCIDR,
-		DNSAddress: dns, ClusterDomain: n.ClusterDomain,
-	}
+		DNSAddress: dns, ClusterDomain: n.ClusterDomain, NodeLabels: labels,
+	}, nil
 }
 
 // DNSAddr is the address the DNS server listens on (SPEC §10): the

@@ -16,12 +16,16 @@ line (+ create, ~ recreate with the reason, - remove, ! conflict), changing
 nothing. Exits 0 when the node is in sync, 2 when changes are pending, 1 when
 a unit is invalid or podman cannot be reached.`,
 		Setup: agentSetup(func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
+			o, err := f.options(log)
+			if err != nil {
+				return err
+			}
 			cleanup, err := f.fetchGit(ctx)
 			if err != nil {
 				return err
 			}
 			defer cleanup()
-			res, err := agent.Plan(ctx, f.options(log))
+			res, err := agent.Plan(ctx, o)
 			if err != nil {
 				return err
 			}

@@ -35,6 +35,10 @@ Exits 1 if anything is invalid.`,
 				// collecting less often saves a third of the CPU time on
 				// 1,000 units (manifests/bench) for some 200 MB of memory.
 				debug.SetGCPercent(400)
+				opts, err := rules.Options()
+				if err != nil {
+					return err
+				}
 				gitDir, _, cleanup, err := git.fetchOnce(ctx)
 				if err != nil {
 					return err
@@ -51,7 +55,7 @@ Exits 1 if anything is invalid.`,
 				if _, err := rules.DNSAddr(); err != nil {
 					return err
 				}
-				units, err := manifests.Load(ctx, paths, rules.Options())
+				units, err := manifests.Load(ctx, paths, opts)
 				if err != nil {
 					return err
 				}
