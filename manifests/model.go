@@ -25,8 +25,14 @@ type Pod struct {
 	Labels                map[string]string `json:"labels,omitempty"`
 	RestartPolicy         string            `json:"restartPolicy"`
 	ShareProcessNamespace bool              `json:"shareProcessNamespace"`
-	Containers            []Container       `json:"-"`
-	Volumes               []Volume          `json:"-"`
+	// TerminationGracePeriodSeconds is the time between SIGTERM and
+	// SIGKILL when cuelet stops a container (SPEC §9).
+	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
+	// ProgressDeadlineSeconds bounds how long a rollout waits for a
+	// replaced replica to run and be ready before it is stuck (SPEC §9).
+	ProgressDeadlineSeconds int         `json:"progressDeadlineSeconds"`
+	Containers              []Container `json:"-"`
+	Volumes                 []Volume    `json:"-"`
 }
 
 // Container is one container of a pod.
