@@ -67,7 +67,9 @@ type RolloutStatus struct {
 }
 
 // String is the line `cuelet status` prints: "rollout stuck: web-1: …".
-func (r RolloutStatus) String() string { return "rollout " + r.State + ": pod " + r.Pod + ": " + r.Reason }
+func (r RolloutStatus) String() string {
+	return "rollout " + r.State + ": pod " + r.Pod + ": " + r.Reason
+}
 
 // ServiceStatus is one service with its portal and current endpoints.
 type ServiceStatus struct {

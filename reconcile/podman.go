@@ -34,18 +34,18 @@ type Podman interface {
 
 // Labels cuelet puts on every pod and container it creates.
 const (
-	LabelManaged   = "io.cuelet.managed" // "true"
-	LabelUnit      = "io.cuelet.unit"    // ID of the unit that defines the pod
-	LabelPod       = "io.cuelet.pod"     // name of the pod definition
-	LabelReplica   = "io.cuelet.replica" // replica name (= podman pod name)
-	LabelIndex     = "io.cuelet.index"   // replica index
-	LabelSpecHash  = "io.cuelet.spec-hash"
-	LabelSpec      = "io.cuelet.spec"      // normalized spec as JSON, pod only
+	LabelManaged  = "io.cuelet.managed" // "true"
+	LabelUnit     = "io.cuelet.unit"    // ID of the unit that defines the pod
+	LabelPod      = "io.cuelet.pod"     // name of the pod definition
+	LabelReplica  = "io.cuelet.replica" // replica name (= podman pod name)
+	LabelIndex    = "io.cuelet.index"   // replica index
+	LabelSpecHash = "io.cuelet.spec-hash"
+	LabelSpec     = "io.cuelet.spec" // normalized spec as JSON, pod only
 	// LabelGrace is terminationGracePeriodSeconds when the pod was created,
 	// pod only: the grace of a pod whose definition is gone. It is not in
 	// the spec hash (changing it needs no new container): a pod whose
 	// definition is still there is stopped with the manifest's value.
-	LabelGrace = "io.cuelet.grace-period"
+	LabelGrace     = "io.cuelet.grace-period"
 	LabelContainer = "io.cuelet.container" // container name in the manifest, containers only
 	LabelVolume    = "io.cuelet.volume"    // volume name in the manifest, volumes only
 	LabelVolType   = "io.cuelet.volume-type"
@@ -129,14 +129,14 @@ func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
 
 // PodSpec is everything the adapter needs to create one pod replica.
 type PodSpec struct {
-	Name       string            // podman pod name (the replica name)
-	Labels     map[string]string // on the pod; containers get them too
-	SharePID   bool
+	Name     string            // podman pod name (the replica name)
+	Labels   map[string]string // on the pod; containers get them too
+	SharePID bool
 	// GracePeriod is the time between SIGTERM and SIGKILL when podman
 	// stops a container of the pod by itself (its stop timeout).
 	GracePeriod time.Duration
-	Volumes    []VolumeSpec // podman named volumes to have before the containers
-	Containers []ContainerSpec
+	Volumes     []VolumeSpec // podman named volumes to have before the containers
+	Containers  []ContainerSpec
 }
 
 // VolumeSpec is a podman named volume a pod needs.
