@@ -348,7 +348,8 @@ func (p *pass) rollout(a Action, why string, stuck bool) {
 	p.mu.Lock()
 	p.res.Rollouts = append(p.res.Rollouts, r)
 	p.mu.Unlock()
-	ev := p.r.cfg.Log.Info()
+	// Waiting is the normal course of a rollout; stuck needs a person.
+	ev := p.r.cfg.Log.Debug()
 	if stuck {
 		ev = p.r.cfg.Log.Warn()
 	}
