@@ -57,7 +57,8 @@ type NodeConfig struct {
 	// OnProbeChange is called when a readiness probe changes state, so
 	// that endpoints follow at once (the agent kicks a sync).
 	OnProbeChange func()
-	// RolloutTimeout bounds the wait for a recreated replica (default 2m).
+	// RolloutTimeout, when set, bounds the wait of a pass for a recreated
+	// replica below its pod's progressDeadlineSeconds.
 	RolloutTimeout time.Duration
 	// StepRollouts: see reconcile.Config. The agent sets it, so that a
 	// rollout waiting for readiness holds up no other change.
@@ -276,6 +277,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	}
 	for _, a := range res.Actions {
 		rep.Actions = append(rep.Actions, a.String())
+	}
+	for _, ro := range res.Rollouts {
+		rep.Rollouts = append(rep.Rollouts, RolloutStatus{Pod: ro.Pod, Unit: ro.Unit, State: string(ro.State), Reason: ro.Reason})
 	}
 	podErrs := map[string]string{}
 	for _, pe := range res.Errors {

@@ -19,6 +19,9 @@ type Report struct {
 	Units    []UnitStatus    `json:"units"`
 	// Actions are what the pass did, as plan lines ("+ pod web-1").
 	Actions []string `json:"actions,omitempty"`
+	// Rollouts are the rollouts that could not take their next step in
+	// the pass: waiting for a replaced replica, or stuck (SPEC §9).
+	Rollouts []RolloutStatus `json:"rollouts,omitempty"`
 	// Errors are problems of the pass that are not a unit's: podman not
 	// answering, the empty-directory guard, a pod podman refused. They
 	// are the errors themselves (errors.Is and errors.As work on them)
@@ -52,6 +55,20 @@ type PodStatus struct {
 	Created  time.Time `json:"created"`
 	IP       string    `json:"ip,omitempty"`
 	Error    string    `json:"error,omitempty"`
+}
+
+// RolloutStatus is the rollout of one pod definition that waits or is
+// stuck; the replicas not yet replaced keep the old spec.
+type RolloutStatus struct {
+	Pod    string `json:"pod"`
+	Unit   string `json:"unit"`
+	State  string `json:"state"`  // "waiting" or "stuck"
+	Reason string `json:"reason"` // the replica it waits for, and why
+}
+
+// String is the line `cuelet status` prints: "rollout stuck: web-1: …".
+func (r RolloutStatus) String() string {
+	return "rollout " + r.State + ": pod " + r.Pod + ": " + r.Reason
 }
 
 // ServiceStatus is one service with its portal and current endpoints.

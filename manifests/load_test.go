@@ -228,6 +228,7 @@ services: web: {selector: app: "web", ports: [{port: 80}]}
 	}
 	wantPod := manifests.Pod{
 		Name: "web", Replicas: 1, Labels: map[string]string{"app": "web"}, RestartPolicy: "Always",
+		TerminationGracePeriodSeconds: 10, ProgressDeadlineSeconds: 600,
 		Containers: []manifests.Container{
 			{Name: "a", Image: "busybox", ImagePullPolicy: "IfNotPresent",
 				Resources: manifests.Resources{Memory: "1G", MemoryBytes: 1e9, CPUs: 2},

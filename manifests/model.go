@@ -27,8 +27,14 @@ type Pod struct {
 	RestartPolicy         string            `json:"restartPolicy"`
 	ShareProcessNamespace bool              `json:"shareProcessNamespace"`
 	DNSConfig             *PodDNSConfig     `json:"dnsConfig,omitempty"`
-	Containers            []Container       `json:"-"`
-	Volumes               []Volume          `json:"-"`
+	// TerminationGracePeriodSeconds is the time between SIGTERM and
+	// SIGKILL when cuelet stops a container (SPEC §9).
+	TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
+	// ProgressDeadlineSeconds bounds how long a rollout waits for a
+	// replaced replica to run and be ready before it is stuck (SPEC §9).
+	ProgressDeadlineSeconds int         `json:"progressDeadlineSeconds"`
+	Containers              []Container `json:"-"`
+	Volumes                 []Volume    `json:"-"`
 	// DNS is what the pod's resolv.conf gets: the node's DNS server and
 	// search domain (Options.DNSAddress, Options.ClusterDomain), then
 	// DNSConfig. Nil when the node serves no DNS and DNSConfig is unset:

@@ -44,8 +44,9 @@ type Config struct {
 	Readiness ReadinessGate
 	// Concurrency bounds the podman operations run at once (default 4).
 	Concurrency int
-	// RolloutTimeout bounds the wait for a recreated replica to run and be
-	// ready before the next one is replaced (default 2m).
+	// RolloutTimeout, when set, bounds the wait of a pass for a recreated
+	// replica to run and be ready before the next one is replaced; the
+	// pod's progressDeadlineSeconds bounds it anyway.
 	RolloutTimeout time.Duration
 	// PollInterval is how often a rollout looks at the replica (default 200ms).
 	PollInterval time.Duration
@@ -58,6 +59,8 @@ type Config struct {
 	// rollouts).
 	StepRollouts bool
 	Log          zerolog.Logger
+	// Now is the clock for progress deadlines (default time.Now).
+	Now func() time.Time
 }
 
 // Reconciler plans and applies pods against one podman.
@@ -81,8 +84,8 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
-	if cfg.RolloutTimeout <= 0 {
-		cfg.RolloutTimeout = 2 * time.Minute
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 200 * time.Millisecond
@@ -152,6 +155,8 @@ type Result struct {
 	Waiting []Action
 	// Errors are the pods that failed, conflicts included.
 	Errors []*PodError
+	// Rollouts are the rollouts that wait or are stuck, by pod definition.
+	Rollouts []Rollout
 }
 
 // Err joins the per-pod errors; nil when every pod is fine.
@@ -252,41 +257,61 @@ func (p *pass) tasks(have []ObservedPod) []func(context.Context) {
 			p.fail(a.Name, a.Unit, err)
 			p.r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
 				Err(err).Msg(a.String())
-		case Recreate:
+		case Recreate, Create:
+			if a.Kind == Create && !a.Rollout {
+				tasks = append(tasks, p.task(a))
+				continue
+			}
 			if _, ok := chains[a.Group]; !ok {
 				chainOrder = append(chainOrder, a.Group)
 			}
 			chains[a.Group] = append(chains[a.Group], a)
 		default:
-			tasks = append(tasks, func(ctx context.Context) {
-				if err := p.r.do(ctx, a, p.env); err != nil {
-					p.fail(a.Name, a.Unit, err)
-				}
-			})
+			tasks = append(tasks, p.task(a))
 		}
 	}
 	for _, g := range chainOrder {
 		chain := chains[g]
-		if p.r.cfg.StepRollouts {
-			n := 1
-			if why := p.rolloutBusy(g, chain, have); why != "" {
-				p.r.cfg.Log.Debug().Str("unit", chain[0].Unit).Str("pod", chain[0].Name).Str("action", "recreate").
-					Str("waiting", why).Msg("rollout waits for the replica replaced last")
-				n = 0
+		var free, ups []Action
+		for _, a := range chain {
+			if a.Kind == Create || a.Down || a.Rollout {
+				free = append(free, a)
+			} else {
+				ups = append(ups, a)
 			}
-			p.postpone(chain[n:])
-			if chain = chain[:n]; len(chain) == 0 {
+		}
+		if p.r.cfg.StepRollouts {
+			// Replicas that are down or missing cost nothing to replace:
+			// they go first, all in this pass. The replicas that serve
+			// wait until those run and are ready; then one a pass.
+			switch {
+			case len(free) > 0:
+				chain = free
+			default:
+				if why, stuck := p.rolloutBusy(g, ups, have); why != "" {
+					p.rollout(ups[0], why, stuck)
+					chain = nil
+				} else {
+					chain = ups[:1]
+				}
+			}
+			p.postpone(ups[len(chain)-len(free):])
+			if len(chain) == 0 {
 				continue
 			}
 		}
+		pending := len(ups) > 0
 		tasks = append(tasks, func(ctx context.Context) {
 			for i, a := range chain {
 				err := p.r.do(ctx, a, p.env)
-				if err == nil && i < len(chain)-1 {
+				if err == nil && !p.r.cfg.StepRollouts && i < len(chain)-1 {
 					err = p.r.waitReady(ctx, *a.Replica)
 				}
 				if err != nil {
 					p.fail(a.Name, a.Unit, err)
+					if pending || i < len(chain)-1 {
+						p.rollout(a, a.Name+": "+err.Error(), true)
+					}
 					for _, rest := range chain[i+1:] {
 						p.r.cfg.Log.Warn().Str("unit", rest.Unit).Str("pod", rest.Name).Str("action", "recreate").
 							Msg("rollout stopped at an earlier replica; this one keeps its old spec")
@@ -299,13 +324,71 @@ func (p *pass) tasks(have []ObservedPod) []func(context.Context) {
 	return tasks
 }
 
+// RolloutState says where the rollout of a pod definition stands.
+type RolloutState string
+
+// The states of a rollout that has replicas left on the old spec.
+const (
+	// RolloutWaiting: a replaced replica does not run or is not ready
+	// yet, within its progressDeadlineSeconds.
+	RolloutWaiting RolloutState = "waiting"
+	// RolloutStuck: a replaced replica could not be created, or did not
+	// run and become ready within progressDeadlineSeconds. The rollout
+	// goes no further until the pod's spec changes; the other replicas
+	// keep the old spec.
+	RolloutStuck RolloutState = "stuck"
+)
+
+// Rollout is a rollout that could not take its next step in a pass.
+type Rollout struct {
+	Pod   string // pod definition
+	Unit  string
+	State RolloutState
+	// Reason names the replica it waits for and why: "web-1: exited (1)".
+	Reason string
+}
+
+func (r Rollout) String() string {
+	return fmt.Sprintf("rollout %s: %s", r.State, r.Reason)
+}
+
+// rollout records that the rollout of a's pod definition cannot go on.
+func (p *pass) rollout(a Action, why string, stuck bool) {
+	r := Rollout{Pod: a.Group, Unit: a.Unit, State: RolloutWaiting, Reason: why}
+	if stuck {
+		r.State = RolloutStuck
+	}
+	p.mu.Lock()
+	p.res.Rollouts = append(p.res.Rollouts, r)
+	p.mu.Unlock()
+	// Waiting is the normal course of a rollout; stuck needs a person.
+	ev := p.r.cfg.Log.Debug()
+	if stuck {
+		ev = p.r.cfg.Log.Warn()
+	}
+	ev.Str("unit", a.Unit).Str("pod", a.Group).Str("rollout", string(r.State)).Msg(r.String())
+}
+
+// task does one action alone.
+func (p *pass) task(a Action) func(context.Context) {
+	return func(ctx context.Context) {
+		if err := p.r.do(ctx, a, p.env); err != nil {
+			p.fail(a.Name, a.Unit, err)
+		}
+	}
+}
+
 // rolloutBusy says why the next step of a pod definition's rollout must
 // wait: a replica already on the new spec, and not itself to be replaced
 // in this chain (a half-made replica is repaired, not waited for), does
-// not run or is not ready. "" means the step may go.
-func (p *pass) rolloutBusy(group string, chain []Action, have []ObservedPod) string {
+// not run or is not ready; or a wanted replica is missing. "" means the
+// step may go. stuck is true once the replica waited for is older than
+// the pod's progressDeadlineSeconds.
+func (p *pass) rolloutBusy(group string, chain []Action, have []ObservedPod) (why string, stuck bool) {
 	next := chain[0].Replica
 	hash := SpecHash(next.Pod)
+	deadline := time.Duration(next.Pod.ProgressDeadlineSeconds) * time.Second
+	now := p.r.cfg.Now()
 	inChain := map[string]bool{}
 	for _, a := range chain {
 		inChain[a.Name] = true
@@ -314,15 +397,22 @@ func (p *pass) rolloutBusy(group string, chain []Action, have []ObservedPod) str
 		if !o.Managed() || o.PodName() != group || o.Labels[LabelSpecHash] != hash || inChain[o.Name] {
 			continue
 		}
+		late := deadline > 0 && now.Sub(o.Created) > deadline
 		if c := ReplicaCondition(o); !c.Up() {
-			return o.Name + ": " + c.Reason
+			if late {
+				return fmt.Sprintf("%s not running after %s: %s", o.Name, deadline, c.Reason), true
+			}
+			return o.Name + ": " + c.Reason, false
 		}
 		rep := manifests.Replica{Name: o.Name, Index: o.Index(), Unit: next.Unit, Pod: next.Pod}
 		if p.r.cfg.Readiness != nil && !p.r.cfg.Readiness.Ready(rep, o) {
-			return o.Name + ": not ready"
+			if late {
+				return fmt.Sprintf("%s not ready after %s", o.Name, deadline), true
+			}
+			return o.Name + ": not ready", false
 		}
 	}
-	return ""
+	return "", false
 }
 
 // postpone moves actions from the pass's actions to the waiting ones.
@@ -335,7 +425,9 @@ func (p *pass) postpone(actions []Action) {
 		later[a.Name] = true
 	}
 	p.res.Waiting = append(p.res.Waiting, actions...)
-	p.res.Actions = slices.DeleteFunc(p.res.Actions, func(a Action) bool { return a.Kind == Recreate && later[a.Name] })
+	p.res.Actions = slices.DeleteFunc(p.res.Actions, func(a Action) bool {
+		return (a.Kind == Recreate || a.Kind == Create) && later[a.Name]
+	})
 }
 
 // run runs the tasks, at most Concurrency at once.
@@ -389,7 +481,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 		// Everything that can fail without podman, and the images, before
 		// the old replica goes: a bad spec must not cost a running pod.
 		err = r.create(ctx, a, serviceEnv, func(PodSpec) error {
-			if err := r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
+			if err := r.cfg.Podman.RemovePod(ctx, a.Name, a.Grace); err != nil {
 				return fmt.Errorf("remove pod %q: %w", a.Name, err)
 			}
 			return nil
@@ -399,7 +491,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 			err = fmt.Errorf("start pod %q: %w", a.Name, err)
 		}
 	case Remove:
-		if err = r.cfg.Podman.RemovePod(ctx, a.Name); err != nil {
+		if err = r.cfg.Podman.RemovePod(ctx, a.Name, a.Grace); err != nil {
 			err = fmt.Errorf("remove pod %q: %w", a.Name, err)
 			break
 		}
@@ -447,7 +539,14 @@ func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, 
 // waitReady waits until a recreated replica runs (and passes the readiness
 // gate), so that the rollout can replace the next one.
 func (r *Reconciler) waitReady(ctx context.Context, rep manifests.Replica) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.RolloutTimeout)
+	limit := time.Duration(rep.Pod.ProgressDeadlineSeconds) * time.Second
+	if limit <= 0 || (r.cfg.RolloutTimeout > 0 && r.cfg.RolloutTimeout < limit) {
+		limit = r.cfg.RolloutTimeout
+	}
+	if limit <= 0 {
+		limit = 10 * time.Minute // SPEC §9's default of progressDeadlineSeconds
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	t := time.NewTicker(r.cfg.PollInterval)
 	defer t.Stop()
@@ -476,7 +575,7 @@ func (r *Reconciler) waitReady(ctx context.Context, rep manifests.Replica) error
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w within %s: %s", ErrNotReady, r.cfg.RolloutTimeout, last)
+			return fmt.Errorf("%w within %s: %s", ErrNotReady, limit, last)
 		case <-t.C:
 		}
 	}

@@ -154,6 +154,47 @@ func simplePod(name string, replicas int) manifests.Pod {
 		Containers: []manifests.Container{sleeper("app")}}
 }
 
+// terminationGracePeriodSeconds is the time between SIGTERM and SIGKILL
+// (SPEC §9): a container that ignores TERM is killed after its pod's grace
+// period, not podman's 10 s; changing only the grace period recreates
+// nothing, and the removal of a pod whose definition is gone uses the
+// period the pod was created with.
+func TestE2EGracePeriodIsTheTimeBetweenTermAndKill(t *testing.T) {
+	e := newEnv(t)
+	stubborn := func(name string, grace int) manifests.Pod {
+		p := simplePod(name, 1)
+		p.TerminationGracePeriodSeconds = grace
+		p.Containers[0].Command = []string{"sh", "-c", "trap 'echo ignored' TERM; while true; do sleep 1; done"}
+		return p
+	}
+	// A scale-down takes the manifest's grace period of now: 1 s, although
+	// web-1 was created with 9 s.
+	web := stubborn("web", 9)
+	web.Replicas = 2
+	e.apply(desired(unit("a.cue", web, stubborn("db", 3))))
+	web.TerminationGracePeriodSeconds = 1
+	web.Replicas = 1
+	start := time.Now()
+	res := e.apply(desired(unit("a.cue", web, stubborn("db", 3))))
+	took := time.Since(start)
+	if len(res.Actions) != 1 || res.Actions[0].String() != "- pod web-1" {
+		t.Errorf("a grace period change and a scale-down: actions %v, want only the removal of web-1", res.Actions)
+	}
+	if took < time.Second || took > 5*time.Second {
+		t.Errorf("web-1 (grace 1 s) was removed in %s", took)
+	} else {
+		t.Logf("web-1 removed in %s", took.Round(time.Millisecond))
+	}
+	// db's definition goes: its 3 s, from the pod's label.
+	start = time.Now()
+	e.apply(desired(unit("a.cue", web)))
+	if took := time.Since(start); took < 3*time.Second || took > 8*time.Second {
+		t.Errorf("db (grace 3 s, definition gone) was removed in %s, want about 3 s", took)
+	} else {
+		t.Logf("db removed in %s", took.Round(time.Millisecond))
+	}
+}
+
 func TestE2ETwoContainersShareNetworkAndEmptyDir(t *testing.T) {
 	e := newEnv(t)
 	server := manifests.Container{
@@ -425,8 +466,8 @@ func TestE2EPersistentVolumeSurvivesRecreationEmptyDirDoesNot(t *testing.T) {
 
 func TestE2ERemovedReplicaIsStoppedGracefully(t *testing.T) {
 	e := newEnv(t)
-	e.client.StopTimeout = podman.DefaultStopTimeout
 	p := simplePod("db", 1)
+	p.TerminationGracePeriodSeconds = 10
 	p.Containers[0].Command = []string{"sh", "-c", "trap 'echo flushed > /data/f; exit 0' TERM; echo up > /data/f; sleep 1000000 & wait"}
 	p.Containers[0].VolumeMounts = []manifests.VolumeMount{{Name: "data", MountPath: "/data"}}
 	p.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
@@ -439,7 +480,7 @@ func TestE2ERemovedReplicaIsStoppedGracefully(t *testing.T) {
 	})
 	start := time.Now()
 	e.apply(desired(unit("a.cue")))
-	if took := time.Since(start); took > podman.DefaultStopTimeout {
+	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("removal took %s: the container did not get its SIGTERM", took)
 	}
 	out := e.podman("run", "--rm", "-v", "db-data:/data", podmantest.Image, "cat", "/data/f")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cuelet/cuelet/manifests"
 )
@@ -46,6 +47,16 @@ type Action struct {
 	// Containers are the podman names of the containers to start (Start);
 	// none means the whole pod.
 	Containers []string
+	// Down marks a Recreate of a replica that is not up: replacing it
+	// costs no availability, so a rollout takes it first.
+	Down bool
+	// Rollout marks a Create or a Recreate of a replica that is down, in
+	// a pod definition whose other replicas wait to be replaced: a step of
+	// the rollout, which the replicas still on the old spec wait for.
+	Rollout bool
+	// Grace is the time between SIGTERM and SIGKILL for the replica that
+	// goes (Recreate, Remove); negative: podman's default.
+	Grace time.Duration
 }
 
 // String formats the action as a plan line (SPEC §4): "+ pod web-1",
@@ -107,9 +118,17 @@ func inNameOrder(want []manifests.Replica) []manifests.Replica {
 // Plan computes the actions that make Have equal to Want. It does no I/O.
 // It fails only on the empty-directory guard (ErrNoUnits).
 //
-// The order is: per pod definition (by name) recreates, starts and conflicts
-// by replica index, then creates by index, then scale-down removals from the
-// highest index; then removals of pods whose definition is gone.
+// The order is: per pod definition (by name) starts and conflicts by
+// replica index, then creates by index, then recreates of replicas that are
+// down, then recreates of replicas that are up, then scale-down removals
+// from the highest index; then removals of pods whose definition is gone.
+//
+// A pod definition with a replica that is up but on an old spec is in a
+// rollout (SPEC §3.6, §9): its creates and the recreates of its down
+// replicas are marked Rollout, since they are the rollout's current step
+// (a replica whose replacement failed is missing, not new), and the up
+// replicas wait for them (Apply). So a replica that cannot be created
+// costs that replica only.
 func Plan(in Input) ([]Action, error) {
 	invalid := map[string]bool{}
 	for _, u := range in.InvalidUnits {
@@ -160,7 +179,7 @@ func Plan(in Input) ([]Action, error) {
 			s = normalize(r.Pod)
 			specs[r.Pod] = s
 		}
-		base := Action{Object: "pod", Name: r.Name, Unit: r.Unit, Group: r.Pod.Name, Replica: r}
+		base := Action{Object: "pod", Name: r.Name, Unit: r.Unit, Group: r.Pod.Name, Replica: r, Grace: gracePeriod(r.Pod)}
 		o := have[r.Name]
 		switch {
 		case o == nil:
@@ -174,13 +193,15 @@ func Plan(in Input) ([]Action, error) {
 		case o.Labels[LabelSpecHash] != s.hash():
 			base.Kind = Recreate
 			base.Reasons = changes(o.Labels[LabelSpec], s)
-			g.changes = append(g.changes, base)
+			g.recreate(base, o)
 		case o.Unit() != r.Unit || o.PodName() != r.Pod.Name || o.Index() != r.Index:
 			base.Kind = Recreate
 			base.Reasons = []string{fmt.Sprintf("moved from unit %s", o.Unit())}
-			g.changes = append(g.changes, base)
+			g.recreate(base, o)
 		default:
-			if a, ok := repair(base, o); ok {
+			if a, ok := repair(base, o); ok && a.Kind == Recreate {
+				g.recreate(a, o)
+			} else if ok {
 				g.changes = append(g.changes, a)
 			}
 		}
@@ -192,11 +213,13 @@ func Plan(in Input) ([]Action, error) {
 		if !o.Managed() || wanted[o.Name] != nil || invalid[o.Unit()] {
 			continue
 		}
-		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName()}
+		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName(), Grace: o.GracePeriod()}
 		if in.OtherNodes[o.PodName()] {
 			a.Reasons = []string{reasonOtherNode}
 		}
 		if g, ok := groups[o.PodName()]; ok {
+			// Scale-down: the definition's grace period of now.
+			a.Grace = wantedGrace(in.Want, o.PodName())
 			g.removes = append(g.removes, removal{a, o.Index()})
 		} else {
 			orphans = append(orphans, a)
@@ -209,7 +232,17 @@ func Plan(in Input) ([]Action, error) {
 	for _, name := range order {
 		g := groups[name]
 		out = append(out, g.changes...)
+		if len(g.up) > 0 {
+			for i := range g.creates {
+				g.creates[i].Rollout = true
+			}
+			for i := range g.down {
+				g.down[i].Rollout = true
+			}
+		}
 		out = append(out, g.creates...)
+		out = append(out, g.down...)
+		out = append(out, g.up...)
 		sort.SliceStable(g.removes, func(i, j int) bool { return g.removes[i].index > g.removes[j].index })
 		for _, r := range g.removes {
 			out = append(out, r.Action)
@@ -220,7 +253,29 @@ func Plan(in Input) ([]Action, error) {
 
 type groupActions struct {
 	changes, creates []Action
-	removes          []removal
+	// down and up are the recreates of replicas that are down and up.
+	down, up []Action
+	removes  []removal
+}
+
+func (g *groupActions) recreate(a Action, o *ObservedPod) {
+	if !ReplicaCondition(*o).Up() {
+		a.Down = true
+		g.down = append(g.down, a)
+		return
+	}
+	g.up = append(g.up, a)
+}
+
+// wantedGrace is the grace period of the pod definition named pod, -1 when
+// none is wanted.
+func wantedGrace(want []manifests.Replica, pod string) time.Duration {
+	for _, r := range want {
+		if r.Pod.Name == pod {
+			return gracePeriod(r.Pod)
+		}
+	}
+	return -1
 }
 
 type removal struct {

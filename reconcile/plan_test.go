@@ -2,10 +2,12 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cuelet/cuelet/manifests"
 )
@@ -440,5 +442,148 @@ func TestPodSpec_labels_the_replica_mounts_its_volumes_and_refuses_host_paths_ou
 	}
 	if want := []string{"web-1-data/persistent/kept", "web-1_scratch_emptydir/emptyDir/fresh"}; !slices.Equal(vols, want) {
 		t.Errorf("volumes %q, want %q", vols, want)
+	}
+}
+
+// steps are plan lines with what Apply makes of them: [rollout] for a step
+// the old replicas wait for, [grace Ns] for a removal's grace period.
+func steps(actions []Action) string {
+	var s []string
+	for _, a := range actions {
+		l := a.String()
+		if a.Rollout {
+			l += " [rollout]"
+		}
+		if a.Kind == Remove {
+			l += fmt.Sprintf(" [grace %s]", a.Grace)
+		}
+		s = append(s, l)
+	}
+	return strings.Join(s, "\n")
+}
+
+// A rollout never costs more than one replica (SPEC §9): a replica that
+// is missing, or down, while others still run the old spec is the
+// rollout's current step, before any replica that serves.
+func TestPlanRollout(t *testing.T) {
+	web3 := pod("web", 3, "busybox:1")
+	web3Bad := pod("web", 3, "busybox:1")
+	web3Bad.Containers[0].Command = []string{"nosuchcommand"}
+	web3Fixed := pod("web", 3, "busybox:2")
+
+	// web's replacement could not be created: it is gone, the others
+	// run the old spec.
+	replacementFailed := observedAll(unit("a.cue", web3))[1:]
+	// web's replacement was created but its container exited.
+	replacementDown := observedAll(unit("a.cue", web3))[1:]
+	bad := observedAll(unit("a.cue", web3Bad))[0]
+	bad.Containers[0].State, bad.Containers[0].ExitCode = "exited", 127
+	replacementDown = append([]ObservedPod{bad}, replacementDown...)
+	// web-2 was stopped by hand before the change.
+	lastDown := observedAll(unit("a.cue", web3))
+	lastDown[2].InfraState, lastDown[2].Containers[0].State = "exited", "exited"
+
+	web1 := pod("web", 1, "busybox:1")
+	web1.TerminationGracePeriodSeconds = 30
+	graceOnly := pod("web", 3, "busybox:1")
+	graceOnly.TerminationGracePeriodSeconds = 30
+	old := pod("old", 1, "old:1")
+	old.TerminationGracePeriodSeconds = 7
+
+	tests := []struct {
+		name  string
+		have  []ObservedPod
+		units []*manifests.Unit
+		want  string
+	}{
+		{
+			name:  "a_replica_whose_replacement_failed_is_created_before_any_old_replica_is_replaced",
+			have:  replacementFailed,
+			units: []*manifests.Unit{unit("a.cue", web3Bad)},
+			want:  "+ pod web [rollout]\n~ pod web-1 (command changed)\n~ pod web-2 (command changed)",
+		},
+		{
+			name:  "a_corrected_edit_replaces_the_missing_replica_first",
+			have:  replacementFailed,
+			units: []*manifests.Unit{unit("a.cue", web3Fixed)},
+			want:  "+ pod web [rollout]\n~ pod web-1 (image changed)\n~ pod web-2 (image changed)",
+		},
+		{
+			name:  "a_corrected_edit_replaces_the_replica_that_is_down_first",
+			have:  replacementDown,
+			units: []*manifests.Unit{unit("a.cue", web3Fixed)},
+			want:  "~ pod web (image changed, command changed) [rollout]\n~ pod web-1 (image changed)\n~ pod web-2 (image changed)",
+		},
+		{
+			name:  "a_replica_that_is_down_goes_before_the_ones_that_serve",
+			have:  lastDown,
+			units: []*manifests.Unit{unit("a.cue", web3Fixed)},
+			want:  "~ pod web-2 (image changed) [rollout]\n~ pod web (image changed)\n~ pod web-1 (image changed)",
+		},
+		{
+			name:  "a_scale_up_without_a_spec_change_is_no_rollout",
+			have:  observedAll(unit("a.cue", web1)),
+			units: []*manifests.Unit{unit("a.cue", web3)},
+			want:  "+ pod web-1\n+ pod web-2",
+		},
+		{
+			name:  "changing_only_the_grace_period_recreates_nothing",
+			have:  observedAll(unit("a.cue", web3)),
+			units: []*manifests.Unit{unit("a.cue", graceOnly)},
+		},
+		{
+			name:  "a_scale_down_stops_with_the_grace_period_of_now_a_gone_pod_with_its_own",
+			have:  observedAll(unit("a.cue", web3, old)),
+			units: []*manifests.Unit{unit("a.cue", web1)},
+			want:  "- pod web-2 [grace 30s]\n- pod web-1 [grace 30s]\n- pod old [grace 7s]",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			actions, err := Plan(input(tt.have, tt.units...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := steps(actions); got != tt.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// The agent's rollout waits for a replaced replica that is not up, and
+// calls the rollout stuck once the replica is older than its pod's
+// progressDeadlineSeconds (SPEC §9).
+func TestRolloutIsStuckAfterTheProgressDeadline(t *testing.T) {
+	oldSpec := pod("web", 2, "busybox:1")
+	newSpec := pod("web", 2, "busybox:2")
+	newSpec.ProgressDeadlineSeconds = 600
+	created := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	replaced := observedAll(unit("a.cue", newSpec))[0]
+	replaced.Created = created
+	replaced.Containers[0].State, replaced.Containers[0].ExitCode = "exited", 1
+	have := append([]ObservedPod{replaced}, observedAll(unit("a.cue", oldSpec))[1:]...)
+	actions, err := Plan(input(have, unit("a.cue", newSpec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ups []Action
+	for _, a := range actions {
+		if a.Kind == Recreate {
+			ups = append(ups, a)
+		}
+	}
+	if len(ups) != 1 || ups[0].Name != "web-1" {
+		t.Fatalf("plan: %s; want web-1 recreated", lines(actions))
+	}
+	for _, tt := range []struct {
+		after     time.Duration
+		wantStuck bool
+	}{{5 * time.Minute, false}, {11 * time.Minute, true}} {
+		p := &pass{r: &Reconciler{cfg: Config{Now: func() time.Time { return created.Add(tt.after) }}}}
+		why, stuck := p.rolloutBusy("web", ups, have)
+		if why == "" || stuck != tt.wantStuck {
+			t.Errorf("%s after web was replaced: why %q, stuck %v; want it to wait, stuck %v", tt.after, why, stuck, tt.wantStuck)
+		}
 	}
 }

@@ -23,8 +23,10 @@ type Podman interface {
 	// first). On error it leaves no half-made pod.
 	CreatePod(ctx context.Context, spec PodSpec) error
 	// RemovePod removes the pod, its containers and its emptyDir volumes
-	// (never a persistent volume). A missing pod is not an error.
-	RemovePod(ctx context.Context, name string) error
+	// (never a persistent volume). A missing pod is not an error. Its
+	// containers get grace between SIGTERM and SIGKILL; a negative grace
+	// means the adapter's default.
+	RemovePod(ctx context.Context, name string, grace time.Duration) error
 	// StartPod starts the named containers of a pod, or, with none named,
 	// the whole pod (infra container first).
 	StartPod(ctx context.Context, name string, containers []string) error
@@ -32,13 +34,18 @@ type Podman interface {
 
 // Labels cuelet puts on every pod and container it creates.
 const (
-	LabelManaged   = "io.cuelet.managed" // "true"
-	LabelUnit      = "io.cuelet.unit"    // ID of the unit that defines the pod
-	LabelPod       = "io.cuelet.pod"     // name of the pod definition
-	LabelReplica   = "io.cuelet.replica" // replica name (= podman pod name)
-	LabelIndex     = "io.cuelet.index"   // replica index
-	LabelSpecHash  = "io.cuelet.spec-hash"
-	LabelSpec      = "io.cuelet.spec"      // normalized spec as JSON, pod only
+	LabelManaged  = "io.cuelet.managed" // "true"
+	LabelUnit     = "io.cuelet.unit"    // ID of the unit that defines the pod
+	LabelPod      = "io.cuelet.pod"     // name of the pod definition
+	LabelReplica  = "io.cuelet.replica" // replica name (= podman pod name)
+	LabelIndex    = "io.cuelet.index"   // replica index
+	LabelSpecHash = "io.cuelet.spec-hash"
+	LabelSpec     = "io.cuelet.spec" // normalized spec as JSON, pod only
+	// LabelGrace is terminationGracePeriodSeconds when the pod was created,
+	// pod only: the grace of a pod whose definition is gone. It is not in
+	// the spec hash (changing it needs no new container): a pod whose
+	// definition is still there is stopped with the manifest's value.
+	LabelGrace     = "io.cuelet.grace-period"
 	LabelContainer = "io.cuelet.container" // container name in the manifest, containers only
 	LabelVolume    = "io.cuelet.volume"    // volume name in the manifest, volumes only
 	LabelVolType   = "io.cuelet.volume-type"
@@ -100,6 +107,16 @@ func (p ObservedPod) Ports() []manifests.ContainerPort {
 	return out
 }
 
+// GracePeriod is the pod's terminationGracePeriodSeconds when it was
+// created; negative when the label is missing (a pod of an older cuelet).
+func (p ObservedPod) GracePeriod() time.Duration {
+	n, err := strconv.Atoi(p.Labels[LabelGrace])
+	if err != nil || n < 0 {
+		return -1
+	}
+	return time.Duration(n) * time.Second
+}
+
 // Container returns the container with the given manifest name.
 func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
 	for _, c := range p.Containers {
@@ -112,12 +129,15 @@ func (p ObservedPod) Container(name string) (ObservedContainer, bool) {
 
 // PodSpec is everything the adapter needs to create one pod replica.
 type PodSpec struct {
-	Name       string            // podman pod name (the replica name)
-	Labels     map[string]string // on the pod; containers get them too
-	SharePID   bool
-	DNS        *manifests.PodDNS // nil: podman's defaults
-	Volumes    []VolumeSpec      // podman named volumes to have before the containers
-	Containers []ContainerSpec
+	Name     string            // podman pod name (the replica name)
+	Labels   map[string]string // on the pod; containers get them too
+	SharePID bool
+	DNS      *manifests.PodDNS // nil: podman's defaults
+	// GracePeriod is the time between SIGTERM and SIGKILL when podman
+	// stops a container of the pod by itself (its stop timeout).
+	GracePeriod time.Duration
+	Volumes     []VolumeSpec // podman named volumes to have before the containers
+	Containers  []ContainerSpec
 }
 
 // VolumeSpec is a podman named volume a pod needs.

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cuelet/cuelet/manifests"
 )
@@ -21,7 +22,8 @@ import (
 // what changed.
 //
 // Left out on purpose, because changing them needs no new container:
-// replicas (scaling), labels (services select from the manifests, not from
+// replicas (scaling), terminationGracePeriodSeconds (cuelet passes it when
+// it stops a pod; see LabelGrace), progressDeadlineSeconds, labels (services select from the manifests, not from
 // podman), readiness probes (cuelet runs them), imagePullPolicy (used only
 // when a container is created), the content of files volumes (the folder is
 // mounted, so cuelet rewrites the files in place) and the service variables
@@ -115,6 +117,11 @@ func (s spec) json() string {
 func (s spec) hash() string {
 	sum := sha256.Sum256([]byte("v1\n" + s.json()))
 	return hex.EncodeToString(sum[:12])
+}
+
+// gracePeriod is the pod's terminationGracePeriodSeconds as a duration.
+func gracePeriod(p *manifests.Pod) time.Duration {
+	return time.Duration(p.TerminationGracePeriodSeconds) * time.Second
 }
 
 // SpecHash is the io.cuelet.spec-hash of a pod definition.
@@ -224,7 +231,8 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 	}
 	podLabels := copyMap(labels)
 	podLabels[LabelSpec] = s.json()
-	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace, DNS: r.Pod.DNS}
+	podLabels[LabelGrace] = strconv.Itoa(r.Pod.TerminationGracePeriodSeconds)
+	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace, DNS: r.Pod.DNS, GracePeriod: gracePeriod(r.Pod)}
 
 	type source struct {
 		volume, path string

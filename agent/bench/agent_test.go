@@ -127,7 +127,7 @@ func BenchmarkWriteToRunning(b *testing.B) {
 			b.Fatal(err)
 		}
 		up := wait(at, agenttest.ContainerEvent(name+"-app", "start"))
-		if err := n.Client.RemovePod(ctx, name); err != nil {
+		if err := n.Client.RemovePod(ctx, name, -1); err != nil {
 			b.Fatal(err)
 		}
 		return up.Time.Sub(at)

@@ -1,13 +1,20 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
 	"github.com/cuelet/cuelet/netproxy/testenv"
+	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -88,5 +95,172 @@ func TestRolloutWaitingForReadinessHoldsUpNothing(t *testing.T) {
 	rep = b.WaitSynced(startWithin, rolled.Time, nil)
 	if len(rep.Errors) > 0 {
 		t.Errorf("errors: %v", rep.Errors)
+	}
+}
+
+// webServers is a unit of three replicas of busybox httpd behind a
+// service; version goes into the environment (a change recreates them),
+// command replaces the server's command when set.
+func webServers(version, command string) string {
+	if command == "" {
+		command = `["sh", "-c", "echo hello > /www/index.html && exec httpd -f -p 8080 -h /www"]`
+	}
+	return fmt.Sprintf(`pods: web: {
+	replicas: 3
+	labels: app: "web"
+	containers: httpd: {
+		image: %q
+		command: %s
+		env: VERSION: %q
+		ports: [{name: "http", containerPort: 8080}]
+		readinessProbe: {httpGet: {path: "/", port: "http"}, periodSeconds: 1}
+	}
+}
+services: web: {
+	selector: app: "web"
+	ports: [{port: 80, targetPort: "http"}]
+}
+`, podmantest.Image, command, version)
+}
+
+// watchRollout samples, until stop is closed, how many replicas of web
+// serve on podman and whether the portal answers; it returns the fewest
+// serving replicas seen and the failed requests.
+func watchRollout(n *agenttest.Node, addr string, stop <-chan struct{}) (fewest chan int, failed chan []string) {
+	fewest, failed = make(chan int, 1), make(chan []string, 1)
+	go func() {
+		least, fails := 3, []string(nil)
+		client := &http.Client{Timeout: 3 * time.Second}
+		for {
+			select {
+			case <-stop:
+				fewest <- least
+				failed <- fails
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			pods, err := n.Client.ListPods(ctx)
+			cancel()
+			if err == nil {
+				serving := 0
+				for _, p := range pods {
+					if p.PodName() == "web" && reconcile.ReplicaCondition(p).Serving {
+						serving++
+					}
+				}
+				least = min(least, serving)
+			}
+			resp, err := client.Get("http://" + addr + "/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %s", resp.Status)
+				}
+			}
+			if err != nil {
+				fails = append(fails, time.Now().Format("15:04:05.000")+" "+err.Error())
+			}
+		}
+	}()
+	return fewest, failed
+}
+
+// onSpec counts the replicas of web on podman whose spec has VERSION v.
+func onSpec(n *agenttest.Node, v string) (names []string) {
+	for name, p := range n.Pods() {
+		if p.PodName() == "web" && strings.Contains(p.Labels[reconcile.LabelSpec], `"VERSION":"`+v+`"`) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// A bad edit costs one replica, not all (SPEC §9): the new web cannot be
+// created (its command does not exist), so the rollout stops there; web-1
+// and web-2 keep the old spec, the service keeps answering, and `cuelet
+// status` says the rollout is stuck and why. A corrected edit completes
+// the rollout, never with more than one replica down.
+func TestABadEditCostsOneReplicaAndACorrectedEditCompletesTheRollout(t *testing.T) {
+	t.Parallel()
+	n := agenttest.NewNode(t)
+	n.Write("web.cue", webServers("1", ""))
+	a, _ := startSynced(t, n, "web", "web-1", "web-2")
+	var addr string
+	testenv.Eventually(t, startWithin, func() error {
+		rep, err := n.Status()
+		if err != nil {
+			return err
+		}
+		if addr, err = portal(rep, "web"); err != nil {
+			return err
+		}
+		for _, s := range rep.Services {
+			if s.Name == "web" && len(s.Endpoints) != 3 {
+				return fmt.Errorf("web has endpoints %v, want 3", s.Endpoints)
+			}
+		}
+		return nil
+	})
+
+	stop := make(chan struct{})
+	fewest, failed := watchRollout(n, addr, stop)
+
+	bad := n.Write("web.cue", webServers("2", `["/no/such/command"]`))
+	var stuck string
+	testenv.Eventually(t, changeWithin, func() error {
+		rep, err := n.Status()
+		if err != nil {
+			return err
+		}
+		for _, r := range rep.Rollouts {
+			if r.Pod == "web" && r.State == "stuck" {
+				stuck = r.String()
+				return nil
+			}
+		}
+		return fmt.Errorf("no stuck rollout in the status: %+v", rep.Rollouts)
+	})
+	t.Logf("%v after the bad edit: %s", time.Since(bad).Round(time.Millisecond), stuck)
+	if !strings.Contains(stuck, "web") || !strings.Contains(stuck, "no/such/command") {
+		t.Errorf("status says %q, want the replica and the reason", stuck)
+	}
+	out, _, code := n.CLI("status", "--run-dir", n.RunDir)
+	if code != 0 || !strings.Contains(out, "rollout stuck: pod web: ") {
+		t.Errorf("cuelet status (exit %d) does not show the stuck rollout:\n%s", code, out)
+	}
+	// The agent retries the pass; give it time to walk, as it did.
+	time.Sleep(15 * time.Second)
+	if old := onSpec(n, "1"); !slices.Equal(old, []string{"web-1", "web-2"}) {
+		t.Errorf("15 s after the bad edit the replicas on the old spec are %v, want web-1 and web-2", old)
+	}
+	if !strings.Contains(a.Log(), "rollout stuck") {
+		t.Error("the agent's log does not say the rollout is stuck")
+	}
+
+	fixed := n.Write("web.cue", webServers("3", ""))
+	testenv.Eventually(t, 3*changeWithin, func() error {
+		if got := onSpec(n, "3"); len(got) != 3 {
+			return fmt.Errorf("on the corrected spec: %v", got)
+		}
+		return n.Running("web", "web-1", "web-2")
+	})
+	t.Logf("corrected rollout done %v after the edit", time.Since(fixed).Round(time.Millisecond))
+	rep := a.WaitSynced(changeWithin, time.Now(), func(rep *agent.Report) error {
+		if len(rep.Rollouts) > 0 {
+			return fmt.Errorf("rollouts still reported: %v", rep.Rollouts)
+		}
+		return nil
+	})
+	if len(rep.Errors) > 0 {
+		t.Errorf("errors after the corrected rollout: %v", rep.Errors)
+	}
+	close(stop)
+	if least := <-fewest; least < 2 {
+		t.Errorf("at one time only %d replicas of 3 served: a rollout must cost at most one", least)
+	}
+	if fails := <-failed; len(fails) > 0 {
+		t.Errorf("the service failed %d requests during the rollouts: %v", len(fails), fails)
 	}
 }

@@ -530,14 +530,16 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 			// what failed.
 			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			if rerr := c.RemovePod(cleanup, ps.Name); rerr != nil {
+			if rerr := c.RemovePod(cleanup, ps.Name, ps.GracePeriod); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("remove half-made pod: %w", rerr))
 			}
 		}
 	}()
 
+	stop := graceSeconds(ps.GracePeriod)
 	for _, ct := range ps.Containers {
 		s := containerSpec(ps.Name, ct)
+		s.StopTimeout = &stop
 		c.wrote()
 		if _, err := containers.CreateWithSpec(cctx, s, nil); err != nil {
 			return c.wrap(cctx, fmt.Sprintf("create container %q", ct.Name), err)
@@ -652,18 +654,20 @@ func (c *Client) ensureVolume(ctx context.Context, v reconcile.VolumeSpec) error
 	return nil
 }
 
-// RemovePod stops the pod's containers (SIGTERM, then SIGKILL after
-// StopTimeout) and removes them with the pod, then its emptyDir volumes.
-// Persistent volumes are never removed.
-func (c *Client) RemovePod(ctx context.Context, name string) error {
-	cctx, cancel, err := c.call(ctx, c.StopTimeout+c.CallTimeout)
+// RemovePod stops the pod's containers (SIGTERM, then SIGKILL after grace,
+// or StopTimeout when grace is negative) and removes them with the pod,
+// then its emptyDir volumes. Persistent volumes are never removed.
+func (c *Client) RemovePod(ctx context.Context, name string, grace time.Duration) error {
+	if grace < 0 {
+		grace = c.StopTimeout
+	}
+	cctx, cancel, err := c.call(ctx, grace+c.CallTimeout)
 	defer cancel()
 	if err != nil {
 		return err
 	}
 	c.wrote()
-	grace := uint(c.StopTimeout.Round(time.Second) / time.Second)
-	_, err = pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(grace))
+	_, err = pods.Remove(cctx, name, new(pods.RemoveOptions).WithForce(true).WithTimeout(graceSeconds(grace)))
 	if err != nil && !isNotFound(err) {
 		return c.wrap(cctx, "remove pod", err)
 	}
@@ -685,6 +689,15 @@ func (c *Client) RemovePod(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// graceSeconds is a grace period in podman's whole seconds, rounded up so
+// that a container never gets less than it was given.
+func graceSeconds(d time.Duration) uint {
+	if d <= 0 {
+		return 0
+	}
+	return uint((d + time.Second - 1) / time.Second)
 }
 
 // StartPod starts the named containers, or the whole pod.

@@ -125,7 +125,7 @@ func TestCalls_to_a_podman_that_never_answers_fail_after_their_deadline(t *testi
 		"PullImages": func() error { return c.PullImages(ctx, spec) },
 		"CreatePod":  func() error { return c.CreatePod(ctx, spec) },
 		"StartPod":   func() error { return c.StartPod(ctx, "web", nil) },
-		"RemovePod":  func() error { return c.RemovePod(ctx, "web") },
+		"RemovePod":  func() error { return c.RemovePod(ctx, "web", -1) },
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {

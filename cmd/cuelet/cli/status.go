@@ -103,6 +103,9 @@ func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.ID, state, problem)
 	}
 	tw.Flush()
+	for _, r := range rep.Rollouts {
+		fmt.Fprintln(w, r)
+	}
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
