@@ -141,6 +141,12 @@ func podCUE(p manifests.Pod) fields {
 	}
 	addIf(&f, "restartPolicy", p.RestartPolicy, "Always")
 	addIf(&f, "shareProcessNamespace", p.ShareProcessNamespace, false)
+	// 0 is a grace period of its own, not "unset": written whenever it is
+	// not the default.
+	if p.TerminationGracePeriodSeconds != defaultGracePeriod {
+		f.add("terminationGracePeriodSeconds", p.TerminationGracePeriodSeconds)
+	}
+	addIf(&f, "progressDeadlineSeconds", p.ProgressDeadlineSeconds, defaultProgressDeadline)
 	var cs fields
 	for _, c := range p.Containers {
 		cs.add(c.Name, containerCUE(c))

@@ -35,6 +35,9 @@ const (
 	// service without ClientIP affinity, where Kubernetes allows no
 	// sessionAffinityConfig.
 	AnnotationAffinityTimeout = "cuelet.io/session-affinity-timeout-seconds"
+	// AnnotationProgressDeadline keeps progressDeadlineSeconds of a pod
+	// exported as a StatefulSet, which has no such field.
+	AnnotationProgressDeadline = "cuelet.io/progress-deadline-seconds"
 	// LabelPod is added to a workload's selector and template, because
 	// Kubernetes needs a non-empty selector and a cuelet pod may have no
 	// labels. Import drops it.
@@ -151,10 +154,16 @@ func convertPod(unit string, p manifests.Pod) []Object {
 	}
 	labels[LabelPod] = p.Name
 
+	if workloadKind(p) == "StatefulSet" && p.ProgressDeadlineSeconds != defaultProgressDeadline {
+		annotations[AnnotationProgressDeadline] = strconv.Itoa(p.ProgressDeadlineSeconds)
+		notes = append(notes, fmt.Sprintf("progressDeadlineSeconds %d: a StatefulSet has no such field; kept in the annotation %s", p.ProgressDeadlineSeconds, AnnotationProgressDeadline))
+	}
+	grace := int64(p.TerminationGracePeriodSeconds)
 	spec := corev1.PodSpec{
-		RestartPolicy:         corev1.RestartPolicyAlways,
-		ShareProcessNamespace: boolPtr(p.ShareProcessNamespace),
-		NodeSelector:          p.NodeSelector,
+		TerminationGracePeriodSeconds: &grace,
+		RestartPolicy:                 corev1.RestartPolicyAlways,
+		ShareProcessNamespace:         boolPtr(p.ShareProcessNamespace),
+		NodeSelector:                  p.NodeSelector,
 	}
 	var claims []corev1.PersistentVolumeClaim
 	for _, v := range p.Volumes {
@@ -196,12 +205,13 @@ func convertPod(unit string, p manifests.Pod) []Object {
 	template := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{LabelPod: p.Name}}
 	replicas := int32(p.Replicas)
+	progress := int32(p.ProgressDeadlineSeconds)
 	var workload any
 	if claims == nil {
 		workload = &appsv1.Deployment{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 			ObjectMeta: meta,
-			Spec:       appsv1.DeploymentSpec{Replicas: &replicas, Selector: selector, Template: template},
+			Spec:       appsv1.DeploymentSpec{Replicas: &replicas, Selector: selector, Template: template, ProgressDeadlineSeconds: &progress},
 		}
 	} else {
 		workload = &appsv1.StatefulSet{
@@ -212,6 +222,12 @@ func convertPod(unit string, p manifests.Pod) []Object {
 	}
 	return append(out, Object{Notes: notes, Object: workload})
 }
+
+// The schema's defaults of the pod fields that Kubernetes has too.
+const (
+	defaultGracePeriod      = 10
+	defaultProgressDeadline = 600
+)
 
 func workloadKind(p manifests.Pod) string {
 	for _, v := range p.Volumes {

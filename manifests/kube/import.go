@@ -274,6 +274,9 @@ func Import(inputs []Input) (Result, error) {
 			p.RestartPolicy = string(o.Spec.RestartPolicy)
 		case *appsv1.Deployment:
 			p = importWorkload(d, o.Spec.Replicas, o.Labels, o.Annotations, o.Spec.Template, configMaps, claims, &res.Unsupported)
+			if o.Spec.ProgressDeadlineSeconds != nil {
+				p.ProgressDeadlineSeconds = int(*o.Spec.ProgressDeadlineSeconds)
+			}
 		case *appsv1.StatefulSet:
 			p = importWorkload(d, o.Spec.Replicas, o.Labels, o.Annotations, o.Spec.Template, configMaps, claims, &res.Unsupported)
 			for _, c := range o.Spec.VolumeClaimTemplates {
@@ -341,6 +344,9 @@ func importWorkload(d *doc, replicas *int32, labels, annotations map[string]stri
 		p.Replicas = int(*replicas)
 	}
 	p.RestartPolicy = annotations[AnnotationRestartPolicy]
+	if v, err := strconv.Atoi(annotations[AnnotationProgressDeadline]); err == nil {
+		p.ProgressDeadlineSeconds = v
+	}
 	if len(labels) > 0 && !maps.Equal(labels, p.Labels) {
 		d.report(r, "cuelet labels a pod's replicas only (spec.template.metadata.labels)", "metadata", "labels")
 	}
@@ -356,7 +362,11 @@ func claimSize(s corev1.PersistentVolumeClaimSpec) string {
 }
 
 func importPod(d *doc, s corev1.PodSpec, at []any, labels map[string]string, configMaps, claims map[string]*doc, r *[]Unsupported) *manifests.Pod {
-	p := &manifests.Pod{Name: d.name, Labels: maps.Clone(labels)}
+	p := &manifests.Pod{Name: d.name, Labels: maps.Clone(labels),
+		TerminationGracePeriodSeconds: defaultGracePeriod, ProgressDeadlineSeconds: defaultProgressDeadline}
+	if s.TerminationGracePeriodSeconds != nil {
+		p.TerminationGracePeriodSeconds = int(*s.TerminationGracePeriodSeconds)
+	}
 	delete(p.Labels, LabelPod)
 	if len(p.Labels) == 0 {
 		p.Labels = nil

@@ -123,9 +123,10 @@ var (
 		"name":   leaf,
 		"labels": leaf,
 		"annotations": obj(map[string]*shape{
-			AnnotationUnit:            leaf,
-			AnnotationRestartPolicy:   leaf,
-			AnnotationAffinityTimeout: leaf,
+			AnnotationUnit:             leaf,
+			AnnotationRestartPolicy:    leaf,
+			AnnotationProgressDeadline: leaf,
+			AnnotationAffinityTimeout:  leaf,
 		}),
 	})
 	probeShape = obj(map[string]*shape{
@@ -172,20 +173,22 @@ var (
 	// podSpecShape: restartPolicy is admitted here for Pods; the
 	// workloads' template takes only Always (see templateShape).
 	podSpecShape = obj(map[string]*shape{
-		"containers":            list(containerShape),
-		"volumes":               list(volumeShape),
-		"restartPolicy":         leaf,
-		"shareProcessNamespace": leaf,
-		"nodeSelector":          leaf,
+		"containers":                    list(containerShape),
+		"volumes":                       list(volumeShape),
+		"restartPolicy":                 leaf,
+		"shareProcessNamespace":         leaf,
+		"nodeSelector":                  leaf,
+		"terminationGracePeriodSeconds": leaf,
 	})
 	templateShape = obj(map[string]*shape{
 		"metadata": obj(map[string]*shape{"labels": leaf}),
 		"spec": obj(map[string]*shape{
-			"containers":            list(containerShape),
-			"volumes":               list(volumeShape),
-			"restartPolicy":         only("Always"),
-			"shareProcessNamespace": leaf,
-			"nodeSelector":          leaf,
+			"containers":                    list(containerShape),
+			"volumes":                       list(volumeShape),
+			"restartPolicy":                 only("Always"),
+			"shareProcessNamespace":         leaf,
+			"nodeSelector":                  leaf,
+			"terminationGracePeriodSeconds": leaf,
 		}),
 	})
 	selectorShape = obj(map[string]*shape{"matchLabels": leaf})
@@ -200,7 +203,7 @@ var (
 		}),
 		"Deployment": obj(map[string]*shape{
 			"apiVersion": leaf, "kind": leaf, "metadata": metaShape,
-			"spec": obj(map[string]*shape{"replicas": leaf, "selector": selectorShape, "template": templateShape}),
+			"spec": obj(map[string]*shape{"replicas": leaf, "selector": selectorShape, "template": templateShape, "progressDeadlineSeconds": leaf}),
 		}),
 		"StatefulSet": obj(map[string]*shape{
 			"apiVersion": leaf, "kind": leaf, "metadata": metaShape,

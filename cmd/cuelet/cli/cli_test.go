@@ -27,6 +27,9 @@ func TestScripts_run_the_commands_and_match_their_golden_output(t *testing.T) {
 	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		// CUELET_UPDATE_GOLDEN=1 rewrites the cmp files of the scripts
+		// from what the commands print, for a change of output on purpose.
+		UpdateScripts: os.Getenv("CUELET_UPDATE_GOLDEN") != "",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("EXAMPLES", filepath.Join(root, "manifests", "examples"))
 			env.Setenv("SCHEMA", filepath.Join(root, "schema", "cuelet.cue"))
