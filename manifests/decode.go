@@ -41,6 +41,21 @@ func decode(v cue.Value) (Manifest, error) {
 	}
 	slices.SortFunc(m.Pods, func(a, b Pod) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(m.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
+	// After sorting, so that of several quantities too large the first by
+	// name is the one reported, whatever the order in the file.
+	for _, p := range m.Pods {
+		for i := range p.Containers {
+			c := &p.Containers[i]
+			if c.Resources.Memory == "" {
+				continue
+			}
+			n, err := ParseMemory(c.Resources.Memory)
+			if err != nil {
+				return Manifest{}, &fieldError{path: []string{"pods", p.Name, "containers", c.Name, "resources", "memory"}, err: err}
+			}
+			c.Resources.MemoryBytes = n
+		}
+	}
 	return m, nil
 }
 
@@ -61,13 +76,6 @@ func decodePod(name string, v cue.Value) (Pod, error) {
 			err = eachField(f, func(cn string, cv cue.Value) error {
 				c, err := decodeContainer(cv)
 				c.Name = cn
-				if err == nil && c.Resources.Memory != "" {
-					n, perr := ParseMemory(c.Resources.Memory)
-					if perr != nil {
-						return &fieldError{path: []string{"pods", name, "containers", cn, "resources", "memory"}, err: perr}
-					}
-					c.Resources.MemoryBytes = n
-				}
 				p.Containers = append(p.Containers, c)
 				return err
 			})

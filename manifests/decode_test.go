@@ -230,3 +230,28 @@ services: "app-%[1]d": {
 	ports: [{name: "http", port: 80, targetPort: "http", externalPort: %[2]d}]
 }
 `
+
+func TestDecodeReportsTheFirstMemoryTooLargeByNameNotByPlaceInTheFile(t *testing.T) {
+	c, err := schema.NewChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.Check([]schema.File{{Name: "u.cue", Data: []byte(`
+pods: z: containers: app: {image: "x", resources: memory: "99999999999Ti"}
+pods: a: containers: {
+	y: {image: "x", resources: memory: "99999999999Ti"}
+	b: {image: "x", resources: memory: "99999999999Ti"}
+}
+`)}})
+	if len(res.Issues) > 0 {
+		t.Fatal(res.Issues)
+	}
+	_, err = decode(res.Value)
+	fe, ok := err.(*fieldError)
+	if !ok {
+		t.Fatalf("error %v is not a fieldError", err)
+	}
+	if want := []string{"pods", "a", "containers", "b", "resources", "memory"}; !reflect.DeepEqual(fe.path, want) {
+		t.Fatalf("reported at %v, want %v", fe.path, want)
+	}
+}
