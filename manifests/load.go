@@ -27,26 +27,26 @@ func Load(ctx context.Context, roots []string, opts Options) ([]*Unit, error) {
 			return nil, err
 		}
 	}
-	return f.load(ctx, opts)
+	return f.load(ctx, opts, nil)
 }
 
 // LoadDir is Load for the agent's manifest directory: FILE in problems and
 // the units' IDs are relative to dir, so they stay the same wherever the
 // directory is.
 func LoadDir(ctx context.Context, dir string, opts Options) ([]*Unit, error) {
-	var f finder
-	if err := f.find(dir, "."); err != nil {
-		return nil, err
-	}
-	return f.load(ctx, opts)
+	return (*Cache)(nil).LoadDir(ctx, dir, opts)
 }
 
-func (f *finder) load(ctx context.Context, opts Options) ([]*Unit, error) {
+// load checks the units found, those the cache does not hold (all of them
+// without a cache), then the cross-unit rules over all of them.
+func (f *finder) load(ctx context.Context, opts Options, cache *Cache) ([]*Unit, error) {
 	groups := groupSources(f.sources)
 	units := make([]*Unit, len(groups))
-	if err := checkAll(ctx, groups, units, opts); err != nil {
+	todo, keys := cache.fill(groups, units, opts)
+	if err := checkAll(ctx, groups, todo, units, opts, runtime.GOMAXPROCS(0)); err != nil {
 		return nil, err
 	}
+	cache.keep(groups, keys, units, len(todo))
 	for _, p := range f.loops {
 		units = append(units, &Unit{ID: p.File, Files: []string{p.File}, Problems: []Problem{p}})
 	}
@@ -54,13 +54,23 @@ func (f *finder) load(ctx context.Context, opts Options) ([]*Unit, error) {
 	return units, nil
 }
 
-// checkAll checks the groups on every core: a cue.Context serves one
-// goroutine at a time, so each worker has a schema.Checker of its own.
-// Checkers are made afresh for every load (3 ms each): a cue.Context keeps
-// every label it has seen, so one kept for the agent's lifetime would grow
-// with every edit of the manifests.
-func checkAll(ctx context.Context, groups []group, units []*Unit, opts Options) error {
-	workers := min(runtime.GOMAXPROCS(0), len(groups))
+// checkAll checks the groups at the indexes todo, putting each unit at
+// its group's index in units, so that the order of the result does not
+// depend on which worker finished first.
+//
+// The workers share nothing of CUE's: a cue.Context, and the values built
+// in it, are not safe for concurrent use, even though cue.Value's comment
+// says its methods may be called concurrently: evaluation is lazy and
+// writes into the shared vertices (cue-lang/cue#2733, "values are not safe
+// for concurrent use"; #4351 for FillPath and #4379 for Unify, both on
+// v0.16/v0.17). So each worker compiles the schema into a context of its
+// own (schema.NewChecker, about 3 ms) and unifies its units there; the Go
+// model each unit decodes into is plain data, shared freely afterwards.
+// Checkers are made afresh for every load: a cue.Context keeps every label
+// it has seen, so one kept for the agent's lifetime would grow with every
+// edit of the manifests.
+func checkAll(ctx context.Context, groups []group, todo []int, units []*Unit, opts Options, workers int) error {
+	workers = min(workers, len(todo))
 	next := make(chan int)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -82,7 +92,7 @@ func checkAll(ctx context.Context, groups []group, units []*Unit, opts Options) 
 	}
 	var err error
 feed:
-	for i := range groups {
+	for _, i := range todo {
 		select {
 		case next <- i:
 		case <-ctx.Done():

@@ -7,10 +7,10 @@ import (
 )
 
 // The types below are the decoded, defaulted form of a unit. Field names and
-// JSON tags follow the CUE schema (schema/cuelet.cue) one to one, so a unit's
-// value decodes with encoding/json after the schema has filled in every
-// default. Maps from the manifest become sorted slices with a Name, so that
-// iteration order, hashing and plan output are deterministic.
+// JSON tags follow the CUE schema (schema/cuelet.cue) one to one: decode
+// (decode.go) fills them from the unit's value after the schema has filled
+// in every default. Maps from the manifest become sorted slices with a
+// Name, so that iteration order, hashing and plan output are deterministic.
 
 // Manifest is the whole value of one unit.
 type Manifest struct {
