@@ -72,6 +72,14 @@ func decodePod(name string, v cue.Value) (Pod, error) {
 			p.RestartPolicy, err = f.String()
 		case "shareProcessNamespace":
 			p.ShareProcessNamespace, err = f.Bool()
+		case "nodeSelector":
+			p.NodeSelector, err = stringMap(f)
+		case "terminationGracePeriodSeconds":
+			p.TerminationGracePeriodSeconds, err = intOf(f)
+		case "progressDeadlineSeconds":
+			p.ProgressDeadlineSeconds, err = intOf(f)
+		case "dnsConfig":
+			p.DNSConfig, err = decodeDNSConfig(f)
 		case "containers":
 			err = eachField(f, func(cn string, cv cue.Value) error {
 				c, err := decodeContainer(cv)
@@ -92,6 +100,39 @@ func decodePod(name string, v cue.Value) (Pod, error) {
 	slices.SortFunc(p.Containers, func(a, b Container) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(p.Volumes, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
 	return p, err
+}
+
+func decodeDNSConfig(v cue.Value) (*PodDNSConfig, error) {
+	d := &PodDNSConfig{}
+	err := eachKnown(v, dnsConfigFields, func(field string, f cue.Value) error {
+		var err error
+		switch field {
+		case "nameservers":
+			d.Nameservers, err = stringList(f)
+		case "searches":
+			d.Searches, err = stringList(f)
+		case "options":
+			err = eachElem(f, func(e cue.Value) error {
+				var o PodDNSOption
+				err := eachKnown(e, dnsOptionFields, func(field string, f cue.Value) error {
+					var err error
+					switch field {
+					case "name":
+						o.Name, err = f.String()
+					case "value":
+						var s string
+						s, err = f.String()
+						o.Value = &s
+					}
+					return err
+				})
+				d.Options = append(d.Options, o)
+				return err
+			})
+		}
+		return err
+	})
+	return d, err
 }
 
 func decodeContainer(v cue.Value) (Container, error) {
@@ -297,7 +338,9 @@ func decodeService(v cue.Value) (Service, error) {
 // (pods, containers, labels, ...) have no fixed names and are iterated.
 var (
 	manifestFields      = fieldPaths("pods", "services")
-	podFields           = fieldPaths("replicas", "labels", "restartPolicy", "shareProcessNamespace", "containers", "volumes")
+	podFields           = fieldPaths("replicas", "labels", "nodeSelector", "restartPolicy", "shareProcessNamespace", "terminationGracePeriodSeconds", "progressDeadlineSeconds", "dnsConfig", "containers", "volumes")
+	dnsConfigFields     = fieldPaths("nameservers", "searches", "options")
+	dnsOptionFields     = fieldPaths("name", "value")
 	containerFields     = fieldPaths("image", "imagePullPolicy", "command", "args", "workingDir", "env", "ports", "volumeMounts", "resources", "readinessProbe")
 	containerPortFields = fieldPaths("name", "containerPort", "protocol")
 	volumeMountFields   = fieldPaths("name", "mountPath", "readOnly")

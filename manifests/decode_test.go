@@ -99,6 +99,10 @@ pods: a: {
 	labels: {app: "a", "x.io/y": "z"}
 	restartPolicy: "OnFailure"
 	shareProcessNamespace: true
+	nodeSelector: {"kubernetes.io/hostname": "n1", zone: "a"}
+	terminationGracePeriodSeconds: 0
+	progressDeadlineSeconds: 30
+	dnsConfig: {nameservers: ["192.0.2.53"], searches: ["corp.example"], options: [{name: "ndots", value: "2"}, {name: "edns0"}]}
 	containers: {
 		web: {
 			image: "busybox"
@@ -125,6 +129,7 @@ pods: a: {
 	}
 }
 pods: b: containers: app: image: "busybox"
+pods: c: {dnsConfig: {}, nodeSelector: {}, containers: app: image: "busybox"}
 services: {
 	s1: {selector: {app: "a"}, portalIP: "10.96.0.9", sessionAffinity: "ClientIP", sessionAffinityTimeoutSeconds: 60,
 		ports: [{name: "http", port: 80, targetPort: "http", externalPort: 30080}, {name: "dns", port: 53, protocol: "UDP", targetPort: 53}]}
