@@ -208,33 +208,15 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// benchUnit is manifests/bench's unit (that package imports this one).
-const benchUnit = `pods: "app-%[1]d": {
-	replicas: 2
-	labels: {app: "app-%[1]d", tier: "web"}
-	containers: {
-		web: {
-			image: "localhost/cuelet-busybox:latest"
-			command: ["httpd", "-f", "-p", "8080"]
-			env: {LOG_LEVEL: "info", UNIT: "%[1]d"}
-			ports: [{name: "http", containerPort: 8080}]
-			volumeMounts: [{name: "logs", mountPath: "/logs"}]
-			resources: {memory: "64Mi", cpus: 0.5}
-			readinessProbe: {httpGet: {path: "/", port: "http"}, periodSeconds: 5}
-		}
-		shipper: {
-			image: "localhost/cuelet-busybox:latest"
-			command: ["sh", "-c", "tail -F /logs/access.log"]
-			volumeMounts: [{name: "logs", mountPath: "/logs", readOnly: true}]
-		}
+// benchUnit is manifests/bench's unit, read from its file (that package
+// imports this one, so its tests cannot import it).
+var benchUnit = func() string {
+	b, err := os.ReadFile("bench/unit.cue.tmpl")
+	if err != nil {
+		panic(err)
 	}
-	volumes: logs: emptyDir: {}
-}
-services: "app-%[1]d": {
-	selector: app: "app-%[1]d"
-	ports: [{name: "http", port: 80, targetPort: "http", externalPort: %[2]d}]
-}
-`
+	return string(b)
+}()
 
 func TestDecodeReportsTheFirstMemoryTooLargeByNameNotByPlaceInTheFile(t *testing.T) {
 	c, err := schema.NewChecker()

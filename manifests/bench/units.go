@@ -3,6 +3,7 @@
 package bench
 
 import (
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,32 +24,10 @@ func Write(dir string, n int) error {
 	return nil
 }
 
-const unit = `// Unit %[1]d of the validate benchmark.
-
-pods: "app-%[1]d": {
-	replicas: 2
-	labels: {app: "app-%[1]d", tier: "web"}
-	containers: {
-		web: {
-			image: "localhost/cuelet-busybox:latest"
-			command: ["httpd", "-f", "-p", "8080"]
-			env: {LOG_LEVEL: "info", UNIT: "%[1]d"}
-			ports: [{name: "http", containerPort: 8080}]
-			volumeMounts: [{name: "logs", mountPath: "/logs"}]
-			resources: {memory: "64Mi", cpus: 0.5}
-			readinessProbe: {httpGet: {path: "/", port: "http"}, periodSeconds: 5}
-		}
-		shipper: {
-			image: "localhost/cuelet-busybox:latest"
-			command: ["sh", "-c", "tail -F /logs/access.log"]
-			volumeMounts: [{name: "logs", mountPath: "/logs", readOnly: true}]
-		}
-	}
-	volumes: logs: emptyDir: {}
-}
-
-services: "app-%[1]d": {
-	selector: app: "app-%[1]d"
-	ports: [{name: "http", port: 80, targetPort: "http", externalPort: %[2]d}]
-}
-`
+// unit is one unit's text, with the unit's number (%[1]d) and its external
+// port (%[2]d) to fill in. It is a file of its own so that the manifests
+// package's tests, which this package cannot be imported into, read the
+// same unit.
+//
+//go:embed unit.cue.tmpl
+var unit string
