@@ -34,9 +34,11 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS
 # runc (podman would otherwise pull in crun, which fails on cgroups
 # v1/hybrid machines), its network stack, nftables and iproute2,
 # busybox-static (the test and example image is built from it), systemd
-# (systemd-analyze verify) and curl. Go comes with the machine.
+# (systemd-analyze verify), curl, and git (the git source runs git-upload-pack
+# for file:// and local repositories; its tests make repositories with it).
+# Go comes with the machine.
 DEB_PACKAGES := make podman runc conmon catatonit netavark aardvark-dns containernetworking-plugins \
-	iptables nftables iproute2 busybox-static systemd curl
+	iptables nftables iproute2 busybox-static systemd curl git
 
 # The demo's podman: the one answering on the system socket (podman.socket
 # under systemd), else one started with the project's containers.conf
