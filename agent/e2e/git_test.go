@@ -3,8 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/manifests/gitsource/gittest"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
@@ -21,17 +20,14 @@ import (
 // deletes every file, the remote gone, a restart that adopts, and SIGHUP.
 func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
-	}
 	n := agenttest.NewNode(t)
-	up := newUpstream(t, n.Dir)
+	up := gittest.New(t, n.Dir) // git, or skip (fail with CI set)
 	const period = 3 * time.Second
-	first := up.commit(t, "keep and web", map[string]string{
+	first := up.Commit(t, "keep and web", map[string]string{
 		"keep.cue": podUnit("keep", 1, "1"),
 		"web.cue":  podUnit("web", 1, "1"),
 	})
-	a := n.Start(agenttest.Options{GitURL: "file://" + up.bare, Notify: true, Args: []string{"--git-period", period.String()}})
+	a := n.Start(agenttest.Options{GitURL: "file://" + up.Bare, Notify: true, Args: []string{"--git-period", period.String()}})
 	rep := a.WaitSynced(startWithin, time.Time{}, wantRevision(first, ""))
 	waitRunning(t, n, startWithin, "keep", "web")
 	if rep.Source.Revision.Subject != "keep and web" {
@@ -55,7 +51,7 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 
 	// A new commit: podman calls within the period plus 2 s of the push.
 	at := time.Now()
-	second := up.commit(t, "web v2", map[string]string{
+	second := up.Commit(t, "web v2", map[string]string{
 		"keep.cue": podUnit("keep", 1, "1"),
 		"web.cue":  podUnit("web", 1, "2"),
 	})
@@ -74,7 +70,7 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 
 	// An invalid commit: that unit keeps its last good state.
 	at = time.Now()
-	invalid := up.commit(t, "web broken", map[string]string{
+	invalid := up.Commit(t, "web broken", map[string]string{
 		"keep.cue": podUnit("keep", 1, "1"),
 		"web.cue":  strings.Replace(podUnit("web", 1, "3"), "replicas: 1", "replicas: -1", 1),
 	})
@@ -90,7 +86,7 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 
 	// A commit that deletes every file deletes nothing.
 	at = time.Now()
-	empty := up.commit(t, "delete everything", nil)
+	empty := up.Commit(t, "delete everything", nil)
 	a.WaitSynced(changeWithin, at, func(rep *agent.Report) error {
 		if err := wantRevision(empty, "")(rep); err != nil {
 			return err
@@ -102,12 +98,12 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 	})
 
 	// The remote gone: the last revision stays, the error shows.
-	good := up.commit(t, "web v2 again", map[string]string{
+	good := up.Commit(t, "web v2 again", map[string]string{
 		"keep.cue": podUnit("keep", 1, "1"),
 		"web.cue":  podUnit("web", 1, "2"),
 	})
 	a.WaitSynced(changeWithin, time.Now(), wantRevision(good, ""))
-	if err := os.Rename(up.bare, up.bare+"-away"); err != nil {
+	if err := os.Rename(up.Bare, up.Bare+"-away"); err != nil {
 		t.Fatal(err)
 	}
 	at = time.Now()
@@ -126,7 +122,7 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	restart := time.Now()
-	b := n.Start(agenttest.Options{GitURL: "file://" + up.bare, Args: []string{"--git-period", "1h"}})
+	b := n.Start(agenttest.Options{GitURL: "file://" + up.Bare, Args: []string{"--git-period", "1h"}})
 	b.WaitSynced(startWithin, restart, wantRevision(good, "list remote refs"))
 	for name, before := range map[string]agenttest.PodState{"keep": keep, "web": web} {
 		if d := before.Diff(n.State(name)); len(d) > 0 {
@@ -139,10 +135,10 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 
 	// The remote back and a new commit: SIGHUP fetches at once, long
 	// before the hour's period.
-	if err := os.Rename(up.bare+"-away", up.bare); err != nil {
+	if err := os.Rename(up.Bare+"-away", up.Bare); err != nil {
 		t.Fatal(err)
 	}
-	third := up.commit(t, "web v3", map[string]string{
+	third := up.Commit(t, "web v3", map[string]string{
 		"keep.cue": podUnit("keep", 1, "1"),
 		"web.cue":  podUnit("web", 1, "3"),
 	})
@@ -171,45 +167,4 @@ func wantRevision(hash, fetchErr string) func(*agent.Report) error {
 		}
 		return nil
 	}
-}
-
-// upstream is a bare repository and a clone to commit from.
-type upstream struct{ bare, work, home string }
-
-func newUpstream(t *testing.T, dir string) *upstream {
-	t.Helper()
-	u := &upstream{bare: filepath.Join(dir, "remote.git"), work: filepath.Join(dir, "work"), home: filepath.Join(dir, "home")}
-	if err := os.MkdirAll(u.home, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	u.run(t, dir, "init", "-q", "--bare", "-b", "main", u.bare)
-	u.run(t, dir, "init", "-q", "-b", "main", u.work)
-	return u
-}
-
-// commit makes the repository hold exactly files, commits and pushes.
-func (u *upstream) commit(t *testing.T, msg string, files map[string]string) string {
-	t.Helper()
-	u.run(t, u.work, "rm", "-rqf", "--ignore-unmatch", ".")
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(u.work, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	u.run(t, u.work, "add", "-A")
-	u.run(t, u.work, "commit", "-q", "--allow-empty", "-m", msg)
-	u.run(t, u.work, "push", "-q", u.bare, "HEAD:main")
-	return strings.TrimSpace(u.run(t, u.work, "rev-parse", "HEAD"))
-}
-
-func (u *upstream) run(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+u.home, "GIT_CONFIG_NOSYSTEM=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }

@@ -16,20 +16,20 @@ import (
 // folder and swap the symlink. Making the commit is not timed.
 func BenchmarkFetchAndPublishOneChangedUnitOf1000(b *testing.B) {
 	up := newUpstream(b)
-	if err := bench.Write(up.work, 1000); err != nil {
+	if err := bench.Write(up.Work, 1000); err != nil {
 		b.Fatal(err)
 	}
-	up.git(b, "add", "-A")
-	up.git(b, "commit", "-q", "-m", "1000 units")
-	up.git(b, "push", "-q", "origin", "HEAD:main")
-	s, err := New(Config{URL: "file://" + up.bare, Dir: b.TempDir()})
+	up.Git(b, "add", "-A")
+	up.Git(b, "commit", "-q", "-m", "1000 units")
+	up.Git(b, "push", "-q", "origin", "HEAD:main")
+	s, err := New(Config{URL: "file://" + up.Bare, Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if _, _, err := s.Sync(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	unit := filepath.Join(up.work, "unit-0500.cue")
+	unit := filepath.Join(up.Work, "unit-0500.cue")
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		f, err := os.OpenFile(unit, os.O_APPEND|os.O_WRONLY, 0)
@@ -38,8 +38,8 @@ func BenchmarkFetchAndPublishOneChangedUnitOf1000(b *testing.B) {
 		}
 		fmt.Fprintf(f, "// change %d\n", i)
 		f.Close()
-		up.git(b, "commit", "-q", "-am", fmt.Sprintf("change %d", i))
-		up.git(b, "push", "-q", "origin", "HEAD:main")
+		up.Git(b, "commit", "-q", "-am", fmt.Sprintf("change %d", i))
+		up.Git(b, "push", "-q", "origin", "HEAD:main")
 		b.StartTimer()
 		if _, changed, err := s.Sync(context.Background()); err != nil || !changed {
 			b.Fatalf("Sync: changed=%v err=%v", changed, err)

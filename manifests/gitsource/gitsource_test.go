@@ -15,8 +15,8 @@ import (
 
 func TestFirstSyncPublishesTheCommitBehindTheSymlink(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "first units", map[string]string{"web.cue": "pods: web: {}\n", "sub/db.cue": "pods: db: {}\n"})
-	s := newSource(t, Config{URL: up.bare})
+	head := up.Commit(t, "first units", map[string]string{"web.cue": "pods: web: {}\n", "sub/db.cue": "pods: db: {}\n"})
+	s := newSource(t, Config{URL: up.Bare})
 
 	rev, changed, err := s.Sync(context.Background())
 	if err != nil {
@@ -37,13 +37,13 @@ func TestFirstSyncPublishesTheCommitBehindTheSymlink(t *testing.T) {
 
 func TestANewCommitIsPublishedAndTheOldFolderRemoved(t *testing.T) {
 	up := newUpstream(t)
-	first := up.commit(t, "one", map[string]string{"web.cue": "a\n", "same.cue": "s\n", "gone.cue": "g\n"})
-	s := newSource(t, Config{URL: "file://" + up.bare})
+	first := up.Commit(t, "one", map[string]string{"web.cue": "a\n", "same.cue": "s\n", "gone.cue": "g\n"})
+	s := newSource(t, Config{URL: "file://" + up.Bare})
 	mustSync(t, s, first)
 
 	// same.cue is linked from the old folder, which then goes: its
 	// content must stay.
-	second := up.commit(t, "two", map[string]string{"web.cue": "b\n", "new.cue": "c\n", "same.cue": "s\n"})
+	second := up.Commit(t, "two", map[string]string{"web.cue": "b\n", "new.cue": "c\n", "same.cue": "s\n"})
 	rev, changed, err := s.Sync(context.Background())
 	if err != nil || !changed || rev.Hash != second || rev.Subject != "two" {
 		t.Fatalf("Sync = %+v changed=%v err=%v, want %s changed", rev, changed, err, second)
@@ -56,8 +56,8 @@ func TestANewCommitIsPublishedAndTheOldFolderRemoved(t *testing.T) {
 
 func TestAnUnchangedRefChangesNothing(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
-	s := newSource(t, Config{URL: up.bare})
+	head := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
+	s := newSource(t, Config{URL: up.Bare})
 	mustSync(t, s, head)
 
 	rev, changed, err := s.Sync(context.Background())
@@ -68,13 +68,13 @@ func TestAnUnchangedRefChangesNothing(t *testing.T) {
 
 func TestAFailingFetchKeepsTheLastRevision(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
+	head := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
 	dir := t.TempDir()
-	s := newSource(t, Config{URL: up.bare, Dir: dir})
+	s := newSource(t, Config{URL: up.Bare, Dir: dir})
 	mustSync(t, s, head)
 
 	for name, url := range map[string]string{
-		"remote gone":     up.bare + "-moved",
+		"remote gone":     up.Bare + "-moved",
 		"invalid remote":  "file:///nonexistent/repo.git",
 		"unknown scheme":  "gopher://127.0.0.1:1/repo",
 		"refused address": "http://127.0.0.1:1/repo.git",
@@ -95,18 +95,18 @@ func TestAFailingFetchKeepsTheLastRevision(t *testing.T) {
 
 func TestTheRemoteGoneAndBackKeepsThenFollows(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
-	s := newSource(t, Config{URL: up.bare})
+	head := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
+	s := newSource(t, Config{URL: up.Bare})
 	mustSync(t, s, head)
 
-	next := up.commit(t, "two", map[string]string{"web.cue": "b\n"})
-	if err := os.Rename(up.bare, up.bare+"-away"); err != nil {
+	next := up.Commit(t, "two", map[string]string{"web.cue": "b\n"})
+	if err := os.Rename(up.Bare, up.Bare+"-away"); err != nil {
 		t.Fatal(err)
 	}
 	if rev, _, err := s.Sync(context.Background()); err == nil || rev.Hash != head {
 		t.Fatalf("remote gone: Sync = %+v err=%v, want an error and %s kept", rev, err, head)
 	}
-	if err := os.Rename(up.bare+"-away", up.bare); err != nil {
+	if err := os.Rename(up.Bare+"-away", up.Bare); err != nil {
 		t.Fatal(err)
 	}
 	mustSync(t, s, next)
@@ -114,55 +114,55 @@ func TestTheRemoteGoneAndBackKeepsThenFollows(t *testing.T) {
 
 func TestForcePushedHistoryIsFollowed(t *testing.T) {
 	up := newUpstream(t)
-	first := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
-	second := up.commit(t, "two", map[string]string{"web.cue": "b\n"})
-	s := newSource(t, Config{URL: up.bare})
+	first := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
+	second := up.Commit(t, "two", map[string]string{"web.cue": "b\n"})
+	s := newSource(t, Config{URL: up.Bare})
 	mustSync(t, s, second)
 
 	// Back to a commit the source had never fetched (depth 1 gave it the
 	// tip only).
-	up.forcePush(t, first)
+	up.ForcePush(t, first)
 	mustSync(t, s, first)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "a\n"})
 
 	// And onward to a rewritten history that shares no commit with it.
-	up.git(t, "checkout", "--orphan", "rewritten")
-	rewritten := up.commit(t, "rewritten", map[string]string{"other.cue": "c\n"})
-	up.forcePush(t, rewritten)
+	up.Git(t, "checkout", "--orphan", "rewritten")
+	rewritten := up.Commit(t, "rewritten", map[string]string{"other.cue": "c\n"})
+	up.ForcePush(t, rewritten)
 	mustSync(t, s, rewritten)
 	wantFiles(t, s.ManifestDir(), map[string]string{"other.cue": "c\n"})
 
 	// And back to one it has fetched before.
-	up.forcePush(t, second)
+	up.ForcePush(t, second)
 	mustSync(t, s, second)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n"})
 }
 
 func TestGitPathSelectsAFolder(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"README": "x\n", "nodes/a/web.cue": "a\n", "nodes/b/db.cue": "b\n"})
-	s := newSource(t, Config{URL: up.bare, Path: "nodes/a/"})
+	head := up.Commit(t, "one", map[string]string{"README": "x\n", "nodes/a/web.cue": "a\n", "nodes/b/db.cue": "b\n"})
+	s := newSource(t, Config{URL: up.Bare, Path: "nodes/a/"})
 	mustSync(t, s, head)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "a\n"})
 
-	missing := newSource(t, Config{URL: up.bare, Path: "nodes/c"})
+	missing := newSource(t, Config{URL: up.Bare, Path: "nodes/c"})
 	if _, _, err := missing.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), `"nodes/c"`) {
 		t.Fatalf("Sync with a missing folder: err=%v, want one naming it", err)
 	}
-	if _, err := New(Config{URL: up.bare, Path: "../x", Dir: t.TempDir()}); err == nil {
+	if _, err := New(Config{URL: up.Bare, Path: "../x", Dir: t.TempDir()}); err == nil {
 		t.Fatal("a path leaving the repository was accepted")
 	}
 }
 
 func TestARefThatIsATagOrAnotherBranchIsFollowed(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
-	up.git(t, "tag", "-a", "-m", "release", "v1")
-	up.git(t, "push", "origin", "v1")
-	s := newSource(t, Config{URL: up.bare, Ref: "v1"})
+	head := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
+	up.Git(t, "tag", "-a", "-m", "release", "v1")
+	up.Git(t, "push", "origin", "v1")
+	s := newSource(t, Config{URL: up.Bare, Ref: "v1"})
 	mustSync(t, s, head)
 
-	missing := newSource(t, Config{URL: up.bare, Ref: "nope"})
+	missing := newSource(t, Config{URL: up.Bare, Ref: "nope"})
 	if _, _, err := missing.Sync(context.Background()); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("Sync of a missing ref: err=%v, want one naming it", err)
 	}
@@ -170,11 +170,11 @@ func TestARefThatIsATagOrAnotherBranchIsFollowed(t *testing.T) {
 
 func TestARestartKeepsThePublishedRevisionLive(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "one", map[string]string{"web.cue": "a\n"})
+	head := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
 	dir := t.TempDir()
-	mustSync(t, newSource(t, Config{URL: up.bare, Dir: dir}), head)
+	mustSync(t, newSource(t, Config{URL: up.Bare, Dir: dir}), head)
 
-	again := newSource(t, Config{URL: up.bare, Dir: dir})
+	again := newSource(t, Config{URL: up.Bare, Dir: dir})
 	if got := again.Revision(); got.Hash != head || got.Subject != "one" {
 		t.Fatalf("after restart Revision = %+v, want %s \"one\"", got, head)
 	}
@@ -186,10 +186,10 @@ func TestARestartKeepsThePublishedRevisionLive(t *testing.T) {
 
 func TestHTTPSWithATokenFromTheCredentialsFile(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "over http", map[string]string{"web.cue": "a\n"})
+	head := up.Commit(t, "over http", map[string]string{"web.cue": "a\n"})
 	const token = "s3cret-token"
-	srv := gitHTTPServer(t, filepath.Dir(up.bare), token)
-	url := srv.URL + "/" + filepath.Base(up.bare)
+	srv := gitHTTPServer(t, filepath.Dir(up.Bare), token)
+	url := srv.URL + "/" + filepath.Base(up.Bare)
 	creds := filepath.Join(t.TempDir(), "token")
 
 	noCreds := newSource(t, Config{URL: url})
@@ -207,7 +207,7 @@ func TestHTTPSWithATokenFromTheCredentialsFile(t *testing.T) {
 	mustSync(t, s, head)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "a\n"})
 
-	next := up.commit(t, "second over http", map[string]string{"web.cue": "b\n"})
+	next := up.Commit(t, "second over http", map[string]string{"web.cue": "b\n"})
 	mustSync(t, s, next)
 }
 
@@ -265,14 +265,14 @@ func gitHTTPServer(t *testing.T, root, token string) *httptest.Server {
 
 func TestTheRepositoryIsMadeAnewWhenItsPacksPileUp(t *testing.T) {
 	up := newUpstream(t)
-	s := newSource(t, Config{URL: up.bare})
-	mustSync(t, s, up.commit(t, "one", map[string]string{"web.cue": "a\n"}))
+	s := newSource(t, Config{URL: up.Bare})
+	mustSync(t, s, up.Commit(t, "one", map[string]string{"web.cue": "a\n"}))
 	packs := filepath.Join(s.cfg.Dir, repoDir, "objects", "pack")
 	for i := range maxPacks + 1 {
 		write(t, filepath.Join(packs, fmt.Sprintf("pack-stale%d.pack", i)), "")
 	}
 
-	head := up.commit(t, "two", map[string]string{"web.cue": "b\n"})
+	head := up.Commit(t, "two", map[string]string{"web.cue": "b\n"})
 	mustSync(t, s, head)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n"})
 	left, _ := filepath.Glob(filepath.Join(packs, "*.pack"))

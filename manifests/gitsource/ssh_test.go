@@ -19,11 +19,11 @@ import (
 
 func TestSSHWithAKeyAndKnownHosts(t *testing.T) {
 	up := newUpstream(t)
-	head := up.commit(t, "over ssh", map[string]string{"web.cue": "a\n"})
+	head := up.Commit(t, "over ssh", map[string]string{"web.cue": "a\n"})
 	dir := t.TempDir()
 	clientKey := writeSSHKey(t, filepath.Join(dir, "id_ed25519"))
 	writeSSHKey(t, filepath.Join(dir, "other"))
-	addr, hostKey := sshGitServer(t, filepath.Dir(up.bare), clientKey)
+	addr, hostKey := sshGitServer(t, filepath.Dir(up.Bare), clientKey)
 	_, wrongHost, _ := ed25519.GenerateKey(rand.Reader)
 	wrongHostKey, err := ssh.NewSignerFromKey(wrongHost)
 	if err != nil {
@@ -33,7 +33,7 @@ func TestSSHWithAKeyAndKnownHosts(t *testing.T) {
 	write(t, known, knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostKey)+"\n")
 	unknown := filepath.Join(dir, "unknown_hosts")
 	write(t, unknown, knownhosts.Line([]string{knownhosts.Normalize(addr)}, wrongHostKey.PublicKey())+"\n")
-	url := "ssh://git@" + addr + "/" + filepath.Base(up.bare)
+	url := "ssh://git@" + addr + "/" + filepath.Base(up.Bare)
 
 	s := newSource(t, Config{URL: url, SSHKey: filepath.Join(dir, "id_ed25519"), KnownHosts: known})
 	mustSync(t, s, head)
