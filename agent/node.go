@@ -87,6 +87,11 @@ type Node struct {
 	// many units and a quiet podman).
 	units manifests.Cache
 
+	// serving is what serveCurrent last pointed the portals at, for drain;
+	// drainMu orders drain's updates of the proxy.
+	drainMu sync.Mutex
+	serving *servingView
+
 	mu       sync.Mutex
 	lastHave []reconcile.ObservedPod // the last pods podman showed, for when it is away
 	last     *Report
@@ -124,6 +129,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		AllowEmpty:       cfg.AllowEmpty,
 		NodeLabels:       cfg.Options.NodeLabels,
 		Readiness:        n.probes,
+		Draining:         n.drain,
 		RolloutTimeout:   cfg.RolloutTimeout,
 		StepRollouts:     cfg.StepRollouts,
 		Log:              cfg.Log,
@@ -359,9 +365,38 @@ func (n *Node) serveCurrent(ctx context.Context, d *desired, alloc portal.Alloca
 	replicas := n.replicaViews(d, have)
 	pre.Pods = podStatuses(have, replicas, nil)
 	pre.Services = n.serve(ctx, d, alloc, replicas)
+	n.drainMu.Lock()
+	n.serving = &servingView{d: d, alloc: alloc, replicas: replicas}
+	n.drainMu.Unlock()
 	if n.cfg.Progress != nil {
 		n.cfg.Progress(pre)
 	}
+}
+
+// servingView is what a pass's portals point at before it changes pods.
+type servingView struct {
+	d        *desired
+	alloc    portal.Allocation
+	replicas []replicaView
+}
+
+// drain takes replica out of the services' endpoints before the
+// reconciler removes it (reconcile.Config.Draining): new connections go to
+// the other replicas, not to one that is being stopped. The pass's final
+// serve, from a fresh listing, puts the replica made in its place back.
+func (n *Node) drain(ctx context.Context, replica string) {
+	n.drainMu.Lock()
+	defer n.drainMu.Unlock()
+	if n.serving == nil || n.cfg.Proxy == nil {
+		return
+	}
+	v := n.serving
+	kept := slices.DeleteFunc(slices.Clone(v.replicas), func(r replicaView) bool { return r.pod.Name == replica })
+	if len(kept) == len(v.replicas) {
+		return
+	}
+	n.serving = &servingView{d: v.d, alloc: v.alloc, replicas: kept}
+	n.serve(ctx, v.d, v.alloc, kept)
 }
 
 // keepLast fills a report for a pass that changed nothing from the last one.

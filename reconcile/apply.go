@@ -42,6 +42,11 @@ type Config struct {
 	NodeLabels map[string]string
 	// Readiness is consulted between the replicas of a rollout; optional.
 	Readiness ReadinessGate
+	// Draining, when set, is called with a replica's name just before it
+	// is removed (for a recreate or a removal), so that its endpoints can
+	// leave the services first and no new connection reaches a replica
+	// being stopped. It may be called from several goroutines at once.
+	Draining func(ctx context.Context, replica string)
 	// Concurrency bounds the podman operations run at once (default 4).
 	Concurrency int
 	// RolloutTimeout, when set, bounds the wait of a pass for a recreated
@@ -469,6 +474,13 @@ func (p *pass) cleanRunDir(have []ObservedPod) {
 
 var kindNames = map[Kind]string{Create: "create", Recreate: "recreate", Start: "start", Remove: "remove", Conflict: "conflict"}
 
+// draining tells Config.Draining that replica is about to be removed.
+func (r *Reconciler) draining(ctx context.Context, replica string) {
+	if r.cfg.Draining != nil {
+		r.cfg.Draining(ctx, replica)
+	}
+}
+
 // do carries out one action against podman.
 func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) error {
 	log := r.cfg.Log.With().Str("unit", a.Unit).Str("pod", a.Name).Str("action", kindNames[a.Kind]).Logger()
@@ -481,6 +493,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 		// Everything that can fail without podman, and the images, before
 		// the old replica goes: a bad spec must not cost a running pod.
 		err = r.create(ctx, a, serviceEnv, func(PodSpec) error {
+			r.draining(ctx, a.Name)
 			if err := r.cfg.Podman.RemovePod(ctx, a.Name, a.Grace); err != nil {
 				return fmt.Errorf("remove pod %q: %w", a.Name, err)
 			}
@@ -491,6 +504,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 			err = fmt.Errorf("start pod %q: %w", a.Name, err)
 		}
 	case Remove:
+		r.draining(ctx, a.Name)
 		if err = r.cfg.Podman.RemovePod(ctx, a.Name, a.Grace); err != nil {
 			err = fmt.Errorf("remove pod %q: %w", a.Name, err)
 			break
