@@ -30,7 +30,8 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 	tn := newTestNode(t, "10.96.41.0/24")
 	twoBackends(t, tn)
 	p := tn.newProxy(t)
-	tn.serve(t, p, webService(tn.portal(10), "TCP", backendA, backendB))
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	tn.serve(t, p, web)
 	portal := netip.AddrPortFrom(tn.portal(10), 80)
 	for _, from := range []struct {
 		name string
@@ -38,7 +39,18 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 	}{{"host", tn.node}, {"pod", tn.client}} {
 		t.Run(from.name, func(t *testing.T) {
 			var seq []string
-			for range 6 {
+			for i := range 8 {
+				switch i {
+				case 3:
+					// The same services again change nothing.
+					tn.serve(t, p, web)
+				case 5:
+					// Another service leaves this one's chain, and its
+					// place in the turn, alone.
+					other := webService(tn.portal(11), "TCP", backendA)
+					other.Name = "other"
+					tn.serve(t, p, web, other)
+				}
 				g, err := tcpGreeting(from.ns, netip.Addr{}, portal)
 				if err != nil {
 					t.Fatal(err)
@@ -51,6 +63,83 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 				}
 			}
 		})
+	}
+}
+
+func TestKernelProxy_keeps_a_client_on_its_endpoint_with_client_ip_affinity(t *testing.T) {
+	tn := newTestNode(t, "10.96.45.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	web.SessionAffinity = netproxy.AffinityClientIP
+	tn.serve(t, p, web)
+	portal := netip.AddrPortFrom(tn.portal(10), 80)
+	for _, ns := range []netns.NsHandle{tn.client, tn.node} {
+		first := ""
+		for range 5 {
+			g, err := tcpGreeting(ns, netip.Addr{}, portal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == "" {
+				first = backendOf(g)
+			}
+			if backendOf(g) != first {
+				t.Fatalf("with ClientIP affinity a client went to %s after %s", backendOf(g), first)
+			}
+		}
+	}
+	// The endpoint leaving ends the stickiness: its clients go to the
+	// others.
+	tn.serve(t, p, webService(tn.portal(10), "TCP", backendB))
+	for range 3 {
+		g, err := tcpGreeting(tn.client, netip.Addr{}, portal)
+		if err != nil || backendOf(g) != "b" {
+			t.Fatalf("after a left: %q, %v; want b", g, err)
+		}
+	}
+}
+
+func TestKernelProxy_serves_udp_and_forgets_flows_to_an_endpoint_that_left(t *testing.T) {
+	tn := newTestNode(t, "10.96.46.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	dns := webService(tn.portal(10), "UDP", backendA, backendB)
+	tn.serve(t, p, dns)
+	portal := netip.AddrPortFrom(tn.portal(10), 80)
+	var seq []string
+	for range 4 {
+		g, err := udpGreeting(tn.client, 0, portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = append(seq, backendOf(g))
+	}
+	for i := 1; i < len(seq); i++ {
+		if seq[i] == seq[i-1] {
+			t.Fatalf("UDP flows in turn: %v, want strict alternation", seq)
+		}
+	}
+
+	// A client with a fixed source port is one flow: it stays on its
+	// endpoint until the endpoint leaves, and then moves at once, though
+	// the old endpoint still answers.
+	first, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil || again != first {
+		t.Fatalf("one flow answered by %q then %q (%v)", first, again, err)
+	}
+	stay := backendB
+	if backendOf(first) == "b" {
+		stay = backendA
+	}
+	tn.serve(t, p, webService(tn.portal(10), "UDP", stay))
+	moved, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil || backendOf(moved) == backendOf(first) {
+		t.Fatalf("after %s left, the flow is answered by %q (%v)", backendOf(first), moved, err)
 	}
 }
 
@@ -97,5 +186,35 @@ func TestKernelProxy_refuses_service_ports_without_endpoints_and_addresses_witho
 				t.Error(err)
 			}
 		}
+	}
+}
+
+func TestKernelProxy_serves_an_external_port_on_every_host_address_127_0_0_1_included(t *testing.T) {
+	tn := newTestNode(t, "10.96.44.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA)
+	web.Ports[0].ExternalPort = 30080
+	tn.serve(t, p, web)
+	for _, c := range []struct {
+		name string
+		ns   netns.NsHandle
+		addr string
+		want string
+	}{
+		{"host_to_localhost", tn.node, "127.0.0.1:30080", "a from " + nodeAddr.String()},
+		{"host_to_its_address", tn.node, "10.235.1.1:30080", "a from " + nodeAddr.String()},
+		{"pod_to_the_host_address", tn.client, "10.235.1.1:30080", "a from " + clientAddr.String()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := tcpGreeting(c.ns, netip.Addr{}, netip.MustParseAddrPort(c.addr))
+			if err != nil || g != c.want {
+				t.Fatalf("%s: %q, %v; want %q", c.addr, g, err, c.want)
+			}
+		})
+	}
+	// The external port is not a port of the portal range.
+	if err := tcpRefused(tn.client, netip.AddrPortFrom(tn.portal(10), 30080)); err != nil {
+		t.Error(err)
 	}
 }
