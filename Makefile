@@ -95,6 +95,9 @@ test: deps ## install what is missing, then run every test: unit, command line s
 
 lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@# zerolog's Dur writes bare milliseconds (took=2318.647575); log
+	@# durations as Go duration strings (Stringer, "2.319s") instead.
+	@if grep -rn --include='*.go' '\.Dur(' .; then echo "log durations with Stringer, not Dur"; exit 1; fi
 	go vet ./...
 	go run $(STATICCHECK) ./...
 	go mod tidy -diff

@@ -219,7 +219,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 		// or pods failed (SPEC §7): those show in STATUS=.
 		a.metrics.ready.Store(true)
 		a.notify.Ready()
-		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
+		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Stringer("took", rep.Duration.Round(time.Millisecond)).Msg("sync pass done")
 	}
 	if rep.PodmanDown {
 		// Podman events cannot wake us when podman is gone: retry on our
