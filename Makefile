@@ -102,13 +102,16 @@ lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	go run $(STATICCHECK) ./...
 	go mod tidy -diff
 
-install: build ## install binary, systemd unit, tmpfiles entry, manifest folder and examples under $(DESTDIR)
+install: build ## install binary, systemd unit, its settings file (if absent), tmpfiles entry, manifest folder, docs and examples under $(DESTDIR)
 	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples
 	install -d -m 0755 $(DESTDIR)/etc/cuelet/manifests
 	install -d -m 0700 $(DESTDIR)/var/lib/cuelet
 	install -m 0755 bin/cuelet $(BINDIR)/cuelet
-	sed 's|@BINDIR@|$(PREFIX)/bin|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|' -e 's|@DOCDIR@|$(DOCDIR)|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cuelet.service
+	@# The administrator's settings survive reinstalls and upgrades.
+	test -e $(DESTDIR)/etc/cuelet/cuelet.env || install -m 0644 systemd/cuelet.env $(DESTDIR)/etc/cuelet/cuelet.env
+	install -m 0644 docs/operations.md $(DESTDIR)$(DOCDIR)/operations.md
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
 	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
