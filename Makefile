@@ -95,17 +95,23 @@ test: deps ## install what is missing, then run every test: unit, command line s
 
 lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	@# zerolog's Dur writes bare milliseconds (took=2318.647575); log
+	@# durations as Go duration strings (Stringer, "2.319s") instead.
+	@if grep -rn --include='*.go' '\.Dur(' .; then echo "log durations with Stringer, not Dur"; exit 1; fi
 	go vet ./...
 	go run $(STATICCHECK) ./...
 	go mod tidy -diff
 
-install: build ## install binary, systemd unit, tmpfiles entry, manifest folder and examples under $(DESTDIR)
+install: build ## install binary, systemd unit, its settings file (if absent), tmpfiles entry, manifest folder, docs and examples under $(DESTDIR)
 	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples
 	install -d -m 0755 $(DESTDIR)/etc/cuelet/manifests
 	install -d -m 0700 $(DESTDIR)/var/lib/cuelet
 	install -m 0755 bin/cuelet $(BINDIR)/cuelet
-	sed 's|@BINDIR@|$(PREFIX)/bin|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|' -e 's|@DOCDIR@|$(DOCDIR)|' systemd/cuelet.service > $(DESTDIR)$(UNITDIR)/cuelet.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/cuelet.service
+	@# The administrator's settings survive reinstalls and upgrades.
+	test -e $(DESTDIR)/etc/cuelet/cuelet.env || install -m 0644 systemd/cuelet.env $(DESTDIR)/etc/cuelet/cuelet.env
+	install -m 0644 docs/operations.md $(DESTDIR)$(DOCDIR)/operations.md
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
 	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 

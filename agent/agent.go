@@ -55,7 +55,11 @@ type Config struct {
 	// Source tells the git revision a pass reads (GitSource.Status); nil
 	// without --git-url.
 	Source func() *SourceStatus
-	Log    zerolog.Logger
+	// Version is cuelet's, and PodmanVersion tells the podman API version
+	// once known ("" before); both label cuelet_build_info.
+	Version       string
+	PodmanVersion func() string
+	Log           zerolog.Logger
 }
 
 // Agent is the long-running loop of `cuelet run`.
@@ -95,7 +99,7 @@ func New(cfg Config, events EventWatcher) *Agent {
 	a := &Agent{
 		cfg:     cfg,
 		events:  events,
-		metrics: newMetrics(cfg.Registry),
+		metrics: newMetrics(cfg.Registry, buildInfo{version: cfg.Version, podman: cfg.PodmanVersion}),
 		// Bursts are coalesced, but a change still takes effect well
 		// within the 2 s SPEC §4.4 promises.
 		runner:    NewRunner(cfg.Quiet, time.Second),
@@ -219,7 +223,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 		// or pods failed (SPEC §7): those show in STATUS=.
 		a.metrics.ready.Store(true)
 		a.notify.Ready()
-		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
+		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Stringer("took", rep.Duration.Round(time.Millisecond)).Msg("sync pass done")
 	}
 	if rep.PodmanDown {
 		// Podman events cannot wake us when podman is gone: retry on our

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -368,5 +369,16 @@ func TestAgent_stuck_pass_stops_watchdog_pings_and_fails_healthz(t *testing.T) {
 	}
 	if code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz after the pass = %d", code)
+	}
+}
+
+func TestAgent_logs_the_pass_duration_with_its_unit(t *testing.T) {
+	var logs strings.Builder
+	a := New(Config{ManifestDir: t.TempDir(), Log: zerolog.New(&logs)}, nil)
+	a.sync(context.Background(), &fakeSyncer{})
+	// A Go duration string ("0s", "2.319s"), never zerolog's bare
+	// milliseconds (2318.647575).
+	if !regexp.MustCompile(`"took":"(\d+h)?(\d+m)?[\d.]+(ms|s)"`).MatchString(logs.String()) {
+		t.Fatalf("ready line without a duration in units:\n%s", logs.String())
 	}
 }

@@ -142,7 +142,7 @@ func (a *Agent) logRevision(rep *Report) {
 		return
 	}
 	rev := rep.Source.Revision
-	a.cfg.Log.Debug().Str("action", "sync").Str("status", rep.Summary()).Dur("took", rep.Duration).Msg("sync pass done")
+	a.cfg.Log.Debug().Str("action", "sync").Str("status", rep.Summary()).Stringer("took", rep.Duration.Round(time.Millisecond)).Msg("sync pass done")
 	if rev.Hash != a.lastRevision {
 		a.lastRevision = rev.Hash
 		a.cfg.Log.Info().Str("action", "sync").Str("hash", rev.Hash).Str("subject", rev.Subject).Str("status", rep.Summary()).Msg("revision applied")

@@ -153,6 +153,8 @@ func Run(ctx context.Context, o Options) error {
 		Registry:       registry,
 		Components:     components,
 		Source:         git.Status,
+		Version:        o.Version,
+		PodmanVersion:  pm.APIVersion,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)

@@ -61,3 +61,41 @@ func (m *metrics) forget(service, port string) {
 	m.bytes.DeleteLabelValues(service, port, DirectionToEndpoint)
 	m.bytes.DeleteLabelValues(service, port, DirectionToClient)
 }
+
+// activeCollector reports cuelet_proxy_active_connections from the
+// service ports' own bookkeeping (the connections and sessions they
+// track) at scrape time: the gauge cannot drift from what the proxy holds,
+// as Inc/Dec pairs on every exit path could, and the data path pays
+// nothing for it.
+type activeCollector struct {
+	p    *Proxy
+	desc *prometheus.Desc
+}
+
+func newActiveCollector(p *Proxy) *activeCollector {
+	return &activeCollector{p: p, desc: prometheus.NewDesc("cuelet_proxy_active_connections",
+		"TCP connections and UDP sessions the userspace proxy relays now, per service port.",
+		[]string{"service", "port"}, nil)}
+}
+
+func (c *activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *activeCollector) Collect(ch chan<- prometheus.Metric) {
+	// TCP and UDP of an unnamed port number share the port label, as in
+	// the counters: their counts add up.
+	type labels struct{ service, port string }
+	sum := map[labels]int{}
+	var order []labels
+	c.p.mu.Lock()
+	for pk, sp := range c.p.ports {
+		l := labels{pk.service, pk.port}
+		if _, ok := sum[l]; !ok {
+			order = append(order, l)
+		}
+		sum[l] += sp.active()
+	}
+	c.p.mu.Unlock()
+	for _, l := range order {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(sum[l]), l.service, l.port)
+	}
+}

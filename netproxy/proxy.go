@@ -124,7 +124,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Proxy{
+	p := &Proxy{
 		pipes:      &pipePool{},
 		cfg:        cfg,
 		log:        cfg.Logger.With().Str("component", "proxy").Logger(),
@@ -136,7 +136,14 @@ func New(cfg Config) (*Proxy, error) {
 		errs:       map[portKey]error{},
 		work:       make(chan func()),
 		workerIdle: defaultWorkerIdle,
-	}, nil
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newActiveCollector(p)); err != nil {
+			cancel()
+			return nil, fmt.Errorf("register proxy metrics: %w", err)
+		}
+	}
+	return p, nil
 }
 
 // Run serves until ctx ends, then closes every listener and connection and

@@ -130,7 +130,7 @@ func (l *listener) acceptTCP() {
 			// Out of file descriptors and the like: wait a little rather
 			// than spin on a listener that keeps failing.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.sp.warn.Warn().Str("action", "accept").Err(os.NewSyscallError("accept4", err)).Dur("backoff", backoff).Msg("accept failed")
+			l.sp.warn.Warn().Str("action", "accept").Err(os.NewSyscallError("accept4", err)).Stringer("backoff", backoff).Msg("accept failed")
 			select {
 			case <-time.After(backoff):
 				continue

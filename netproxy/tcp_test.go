@@ -790,3 +790,62 @@ func TestPortalPortAddedLaterNextToAWildcardExternalPort(t *testing.T) {
 		t.Errorf("other's portal answered %q, want other", got)
 	}
 }
+
+func TestActiveConnectionsGaugeFollowsOpenConnectionsAndSessions(t *testing.T) {
+	tcpBackend := startBackend(t, "")
+	udpBackend := startUDPBackend(t, "u")
+	reg := prometheus.NewRegistry()
+	p := startProxy(t, Config{Registerer: reg})
+	tcpPort, udpPort := freePort(t), freePort(t)
+	mustUpdate(t, p, svc("web", tcpPort, tcpBackend.addr), udpSvc("dns", udpPort, udpBackend))
+
+	active := func(service, port string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "cuelet_proxy_active_connections" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["service"] == service && l["port"] == port {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1 // no series
+	}
+	if got := active("web", "p"); got != 0 {
+		t.Fatalf("before any connection: %v, want 0", got)
+	}
+
+	c1, c2 := dial(t, portal(tcpPort)), dial(t, portal(tcpPort))
+	for _, c := range []*net.TCPConn{c1, c2} {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exchange(t, udpClient(t), portal(udpPort), "q")
+	if got := active("web", "p"); got != 2 {
+		t.Errorf("two TCP connections open: %v, want 2", got)
+	}
+	if got := active("dns", "dns"); got != 1 {
+		t.Errorf("one UDP session open: %v, want 1", got)
+	}
+
+	c1.Close()
+	testenv.Eventually(t, within, testenv.True("one connection left", func() bool { return active("web", "p") == 1 }))
+
+	mustUpdate(t, p, udpSvc("dns", udpPort, udpBackend))
+	if got := active("web", "p"); got != -1 {
+		t.Errorf("removed service still has a series: %v", got)
+	}
+}

@@ -517,7 +517,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 		log.Error().Err(err).Msg(a.String())
 		return err
 	}
-	log.Info().Dur("took", time.Since(start)).Msg(a.String())
+	log.Info().Stringer("took", time.Since(start).Round(time.Millisecond)).Msg(a.String())
 	return nil
 }
 

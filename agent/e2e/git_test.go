@@ -40,6 +40,14 @@ func TestGitSourceFollowsTheRepositoryAndKeepsTheLastGood(t *testing.T) {
 	if _, body, err := a.HTTPGet("/metrics"); err != nil || !strings.Contains(body, `cuelet_source_info{revision="`+first+`"`) {
 		t.Errorf("no cuelet_source_info for %s in /metrics (%v)", first, err)
 	}
+	// The series of --git-url are as documented (observe_test has the rest).
+	if docs, err := agenttest.DocumentedSeries(); err != nil {
+		t.Error(err)
+	} else if _, body, err := a.HTTPGet("/metrics"); err != nil {
+		t.Error(err)
+	} else if err := agenttest.CheckMetrics(body, docs, func(s agenttest.Series) bool { return strings.Contains(s.When, "--git-url") }); err != nil {
+		t.Error(err)
+	}
 	if m, _, err := a.Notify.Wait(0, changeWithin, func(m agenttest.Notification) bool {
 		return strings.Contains(m.Fields["STATUS"], "revision "+first[:7]+" keep and web")
 	}); err != nil {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -86,6 +88,45 @@ func TestAgent_tells_systemd_ready_status_watchdog_and_reload_and_serves_metrics
 			`(?m)^cuelet_proxy_connections_total\{[^}]*service="db"[^}]*\} 1$`,
 			`(?m)^cuelet_proxy_bytes_total\{[^}]*service="db"`,
 			`(?m)^cuelet_sync_errors_total `,
+		} {
+			if !regexp.MustCompile(want).MatchString(body) {
+				return fmt.Errorf("/metrics has no line matching %s:\n%s", want, cuelet(body))
+			}
+		}
+		return nil
+	})
+
+	// A DNS query for the DNS series, then every documented series must be
+	// on the page (those of --git-url are git_test's), and nothing else.
+	dnsAddr := n.PortalCIDR.Addr()
+	for range 10 {
+		dnsAddr = dnsAddr.Next()
+	}
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "udp", net.JoinHostPort(dnsAddr.String(), "53"))
+	}}
+	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if addrs, err := resolver.LookupHost(lctx, "db.svc.cluster.local."); err != nil || len(addrs) == 0 {
+		t.Fatalf("DNS lookup of db at %s: %v %v", dnsAddr, addrs, err)
+	}
+	docs, err := agenttest.DocumentedSeries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		_, body, err := a.HTTPGet("/metrics")
+		if err != nil {
+			return err
+		}
+		if err := agenttest.CheckMetrics(body, docs, func(s agenttest.Series) bool { return !strings.Contains(s.When, "--git-url") }); err != nil {
+			return err
+		}
+		for _, want := range []string{
+			`(?m)^cuelet_service_ready_endpoints\{port="5432",service="db"\} 1$`,
+			`(?m)^cuelet_build_info\{goversion="go[^"]+",podman_api_version="\d+\.\d+\.\d+",version="[^"]*"\} 1$`,
+			// The connection above has ended.
+			`(?m)^cuelet_proxy_active_connections\{port="5432",service="db"\} 0$`,
 		} {
 			if !regexp.MustCompile(want).MatchString(body) {
 				return fmt.Errorf("/metrics has no line matching %s:\n%s", want, cuelet(body))

@@ -182,6 +182,19 @@ func (c *Client) connect(ctx context.Context) (context.Context, error) {
 	return c.conn, nil
 }
 
+// APIVersion is the API version podman answered with when the client
+// connected ("4.3.1"), or "" before it has connected. A podman upgraded
+// under a running client shows the new version after the client's next
+// connect, i.e. after cuelet restarts.
+func (c *Client) APIVersion() string {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.conn == nil {
+		return ""
+	}
+	return bindings.ServiceVersion(c.conn).String()
+}
+
 // URL is the address the client talks to.
 func (c *Client) URL() string { return c.url }
 

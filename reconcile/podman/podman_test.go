@@ -61,8 +61,14 @@ func TestClientMadeWhilePodmanIsDownConnectsOnceItAnswers(t *testing.T) {
 	if err := pm.StartService(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if v := c.APIVersion(); v != "" {
+		t.Errorf("APIVersion before podman answered = %q, want empty", v)
+	}
 	if _, err := c.ListPods(ctx); err != nil {
 		t.Fatalf("ListPods once podman answers: %v", err)
+	}
+	if v := c.APIVersion(); !regexp.MustCompile(`^\d+\.\d+\.\d+`).MatchString(v) {
+		t.Errorf("APIVersion once podman answered = %q, want its version", v)
 	}
 	// Connected, the client dials per request: a podman restart needs no
 	// new connect either.

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/agent"
+	"github.com/cuelet/cuelet/reconcile/podman"
+	"github.com/cuelet/cuelet/systemd"
 )
 
 // noArgs is for the commands that take flags only.
@@ -35,7 +36,7 @@ func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerol
 			if _, err := f.DNSAddr(); err != nil {
 				return err
 			}
-			log, err := f.logger(env.Stderr)
+			log, err := f.logger(env.Stderr, env.Getenv("JOURNAL_STREAM"))
 			if err != nil {
 				return err
 			}
@@ -44,20 +45,20 @@ func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerol
 	}
 }
 
-// logger builds the zerolog logger the agent flags ask for.
-func (a *AgentFlags) logger(w io.Writer) (zerolog.Logger, error) {
+// logger builds the zerolog logger the agent flags ask for, with
+// priorities for the journal when w is its stream (journalStream is
+// $JOURNAL_STREAM), and routes the podman bindings' logrus lines into it.
+func (a *AgentFlags) logger(w io.Writer, journalStream string) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(a.LogLevel)
 	if err != nil || a.LogLevel == "" {
 		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", a.LogLevel)
 	}
-	switch a.LogFormat {
-	case "json":
-	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
-	default:
+	if a.LogFormat != "json" && a.LogFormat != "console" {
 		return zerolog.Nop(), fmt.Errorf("--log-format %q: want json or console", a.LogFormat)
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+	log := zerolog.New(systemd.LogWriter(w, journalStream, a.LogFormat == "console")).Level(level).With().Timestamp().Logger()
+	podman.ForwardBindingsLog(log)
+	return log, nil
 }
 
 // options are the flags plan, apply and run share, as the agent takes
