@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -11,43 +10,44 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cuelet/cuelet/agent"
 )
 
-func statusCommand() *Command {
-	return &Command{
-		Name: "status",
-		Short: `Show the running agent's pods, services and units, from its local API
+func statusCommand(env *Env) *cobra.Command {
+	// Every agent flag is accepted, so that one set of flags serves every
+	// command (SPEC §7); only --run-dir is used.
+	var (
+		f      AgentFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running agent's pods, services and units",
+		Long: `Show the running agent's pods, services and units, from its local API
 socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			// Every agent flag is accepted, so that one set of flags
-			// serves every command (SPEC §7); only --run-dir is used.
-			var (
-				f      AgentFlags
-				asJSON bool
-			)
-			f.Register(fs, env)
-			fs.BoolVar(&asJSON, "json", false, "print the agent's report as JSON")
-			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				rep, err := agent.FetchStatus(ctx, f.RunDir)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					enc := json.NewEncoder(env.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				printStatus(env.Stdout, rep, time.Now())
-				return nil
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			rep, err := agent.FetchStatus(ctx, f.RunDir)
+			if err != nil {
+				return err
 			}
+			if asJSON {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printStatus(env.Stdout, rep, time.Now())
+			return nil
 		},
 	}
+	fs := flagsOf(cmd)
+	f.Register(fs, env)
+	fs.BoolVar(&asJSON, "json", false, "print the agent's report as JSON")
+	return cmd
 }
 
 // printStatus writes the report as three tables, like kubectl get.
