@@ -45,18 +45,20 @@ type Report struct {
 }
 
 // reportJSON is the report as JSON holds it: the duration in seconds.
+// Time and Duration come first, where Report has them, and hide the
+// embedded report's, being the shallower fields.
 type reportJSON struct {
+	Time     time.Time `json:"time"`
+	Duration float64   `json:"duration"`
 	plainReport
-	Duration float64 `json:"duration"`
 }
 
-// plainReport is Report without its JSON methods; reportJSON's Duration
-// hides its own, being the shallower field.
+// plainReport is Report without its JSON methods.
 type plainReport Report
 
 // MarshalJSON writes the duration in seconds.
 func (r Report) MarshalJSON() ([]byte, error) {
-	return json.Marshal(reportJSON{plainReport: plainReport(r), Duration: r.Duration.Seconds()})
+	return json.Marshal(reportJSON{Time: r.Time, Duration: r.Duration.Seconds(), plainReport: plainReport(r)})
 }
 
 // UnmarshalJSON reads the duration in seconds.
@@ -66,7 +68,7 @@ func (r *Report) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*r = Report(v.plainReport)
-	r.Duration = time.Duration(v.Duration * float64(time.Second))
+	r.Time, r.Duration = v.Time, time.Duration(v.Duration*float64(time.Second))
 	return nil
 }
 
@@ -83,7 +85,7 @@ type Event struct {
 	// Count is how many passes in a row met the same problem; LastTime is
 	// the last of them.
 	Count    int       `json:"count,omitempty"`
-	LastTime time.Time `json:"lastTime,omitempty"`
+	LastTime time.Time `json:"lastTime,omitzero"`
 }
 
 // SourceStatus is the git revision a pass read (SPEC §12).
@@ -126,7 +128,7 @@ type ContainerStatus struct {
 	State     string    `json:"state"`
 	Phase     string    `json:"phase"` // reconcile.ContainerPhase
 	ExitCode  int       `json:"exitCode,omitempty"`
-	StartedAt time.Time `json:"startedAt,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
 	Restarts  int       `json:"restarts"`
 	// Ready: running, and its readiness probe, if it has one, passes.
 	Ready bool `json:"ready"`

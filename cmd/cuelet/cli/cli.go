@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -27,6 +28,15 @@ type Env struct {
 	Getenv         func(string) string
 	// StderrIsTerminal picks the default log format.
 	StderrIsTerminal bool
+	// Now is the clock that ages are counted on; nil is time.Now.
+	Now func() time.Time
+}
+
+func (e *Env) now() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
 }
 
 // commands lists the subcommands, in the order help shows them. A new
@@ -41,6 +51,8 @@ func commands(env *Env) []*cobra.Command {
 		exportCommand(env),
 		importCommand(env),
 		statusCommand(env),
+		describeCommand(env),
+		logsCommand(env),
 		schemaCommand(env),
 		versionCommand(env),
 	}

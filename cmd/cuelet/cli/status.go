@@ -43,7 +43,7 @@ Exits 1 when no agent answers, or when a NAME names nothing.`,
 			o.Names = names
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
-			return showStatus(cmd.Context(), env.Stdout, o, statusFetcher(&f), time.Now, t.C)
+			return showStatus(cmd.Context(), env.Stdout, o, statusFetcher(&f), env.now, t.C)
 		},
 	}
 	fs := flagsOf(cmd)

@@ -42,7 +42,9 @@ func filterReport(rep *agent.Report, names []string) (*agent.Report, []string) {
 		return rep, nil
 	}
 	out := *rep
-	out.Pods, out.Services, out.Units, out.Rollouts, out.Events = nil, nil, nil, nil, nil
+	// Empty, not nil: JSON gives [] for a kind that has nothing named.
+	out.Pods, out.Services, out.Units = []agent.PodStatus{}, []agent.ServiceStatus{}, []agent.UnitStatus{}
+	out.Rollouts, out.Events = nil, nil
 	matched := map[string]bool{}
 	named := map[string]bool{} // units named, whose pods and services all show
 	units := map[string]bool{} // units shown: named, or of a pod or service shown
