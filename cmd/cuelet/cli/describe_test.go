@@ -100,9 +100,10 @@ func TestDescribeTargets_finds_replicas_pod_definitions_and_services(t *testing.
 		args          []string
 		want, missing string
 	}{
-		{args: []string{"web-0"}, want: "pod web-0", missing: ""},
-		{args: []string{"web"}, want: "pod web-0, pod web-1, service web", missing: ""},
-		{args: []string{"pod", "web"}, want: "pod web-0, pod web-1", missing: ""},
+		{args: []string{"web-1"}, want: "pod web-1", missing: ""},
+		{args: []string{"web"}, want: "pod web, service web", missing: ""},
+		{args: []string{"pod", "web"}, want: "pod web", missing: ""},
+		{args: []string{"db"}, want: "pod db", missing: ""},
 		{args: []string{"svc", "web", "dns"}, want: "service web, service dns", missing: ""},
 		{args: []string{"db", "nope"}, want: "pod db", missing: "nope"},
 		{args: []string{"svc"}, want: "", missing: "svc"},
@@ -127,7 +128,7 @@ func TestDescribeTargets_finds_replicas_pod_definitions_and_services(t *testing.
 
 func TestPrintDescribe_a_ready_replica_names_the_service_ports_it_serves(t *testing.T) {
 	rep := describeReport()
-	targets, _ := describeTargets(rep, []string{"web-0"})
+	targets, _ := describeTargets(rep, []string{"pod", "web"})
 	var b bytes.Buffer
 	printDescribe(&b, rep, targets, statusNow, time.UTC)
 	want := "\nEndpoints:     web 80:30080/TCP -> 10.88.0.5:8080, web 9000/TCP -> 10.88.0.5:9000, many 80/TCP -> 10.88.0.5:80\n"

@@ -21,7 +21,7 @@ func sampleReport() *agent.Report {
 	now := statusNow
 	return &agent.Report{
 		Pods: []agent.PodStatus{
-			{Replica: "web-0", Pod: "web", Unit: "web.cue", State: "Running", Ready: true, Created: now.Add(-3 * time.Minute), IP: "10.88.0.5",
+			{Replica: "web", Pod: "web", Unit: "web.cue", State: "Running", Ready: true, Created: now.Add(-3 * time.Minute), IP: "10.88.0.5",
 				Containers: []agent.ContainerStatus{{Name: "app", State: "running", Ready: true}, {Name: "log", State: "running", Ready: true}}},
 			{Replica: "web-1", Pod: "web", Unit: "web.cue", State: "Degraded", Reason: "CrashLoopBackOff", Restarts: 5, Created: now.Add(-50 * time.Hour), IP: "10.88.0.6",
 				Containers: []agent.ContainerStatus{{Name: "app", State: "exited", Restarts: 5, StartedAt: now.Add(-90 * time.Second)}, {Name: "log", State: "running", Ready: true}}},
@@ -54,7 +54,7 @@ func TestPrintStatus_shows_kubectl_columns_and_every_ports_endpoints(t *testing.
 	var b bytes.Buffer
 	printStatus(&b, sampleReport(), false, statusNow)
 	want := `NAME    READY   STATUS             RESTARTS      AGE
-web-0   2/2     Running            0             3m
+web     2/2     Running            0             3m
 web-1   1/2     CrashLoopBackOff   5 (90s ago)   2d2h
 db      0/1     Running            0             3h5m
 
@@ -79,7 +79,7 @@ func TestPrintStatus_wide_adds_address_pod_and_unit_and_lists_everything(t *test
 	var b bytes.Buffer
 	printStatus(&b, sampleReport(), true, statusNow)
 	want := `NAME    READY   STATUS             RESTARTS      AGE    IP          POD   UNIT
-web-0   2/2     Running            0             3m     10.88.0.5   web   web.cue
+web     2/2     Running            0             3m     10.88.0.5   web   web.cue
 web-1   1/2     CrashLoopBackOff   5 (90s ago)   2d2h   10.88.0.6   web   web.cue
 db      0/1     Running            0             3h5m   -           db    db.cue
 
@@ -126,7 +126,7 @@ func TestFilterReport_keeps_what_the_names_name(t *testing.T) {
 		rollouts, missing     int
 	}{
 		{name: "a_replica", names: []string{"web-1"}, pods: "web-1", units: "web.cue", rollouts: 1},
-		{name: "a_pod_definition_names_its_replicas", names: []string{"web"}, pods: "web-0 web-1", services: "web", units: "web.cue", rollouts: 1},
+		{name: "a_pod_definition_names_its_replicas", names: []string{"web"}, pods: "web web-1", services: "web", units: "web.cue", rollouts: 1},
 		{name: "a_service", names: []string{"dns"}, services: "dns", units: "db.cue"},
 		{name: "a_unit_names_all_it_defines", names: []string{"db.cue"}, pods: "db", services: "dns many", units: "db.cue"},
 		{name: "an_unknown_name_is_missing", names: []string{"db", "nope"}, pods: "db", units: "db.cue", missing: 1},

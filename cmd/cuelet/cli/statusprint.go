@@ -87,8 +87,8 @@ func filterReport(rep *agent.Report, names []string) (*agent.Report, []string) {
 		}
 	}
 	for _, e := range rep.Events {
-		if e.Object == "" || e.Object == "pod" && slices.ContainsFunc(out.Pods, func(p agent.PodStatus) bool { return p.Replica == e.Name }) ||
-			e.Object == "service" && services[e.Name] {
+		aboutPod := e.Object == "pod" && slices.ContainsFunc(out.Pods, func(p agent.PodStatus) bool { return p.Replica == e.Name })
+		if e.Object == "" || aboutPod || (e.Object == "service" && services[e.Name]) {
 			out.Events = append(out.Events, e)
 		}
 	}
