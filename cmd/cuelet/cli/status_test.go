@@ -199,3 +199,15 @@ func TestShowStatus_names_that_match_nothing_fail_after_what_matched(t *testing.
 		t.Fatalf("printed:\n%s\nwant the db pod", b.String())
 	}
 }
+
+func TestFilterReport_keeps_the_events_about_what_it_keeps_and_the_nodes(t *testing.T) {
+	got, _ := filterReport(describeReport(), []string{"web-1"})
+	var msgs []string
+	for _, e := range got.Events {
+		msgs = append(msgs, e.Message)
+	}
+	want := "+ pod web-1 | pod web-1: start: exit 1 | cannot reach podman"
+	if g := strings.Join(msgs, " | "); g != want {
+		t.Fatalf("events %q, want %q", g, want)
+	}
+}
