@@ -78,6 +78,7 @@ type Agent struct {
 	units         unitLog  // invalid units' problems, logged once per change
 	lastRevision  string   // the git revision of the last pass, to log a new one once
 	retry         backoff
+	history       history // events of the recent passes, for describe
 	// afterFunc is time.AfterFunc; the tests replace it, so that they see
 	// the retry delays without waiting them out.
 	afterFunc func(time.Duration, func()) *time.Timer
@@ -212,6 +213,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 		return // stopping: a pass cut short says nothing about the node
 	}
 	rep.Time, rep.Duration = start, time.Since(start)
+	rep.Events = a.history.record(rep, rep.Time.Add(rep.Duration))
 	a.latest.Store(rep)
 	a.metrics.observe(rep)
 	a.logChanges(rep)

@@ -103,10 +103,7 @@ func appliedUnits(eff []*effectiveUnit) []*manifests.Unit {
 func unitStatuses(eff []*effectiveUnit) []UnitStatus {
 	out := make([]UnitStatus, 0, len(eff))
 	for _, e := range eff {
-		s := UnitStatus{ID: e.found.ID, Valid: e.found.Valid(), LastGood: e.lastGood}
-		for _, p := range e.found.Problems {
-			s.Problems = append(s.Problems, p.String())
-		}
+		s := UnitStatus{ID: e.found.ID, Valid: e.found.Valid(), LastGood: e.lastGood, Problems: slices.Clone(e.found.Problems)}
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b UnitStatus) int { return strings.Compare(a.ID, b.ID) })

@@ -131,7 +131,7 @@ func TestUnitStatuses_show_problems_and_last_good(t *testing.T) {
 	if len(st) != 2 || st[0].ID != "a.cue" || !st[0].Valid || st[1].ID != "b.cue" || st[1].Valid || !st[1].LastGood {
 		t.Fatalf("statuses = %+v", st)
 	}
-	if want := "b.cue:1:23: pods.web.replicas: 200 is above the maximum 100"; len(st[1].Problems) != 1 || st[1].Problems[0] != want {
+	if want := "b.cue:1:23: pods.web.replicas: 200 is above the maximum 100"; len(st[1].Problems) != 1 || st[1].Problems[0].String() != want {
 		t.Fatalf("problems = %q, want %q", st[1].Problems, want)
 	}
 }

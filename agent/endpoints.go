@@ -15,6 +15,9 @@ type replicaView struct {
 	ready bool // serving (reconcile.ReplicaCondition), and every readiness probe passes
 	// targets are the replica's probed containers.
 	targets []probeTarget
+	// probeReady says, by container name, whether a probed container
+	// passes its readiness probe.
+	probeReady map[string]bool
 }
 
 // podEndpoints returns, for each port of svc, the endpoints of the ready

@@ -459,6 +459,7 @@ func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaV
 	n.probes.sync(all)
 	for i := range out {
 		out[i].ready = reconcile.ReplicaCondition(out[i].pod).Serving && n.probes.ready(out[i].targets)
+		out[i].probeReady = n.probes.readyByContainer(out[i].targets)
 	}
 	slices.SortFunc(out, func(a, b replicaView) int { return strings.Compare(a.pod.Name, b.pod.Name) })
 	return out
@@ -497,9 +498,6 @@ func (n *Node) serve(ctx context.Context, d *desired, alloc portal.Allocation, r
 		for i, p := range s.svc.Ports {
 			ps.Ports = append(ps.Ports, netproxy.Port{Name: p.Name, Protocol: p.Protocol, Port: p.Port, ExternalPort: p.ExternalPort, Endpoints: eps[i]})
 			st.Ports = append(st.Ports, PortStatus{Name: p.Name, Protocol: p.Protocol, Port: p.Port, ExternalPort: p.ExternalPort, Endpoints: addrStrings(eps[i])})
-		}
-		if len(st.Ports) > 0 {
-			st.Endpoints = st.Ports[0].Endpoints
 		}
 		prox = append(prox, ps)
 		out = append(out, st)
@@ -558,8 +556,10 @@ func addrStrings(eps []netip.AddrPort) []string {
 // podStatuses are the managed pods as `cuelet status` shows them.
 func podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[string]string) []PodStatus {
 	ready := map[string]bool{}
-	for _, r := range replicas {
+	views := map[string]*replicaView{}
+	for i, r := range replicas {
 		ready[r.pod.Name] = r.ready
+		views[r.pod.Name] = &replicas[i]
 	}
 	var out []PodStatus
 	for _, p := range have {
@@ -570,6 +570,7 @@ func podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[
 		for _, c := range p.Containers {
 			st.Restarts += c.RestartCount
 		}
+		st.Phase, st.Condition, st.Containers = containerStatuses(p, views[p.Name])
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PodStatus) int { return strings.Compare(a.Replica, b.Replica) })

@@ -160,6 +160,18 @@ func (m *probes) ready(targets []probeTarget) bool {
 	return true
 }
 
+// readyByContainer says, for each target's container, whether it passes.
+func (m *probes) readyByContainer(targets []probeTarget) map[string]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		r, ok := m.workers[t.id]
+		out[t.container] = ok && r.worker.Ready()
+	}
+	return out
+}
+
 // Ready is the reconciler's readiness gate for stepped rollouts: it starts
 // the replica's probes if they do not run yet and says whether they pass.
 // A worker just started is not ready; its first success kicks a sync.

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/gitsource"
 )
 
 // Report is what one sync pass saw and did. The agent keeps the latest one
 // for `cuelet status`, the metrics and systemd's STATUS= line.
 type Report struct {
-	Time     time.Time       `json:"time"`
+	Time time.Time `json:"time"`
+	// Duration is how long the pass took; JSON holds it in seconds
+	// (MarshalJSON), as people and Prometheus read durations.
 	Duration time.Duration   `json:"duration"`
 	Pods     []PodStatus     `json:"pods"`
 	Services []ServiceStatus `json:"services"`
@@ -35,6 +38,54 @@ type Report struct {
 	Partial bool `json:"partial,omitempty"`
 	// Source is the git revision the pass read, with --git-url only.
 	Source *SourceStatus `json:"source,omitempty"`
+	// Events are what the agent did and met in its recent passes, oldest
+	// first, for `cuelet describe`; a pass's own are also in Actions and
+	// Errors.
+	Events []Event `json:"events,omitempty"`
+}
+
+// reportJSON is the report as JSON holds it: the duration in seconds.
+// Time and Duration come first, where Report has them, and hide the
+// embedded report's, being the shallower fields.
+type reportJSON struct {
+	Time     time.Time `json:"time"`
+	Duration float64   `json:"duration"`
+	plainReport
+}
+
+// plainReport is Report without its JSON methods.
+type plainReport Report
+
+// MarshalJSON writes the duration in seconds.
+func (r Report) MarshalJSON() ([]byte, error) {
+	return json.Marshal(reportJSON{Time: r.Time, Duration: r.Duration.Seconds(), plainReport: plainReport(r)})
+}
+
+// UnmarshalJSON reads the duration in seconds.
+func (r *Report) UnmarshalJSON(b []byte) error {
+	var v reportJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Report(v.plainReport)
+	r.Time, r.Duration = v.Time, time.Duration(v.Duration*float64(time.Second))
+	return nil
+}
+
+// Event is one thing the agent did or met: an action of a pass (a plan
+// line, "+ pod web-1") or a problem of one. Object and Name say what it
+// is about ("pod" and a replica, "service" and a service), empty for the
+// node as a whole.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"` // "Normal" for actions, "Warning" for problems, as Kubernetes says
+	Object  string    `json:"object,omitempty"`
+	Name    string    `json:"name,omitempty"`
+	Message string    `json:"message"`
+	// Count is how many passes in a row met the same problem; LastTime is
+	// the last of them.
+	Count    int       `json:"count,omitempty"`
+	LastTime time.Time `json:"lastTime,omitzero"`
 }
 
 // SourceStatus is the git revision a pass read (SPEC §12).
@@ -55,6 +106,46 @@ type PodStatus struct {
 	Created  time.Time `json:"created"`
 	IP       string    `json:"ip,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// Reason, when set, is why the replica is not where it should be, in
+	// kubectl's words (CrashLoopBackOff); status shows it for State.
+	Reason string `json:"reason,omitempty"`
+	// NextRestart is when a crashing replica is started again.
+	NextRestart time.Time `json:"nextRestart,omitempty"`
+	// Phase is the replica's phase (reconcile.ReplicaCondition) and
+	// Condition why it does not serve, "" when it does.
+	Phase     string `json:"phase,omitempty"`
+	Condition string `json:"condition,omitempty"`
+	// Containers are the containers of the replica's spec, in its order,
+	// also those podman does not have (State "").
+	Containers []ContainerStatus `json:"containers,omitempty"`
+}
+
+// ContainerStatus is one container of a replica.
+type ContainerStatus struct {
+	Name string `json:"name"`
+	// State is podman's container state (running, exited, …), "" when
+	// podman has no such container.
+	State     string    `json:"state"`
+	Phase     string    `json:"phase"` // reconcile.ContainerPhase
+	ExitCode  int       `json:"exitCode,omitempty"`
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	Restarts  int       `json:"restarts"`
+	// Ready: running, and its readiness probe, if it has one, passes.
+	Ready bool `json:"ready"`
+	// Probe is its readiness probe in words ("http-get :8080/healthz
+	// every 10s"), "" without one.
+	Probe string `json:"probe,omitempty"`
+}
+
+// ReadyContainers counts the ready containers, for kubectl's READY n/m.
+func (p PodStatus) ReadyContainers() int {
+	n := 0
+	for _, c := range p.Containers {
+		if c.Ready {
+			n++
+		}
+	}
+	return n
 }
 
 // RolloutStatus is the rollout of one pod definition that waits or is
@@ -73,12 +164,11 @@ func (r RolloutStatus) String() string {
 
 // ServiceStatus is one service with its portal and current endpoints.
 type ServiceStatus struct {
-	Name      string       `json:"name"`
-	Unit      string       `json:"unit"`
-	PortalIP  string       `json:"portalIP"`
-	Ports     []PortStatus `json:"ports"`
-	Endpoints []string     `json:"endpoints"` // ready endpoints of the first port, HOST:PORT
-	Error     string       `json:"error,omitempty"`
+	Name     string       `json:"name"`
+	Unit     string       `json:"unit"`
+	PortalIP string       `json:"portalIP"`
+	Ports    []PortStatus `json:"ports"` // each with its ready endpoints
+	Error    string       `json:"error,omitempty"`
 }
 
 // PortStatus is one port of a service.
@@ -93,10 +183,10 @@ type PortStatus struct {
 // UnitStatus says whether a unit validated; an invalid one keeps its last
 // known good state, which LastGood tells.
 type UnitStatus struct {
-	ID       string   `json:"id"`
-	Valid    bool     `json:"valid"`
-	Problems []string `json:"problems,omitempty"` // FILE:LINE:COL: PATH: MESSAGE
-	LastGood bool     `json:"lastGood,omitempty"` // an invalid unit whose last good version is applied
+	ID       string              `json:"id"`
+	Valid    bool                `json:"valid"`
+	Problems []manifests.Problem `json:"problems,omitempty"` // as `cuelet validate --json` gives them
+	LastGood bool                `json:"lastGood,omitempty"` // an invalid unit whose last good version is applied
 }
 
 // Summary is the one-line STATUS= text: "12 pods, 4 services, 1 invalid unit".

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/gitsource"
 )
 
@@ -77,9 +79,9 @@ func TestReport_JSON_has_the_error_messages_and_reads_them_back(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `"actions":["+ pod web"],"errors":["list pods: cannot reach podman","pod web: boom"],"podmanDown":true}`
-	if !strings.HasSuffix(string(b), want) {
-		t.Fatalf("JSON %s\ndoes not end in %s", b, want)
+	want := `"actions":["+ pod web"],"errors":["list pods: cannot reach podman","pod web: boom"],"podmanDown":true`
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("JSON %s\ndoes not hold %s", b, want)
 	}
 	var back Report
 	if err := json.Unmarshal(b, &back); err != nil {
@@ -94,5 +96,45 @@ func TestReport_JSON_has_the_error_messages_and_reads_them_back(t *testing.T) {
 	}
 	if strings.Contains(string(clean), "errors") {
 		t.Fatalf("a report without errors has an errors key: %s", clean)
+	}
+}
+
+// Durations in the status JSON are seconds, as people and Prometheus read
+// them, not Go's nanoseconds; they read back to the same duration.
+func TestReport_JSON_holds_the_duration_in_seconds(t *testing.T) {
+	rep := Report{Duration: 2318647575 * time.Nanosecond}
+	b, err := json.Marshal(&rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if got := raw["duration"]; got != 2.318647575 {
+		t.Fatalf("duration in JSON = %v, want 2.318647575 (seconds): %s", got, b)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Duration != rep.Duration {
+		t.Fatalf("read back %v, want %v", back.Duration, rep.Duration)
+	}
+}
+
+// A unit's problems are the objects `cuelet validate --json` prints, not
+// lines to parse again.
+func TestReport_JSON_gives_problems_as_validate_does(t *testing.T) {
+	rep := Report{Units: []UnitStatus{{ID: "bad.cue", Problems: []manifests.Problem{
+		{File: "bad.cue", Line: 2, Column: 12, Path: "pods.x.replicas", Message: "200 is above the maximum 100"},
+	}}}}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"problems":[{"file":"bad.cue","line":2,"column":12,"path":"pods.x.replicas","message":"200 is above the maximum 100"}]`
+	if !strings.Contains(string(b), want) {
+		t.Fatalf("JSON %s\ndoes not hold %s", b, want)
 	}
 }

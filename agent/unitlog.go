@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
 )
 
 // unitLog logs the problems of invalid units when they change (SPEC §9):
@@ -12,11 +14,11 @@ import (
 // An invalid unit is otherwise silent: it keeps its last good state, so
 // nothing else in the log says why an edit did not take effect.
 type unitLog struct {
-	logged map[string][]string // unit ID → the problem lines last logged
+	logged map[string][]manifests.Problem // unit ID → the problems last logged
 }
 
 func (l *unitLog) update(units []UnitStatus, log zerolog.Logger) {
-	seen := make(map[string][]string, len(units))
+	seen := make(map[string][]manifests.Problem, len(units))
 	for _, u := range units {
 		was := l.logged[u.ID]
 		seen[u.ID] = u.Problems
@@ -30,7 +32,7 @@ func (l *unitLog) update(units []UnitStatus, log zerolog.Logger) {
 			continue
 		}
 		for _, p := range u.Problems {
-			log.Warn().Str("unit", u.ID).Str("action", "validate").Bool("lastGood", u.LastGood).Str("error", p).
+			log.Warn().Str("unit", u.ID).Str("action", "validate").Bool("lastGood", u.LastGood).Str("error", p.String()).
 				Msg("unit invalid; its last applied state is kept")
 		}
 	}

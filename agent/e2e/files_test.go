@@ -15,6 +15,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/manifests"
 	portalstate "github.com/cuelet/cuelet/netproxy/portal"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
@@ -151,7 +152,7 @@ func TestInvalidEditKeepsPodsAndStatusShowsTheError(t *testing.T) {
 		if !ok || u.Valid || len(u.Problems) == 0 {
 			return fmt.Errorf("web.cue not reported invalid yet: %+v", u)
 		}
-		if !problem.MatchString(u.Problems[0]) {
+		if !problem.MatchString(u.Problems[0].String()) {
 			t.Fatalf("problem %q does not match %s", u.Problems[0], problem)
 		}
 		if !u.LastGood {
@@ -348,8 +349,15 @@ func TestAgent_logs_each_problem_of_an_invalid_unit_once_per_change(t *testing.T
 		}
 		return out
 	}
-	if got := errorsOf(events()); !slices.Equal(got, bad.Problems) {
-		t.Errorf("logged for bad.cue after three passes:\n%q\nwant each problem once:\n%q", got, bad.Problems)
+	lines := func(ps []manifests.Problem) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	if got := errorsOf(events()); !slices.Equal(got, lines(bad.Problems)) {
+		t.Errorf("logged for bad.cue after three passes:\n%q\nwant each problem once:\n%q", got, lines(bad.Problems))
 	}
 
 	// One problem fixed: the unit's problems changed, logged once more.
@@ -361,7 +369,7 @@ func TestAgent_logs_each_problem_of_an_invalid_unit_once_per_change(t *testing.T
 		return nil
 	})
 	bad, _ = unit(rep, "bad.cue")
-	if got := errorsOf(events()); len(got) != 3 || got[2] != bad.Problems[0] {
+	if got := errorsOf(events()); len(got) != 3 || got[2] != bad.Problems[0].String() {
 		t.Errorf("logged for bad.cue after the edit:\n%q\nwant the new problem once more: %q", got, bad.Problems[0])
 	}
 

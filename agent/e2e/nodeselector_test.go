@@ -109,7 +109,7 @@ func TestTwoNodesShareOneUnitAndEachRunsItsOwnPods(t *testing.T) {
 					return err
 				}
 				for _, s := range rep.Services {
-					if s.Name == "there" && s.PortalIP != "" && len(s.Endpoints) == endpoints[name] {
+					if s.Name == "there" && s.PortalIP != "" && len(s.Ports) == 1 && len(s.Ports[0].Endpoints) == endpoints[name] {
 						return nil
 					}
 				}

@@ -197,8 +197,8 @@ func TestABadEditCostsOneReplicaAndACorrectedEditCompletesTheRollout(t *testing.
 			return err
 		}
 		for _, s := range rep.Services {
-			if s.Name == "web" && len(s.Endpoints) != 3 {
-				return fmt.Errorf("web has endpoints %v, want 3", s.Endpoints)
+			if s.Name == "web" && (len(s.Ports) != 1 || len(s.Ports[0].Endpoints) != 3) {
+				return fmt.Errorf("web has ports %+v, want one with 3 endpoints", s.Ports)
 			}
 		}
 		return nil

@@ -2,47 +2,40 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/cuelet/cuelet/systemd"
 )
 
-// noArgs is for the commands that take flags only.
-func noArgs(args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("takes no arguments, got %q", args)
+// agentCommand is a command that takes the agent flags and no arguments
+// (plan, apply, run): it registers the flags and hands run the flags and
+// the logger they ask for. add registers the command's own flags, if any.
+func agentCommand(env *Env, cmd *cobra.Command, add func(*pflag.FlagSet), run func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error) *cobra.Command {
+	var f AgentFlags
+	f.Register(flagsOf(cmd), env)
+	if add != nil {
+		add(cmd.Flags())
 	}
-	return nil
-}
-
-// agentSetup is the Setup of the commands that take the agent flags and no
-// arguments (plan, apply, run): it registers the flags and hands run the
-// flags and the logger they ask for.
-func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error) func(*flag.FlagSet, *Env) func(context.Context, []string) error {
-	return func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-		var f AgentFlags
-		f.Register(fs, env)
-		return func(ctx context.Context, args []string) error {
-			if err := noArgs(args); err != nil {
-				return err
-			}
-			if _, err := f.DNSAddr(); err != nil {
-				return err
-			}
-			log, err := f.logger(env.Stderr, env.Getenv("JOURNAL_STREAM"))
-			if err != nil {
-				return err
-			}
-			return run(ctx, &f, env, log)
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if _, err := f.DNSAddr(); err != nil {
+			return err
 		}
+		log, err := f.logger(env.Stderr, env.Getenv("JOURNAL_STREAM"))
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), &f, env, log)
 	}
+	return cmd
 }
 
 // logger builds the zerolog logger the agent flags ask for, with

@@ -1,17 +1,23 @@
 // Package cli is cuelet's command line: one file per subcommand, run
-// in-process by the testscript tests.
+// in-process by the testscript tests. The commands are cobra commands
+// with pflag flags, as in podman, kubectl, cue and helm, so that their
+// users find --flags, `cuelet help CMD`, shell completion and man pages
+// where they expect them.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Env is what a command may touch outside itself, so that tests can run
@@ -22,30 +28,33 @@ type Env struct {
 	Getenv         func(string) string
 	// StderrIsTerminal picks the default log format.
 	StderrIsTerminal bool
+	// Now is the clock that ages are counted on; nil is time.Now.
+	Now func() time.Time
 }
 
-// Command is one subcommand. Setup registers its flags on fs and returns
-// the function that runs it with the arguments left after the flags.
-type Command struct {
-	Name  string
-	Args  string // shown in usage, e.g. "[PATH...]"
-	Short string
-	Setup func(fs *flag.FlagSet, env *Env) func(ctx context.Context, args []string) error
+func (e *Env) now() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
 }
 
 // commands lists the subcommands, in the order help shows them. A new
-// subcommand is a file with a function returning its *Command, added here.
-func commands() []*Command {
-	return []*Command{
-		validateCommand(),
-		planCommand(),
-		applyCommand(),
-		runCommand(),
-		exportCommand(),
-		importCommand(),
-		statusCommand(),
-		schemaCommand(),
-		versionCommand(),
+// subcommand is a file with a function returning its *cobra.Command,
+// added here.
+func commands(env *Env) []*cobra.Command {
+	return []*cobra.Command{
+		validateCommand(env),
+		planCommand(env),
+		applyCommand(env),
+		runCommand(env),
+		exportCommand(env),
+		importCommand(env),
+		statusCommand(env),
+		describeCommand(env),
+		logsCommand(env),
+		schemaCommand(env),
+		versionCommand(env),
 	}
 }
 
@@ -57,6 +66,13 @@ var errInvalid = errors.New("invalid input")
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// usageError is a mistake in the command line itself (an unknown flag or
+// command, a bad flag value): the user is pointed at the help.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // Main runs cuelet with os.Args and returns the exit code.
 func Main() int {
@@ -71,42 +87,73 @@ func isTerminal(f *os.File) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
+// rootCommand is the whole command tree: the subcommands, and the help and
+// completion commands cobra adds, so that man pages see them too.
+func rootCommand(env *Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cuelet",
+		Short: "Keep a podman host's pods and services equal to CUE manifests",
+		Long: `cuelet keeps a podman host's pods and services equal to CUE manifests,
+as a kubelet keeps a node's pods equal to what the cluster asks for: pods
+through podman's API, services as virtual IP addresses (portals) on the
+node, with endpoints, DNS names and environment variables for the pods.`,
+		Version: versionString(),
+		// Without a command, the usage goes to stderr and the exit code is
+		// 1, as podman does: a script that forgot the command fails.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q%s", args[0], suggest(cmd, args[0]))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprint(cmd.ErrOrStderr(), cmd.UsageString())
+			return errInvalid
+		},
+		SilenceErrors:              true, // Run prints them, with the exit code they need
+		SilenceUsage:               true,
+		SuggestionsMinimumDistance: 2,
+		CompletionOptions:          cobra.CompletionOptions{HiddenDefaultCmd: false},
+	}
+	root.SetVersionTemplate("cuelet {{.Version}}\n")
+	// The root runs only to refuse a missing command: its usage shows
+	// "cuelet [command]", not a "cuelet [flags]" that would do nothing.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable .HasParent}}", 1))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	for _, c := range commands(env) {
+		root.AddCommand(c)
+	}
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	root.SetIn(orEmpty(env.Stdin))
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	return root
+}
+
+func orEmpty(r io.Reader) io.Reader {
+	if r == nil {
+		return strings.NewReader("")
+	}
+	return r
+}
+
+// suggest is cobra's "did you mean" for a mistyped command, if any.
+func suggest(root *cobra.Command, typed string) string {
+	s := root.SuggestionsFor(typed)
+	if len(s) == 0 {
+		return ""
+	}
+	return "; did you mean " + strings.Join(s, " or ") + "?"
+}
+
 // Run runs one cuelet command line (without the program name).
 func Run(ctx context.Context, env *Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(env.Stderr)
-		if len(args) == 0 {
-			return 1
-		}
-		return 0
-	}
-	var cmd *Command
-	for _, c := range commands() {
-		if c.Name == args[0] {
-			cmd = c
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(env.Stderr, "cuelet: unknown command %q\n", args[0])
-		usage(env.Stderr)
-		return 1
-	}
-	fs := flag.NewFlagSet("cuelet "+cmd.Name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: cuelet %s [flags] %s\n\n%s\n\nflags:\n", cmd.Name, cmd.Args, cmd.Short)
-		fs.PrintDefaults()
-	}
-	run := cmd.Setup(fs, env)
-	rest, err := parseInterspersed(fs, args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 1 // flag has printed the error and the usage
-	}
-	err = run(ctx, rest)
+	root := rootCommand(env)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
 	var exit exitError
+	var usage usageError
 	switch {
 	case err == nil:
 		return 0
@@ -114,42 +161,49 @@ func Run(ctx context.Context, env *Env, args []string) int {
 		return exit.code
 	case errors.Is(err, errInvalid):
 		return 1
+	case errors.As(err, &usage):
+		fmt.Fprintf(env.Stderr, "%s: %v\n", cmd.CommandPath(), err)
+		if hint := singleDashHint(cmd, args); hint != "" {
+			fmt.Fprintln(env.Stderr, hint)
+		}
+		fmt.Fprintf(env.Stderr, "See '%s --help'.\n", cmd.CommandPath())
+		return 1
 	default:
-		fmt.Fprintf(env.Stderr, "cuelet %s: %v\n", cmd.Name, err)
+		fmt.Fprintf(env.Stderr, "%s: %v\n", cmd.CommandPath(), err)
 		return 1
 	}
 }
 
-// parseInterspersed parses flags wherever they stand among the arguments,
-// as most command lines allow (`cuelet validate examples/ --json`); the
-// standard flag package stops at the first argument. "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// singleDashHint explains a long flag given with one dash, which the flag
+// package of Go accepted and pflag reads as a group of one-letter flags.
+func singleDashHint(cmd *cobra.Command, args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
 		}
-		left := fs.Args()
-		if used := len(args) - len(left); used > 0 && args[used-1] == "--" {
-			return append(rest, left...), nil
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' {
+			continue
 		}
-		if len(left) == 0 {
-			return rest, nil
+		name, _, _ := strings.Cut(a[1:], "=")
+		if cmd.Flags().Lookup(name) != nil {
+			return fmt.Sprintf("Long flags take two dashes: --%s.", name)
 		}
-		rest = append(rest, left[0])
-		args = left[1:]
 	}
+	return ""
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "cuelet keeps a podman host's pods and services equal to CUE manifests.\n\nusage: cuelet COMMAND [flags] [args]\n\ncommands:\n")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.Name, firstLine(c.Short))
+// noArgs is for the commands that take flags only.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("takes no arguments, got %q", args)}
 	}
-	fmt.Fprintf(w, "\nRun 'cuelet COMMAND -h' for a command's flags.\n")
+	return nil
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// flagsOf is a command's flag set, sorted in the order flags were added:
+// the related ones stay together in the help.
+func flagsOf(cmd *cobra.Command) *pflag.FlagSet {
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	return fs
 }

@@ -1,19 +1,23 @@
 package cli
 
 import (
-	"context"
-	"flag"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/kube"
 )
 
-func exportCommand() *Command {
-	return &Command{
-		Name: "export",
-		Args: "[PATH...]",
-		Short: `Print Kubernetes YAML for the units (default: the manifest directory):
+func exportCommand(env *Env) *cobra.Command {
+	var (
+		dir   string
+		rules NodeRules
+	)
+	cmd := &cobra.Command{
+		Use:   "export [PATH...]",
+		Short: "Print the units as Kubernetes YAML",
+		Long: `Print Kubernetes YAML for the units (default: the manifest directory):
 a Deployment per pod (a StatefulSet when it has persistent volumes), a
 ConfigMap per files volume, a Service per service (and an EndpointSlice for
 fixed endpoints), separated by "---". What Kubernetes cannot express is a
@@ -22,45 +26,42 @@ stderr, nothing on stdout, exit 1. With --node-name or --node-labels only
 the pods whose nodeSelector matches that node are exported (services all
 are), so that CI can see what each node would run; without them, every
 pod, its nodeSelector carried over.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var (
-				dir   string
-				rules NodeRules
-			)
-			registerManifests(fs, &dir)
-			rules.Register(fs)
-			return func(ctx context.Context, paths []string) error {
-				if len(paths) == 0 {
-					paths = []string{dir}
-				}
-				opts, err := rules.Options()
-				if err != nil {
-					return err
-				}
-				units, err := manifests.Load(ctx, paths, opts)
-				if err != nil {
-					return err
-				}
-				invalid := false
-				for _, u := range units {
-					for _, p := range u.Problems {
-						fmt.Fprintln(env.Stderr, p)
-						invalid = true
-					}
-				}
-				if invalid {
-					return errInvalid
-				}
-				if rules.nodeGiven() {
-					units = forNode(units, opts.NodeLabels)
-				}
-				if err := kube.Export(env.Stdout, units); err != nil {
-					return fmt.Errorf("write: %w", err)
-				}
-				return nil
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			ctx := cmd.Context()
+			if len(paths) == 0 {
+				paths = []string{dir}
 			}
+			opts, err := rules.Options()
+			if err != nil {
+				return err
+			}
+			units, err := manifests.Load(ctx, paths, opts)
+			if err != nil {
+				return err
+			}
+			invalid := false
+			for _, u := range units {
+				for _, p := range u.Problems {
+					fmt.Fprintln(env.Stderr, p)
+					invalid = true
+				}
+			}
+			if invalid {
+				return errInvalid
+			}
+			if rules.nodeGiven() {
+				units = forNode(units, opts.NodeLabels)
+			}
+			if err := kube.Export(env.Stdout, units); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+			return nil
 		},
 	}
+	fs := flagsOf(cmd)
+	registerManifests(fs, &dir)
+	rules.Register(fs)
+	return cmd
 }
 
 // forNode keeps, of valid units, the pods that target a node with these

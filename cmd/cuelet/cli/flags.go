@@ -2,11 +2,12 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/cuelet/cuelet/manifests"
 )
@@ -48,7 +49,7 @@ type NodeRules struct {
 // Register adds --allowed-host-paths, --portal-cidr, --dns-address,
 // --cluster-domain (pods are created with the DNS settings, so the plan
 // depends on them), --node-name and --node-labels.
-func (n *NodeRules) Register(fs *flag.FlagSet) {
+func (n *NodeRules) Register(fs *pflag.FlagSet) {
 	fs.Var(&n.AllowedHostPaths, allowedHostPathsFlag, "`prefixes` (comma-separated, repeatable) under which hostPath volumes may lie; none by default")
 	n.PortalCIDR = netip.MustParsePrefix(defaultPortalCIDR)
 	fs.TextVar(&n.PortalCIDR, "portal-cidr", n.PortalCIDR, "`range` of portal (service) IP addresses")
@@ -116,6 +117,8 @@ func (d *dnsAddress) String() string {
 	return d.addr.String()
 }
 
+func (d *dnsAddress) Type() string { return "address" }
+
 func (d *dnsAddress) Set(s string) error {
 	if s == "none" {
 		*d = dnsAddress{none: true}
@@ -155,7 +158,7 @@ type AgentFlags struct {
 
 // Register adds every agent flag with its default; the defaults that
 // depend on the environment ($CONTAINER_HOST, a terminal) come from env.
-func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
+func (a *AgentFlags) Register(fs *pflag.FlagSet, env *Env) {
 	registerManifests(fs, &a.Manifests)
 	a.Git.Register(fs)
 	a.NodeRules.Register(fs)
@@ -174,15 +177,15 @@ func (a *AgentFlags) Register(fs *flag.FlagSet, env *Env) {
 	if env.StderrIsTerminal {
 		format = "console"
 	}
-	fs.StringVar(&a.LogFormat, "log-format", format, "json or console (console when stderr is a terminal)")
-	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "debug, info, warn or error")
+	fs.StringVar(&a.LogFormat, "log-format", format, "log `format`: json or console (console when stderr is a terminal)")
+	fs.StringVar(&a.LogLevel, "log-level", defaultLogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&a.AllowEmpty, "allow-empty", false, "delete managed pods even when the manifest directory holds no unit")
 	fs.StringVar(&a.ResolvConf, "dns-resolv-conf", "/etc/resolv.conf", "`file` naming the resolvers that names other than services are forwarded to")
 	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
 	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
 }
 
-func registerManifests(fs *flag.FlagSet, dir *string) {
+func registerManifests(fs *pflag.FlagSet, dir *string) {
 	fs.StringVar(dir, "manifests", defaultManifests, "manifest `folder`")
 }
 
@@ -190,6 +193,8 @@ func registerManifests(fs *flag.FlagSet, dir *string) {
 type pathList []string
 
 func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Type() string { return "prefixes" }
 
 func (p *pathList) Set(s string) error {
 	for _, e := range strings.Split(s, ",") {

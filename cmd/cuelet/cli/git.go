@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/manifests"
@@ -27,14 +28,14 @@ type GitFlags struct {
 	CredentialsFile string
 	SSHKey          string
 	KnownHosts      string
-	fs              *flag.FlagSet // to tell whether --manifests was given
+	fs              *pflag.FlagSet // to tell whether --manifests was given
 }
 
 // Register adds the --git-* flags.
-func (g *GitFlags) Register(fs *flag.FlagSet) {
+func (g *GitFlags) Register(fs *pflag.FlagSet) {
 	g.fs = fs
 	fs.StringVar(&g.URL, "git-url", "", "read the manifests from this git `repository` (path, file://, https:// or ssh://) instead of --manifests")
-	fs.StringVar(&g.Ref, "git-ref", "main", "branch or tag to follow, with --git-url")
+	fs.StringVar(&g.Ref, "git-ref", "main", "branch or tag (`ref`) to follow, with --git-url")
 	fs.StringVar(&g.Path, "git-path", "", "`folder` of the repository that holds the manifests (default: its root)")
 	fs.DurationVar(&g.Period, "git-period", defaultGitPeriod, "`interval` between fetches (run)")
 	fs.StringVar(&g.CredentialsFile, "git-credentials-file", "", "`file` holding the https token (TOKEN, USER:TOKEN or https://USER:TOKEN@HOST)")
@@ -48,11 +49,7 @@ func (g *GitFlags) enabled() (bool, error) {
 	if g.URL == "" {
 		return false, nil
 	}
-	manifestsSet := false
-	if g.fs != nil {
-		g.fs.Visit(func(f *flag.Flag) { manifestsSet = manifestsSet || f.Name == "manifests" })
-	}
-	if manifestsSet {
+	if g.fs != nil && g.fs.Changed("manifests") {
 		return false, errors.New("--git-url and --manifests exclude each other")
 	}
 	if g.Period <= 0 {

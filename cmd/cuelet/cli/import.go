@@ -1,60 +1,58 @@
 package cli
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/google/renameio/v2"
+	"github.com/spf13/cobra"
 
 	"github.com/cuelet/cuelet/manifests/kube"
 )
 
-func importCommand() *Command {
-	return &Command{
-		Name: "import",
-		Args: "[FILE...]",
-		Short: `Turn Kubernetes YAML (Pod, Deployment, StatefulSet, Service, EndpointSlice,
+func importCommand(env *Env) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "import [FILE...]",
+		Short: "Turn Kubernetes YAML into CUE units",
+		Long: `Turn Kubernetes YAML (Pod, Deployment, StatefulSet, Service, EndpointSlice,
 ConfigMap, PersistentVolumeClaim; what podman kube generate writes) into CUE
 units; "-" or no FILE reads stdin. Prints the units on stdout, each with its
-own package clause, or with -o writes one file per unit into a folder.
+own package clause, or with -o (--output) writes one file per unit into a folder.
 Whatever cuelet does not model is left out and listed on stderr as
 FILE:LINE: PATH: not supported.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var out string
-			fs.StringVar(&out, "o", "", "write one `folder`/PACKAGE.cue per unit instead of printing")
-			return func(ctx context.Context, files []string) error {
-				if len(files) == 0 {
-					files = []string{"-"}
-				}
-				var inputs []kube.Input
-				for _, f := range files {
-					in, err := readInput(env, f)
-					if err != nil {
-						return err
-					}
-					inputs = append(inputs, in)
-				}
-				res, err := kube.Import(inputs)
-				var syntax *kube.SyntaxError
-				if errors.As(err, &syntax) {
-					fmt.Fprintln(env.Stderr, syntax)
-					return errInvalid
-				}
+		RunE: func(_ *cobra.Command, files []string) error {
+			if len(files) == 0 {
+				files = []string{"-"}
+			}
+			var inputs []kube.Input
+			for _, f := range files {
+				in, err := readInput(env, f)
 				if err != nil {
 					return err
 				}
-				for _, u := range res.Unsupported {
-					fmt.Fprintln(env.Stderr, u)
-				}
-				return writeUnits(env, out, res.Units)
+				inputs = append(inputs, in)
 			}
+			res, err := kube.Import(inputs)
+			var syntax *kube.SyntaxError
+			if errors.As(err, &syntax) {
+				fmt.Fprintln(env.Stderr, syntax)
+				return errInvalid
+			}
+			if err != nil {
+				return err
+			}
+			for _, u := range res.Unsupported {
+				fmt.Fprintln(env.Stderr, u)
+			}
+			return writeUnits(env, out, res.Units)
 		},
 	}
+	flagsOf(cmd).StringVarP(&out, "output", "o", "", "write one `folder`/PACKAGE.cue per unit instead of printing")
+	return cmd
 }
 
 func readInput(env *Env, name string) (kube.Input, error) {

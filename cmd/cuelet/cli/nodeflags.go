@@ -20,6 +20,8 @@ type nodeName struct {
 
 func (n *nodeName) String() string { return n.name }
 
+func (n *nodeName) Type() string { return "name" }
+
 func (n *nodeName) Set(s string) error {
 	if s == "" {
 		return errors.New("a node name cannot be empty")
@@ -59,6 +61,8 @@ func (l nodeLabels) String() string {
 	}
 	return strings.Join(out, ",")
 }
+
+func (l nodeLabels) Type() string { return "labels" }
 
 func (l nodeLabels) Set(s string) error {
 	for _, e := range strings.Split(s, ",") {

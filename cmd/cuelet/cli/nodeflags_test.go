@@ -2,10 +2,11 @@ package cli
 
 import (
 	"errors"
-	"flag"
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestNodeRules_labels_are_the_flags_plus_the_hostname_label(t *testing.T) {
@@ -45,7 +46,7 @@ func TestNodeRules_labels_are_the_flags_plus_the_hostname_label(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var n NodeRules
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 			n.Register(fs)
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)

@@ -278,8 +278,11 @@ func (n *svcNode) waitService(name string, within time.Duration, cond func(agent
 
 func endpointCount(want int) func(agent.ServiceStatus) error {
 	return func(s agent.ServiceStatus) error {
-		if len(s.Endpoints) != want {
-			return fmt.Errorf("%d endpoints %v, want %d", len(s.Endpoints), s.Endpoints, want)
+		if len(s.Ports) != 1 {
+			return fmt.Errorf("ports %+v, want one", s.Ports)
+		}
+		if eps := s.Ports[0].Endpoints; len(eps) != want {
+			return fmt.Errorf("%d endpoints %v, want %d", len(eps), eps, want)
 		}
 		return nil
 	}

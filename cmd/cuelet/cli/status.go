@@ -2,136 +2,86 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
-	"fmt"
-	"io"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cuelet/cuelet/agent"
 )
 
-func statusCommand() *Command {
-	return &Command{
-		Name: "status",
-		Short: `Show the running agent's pods, services and units, from its local API
-socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			// Every agent flag is accepted, so that one set of flags
-			// serves every command (SPEC §7); only --run-dir is used.
-			var (
-				f      AgentFlags
-				asJSON bool
-			)
-			f.Register(fs, env)
-			fs.BoolVar(&asJSON, "json", false, "print the agent's report as JSON")
-			return func(ctx context.Context, args []string) error {
-				if err := noArgs(args); err != nil {
-					return err
-				}
-				ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				rep, err := agent.FetchStatus(ctx, f.RunDir)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					enc := json.NewEncoder(env.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(rep)
-				}
-				printStatus(env.Stdout, rep, time.Now())
-				return nil
+func statusCommand(env *Env) *cobra.Command {
+	// Every agent flag is accepted, so that one set of flags serves every
+	// command (SPEC §7); only --run-dir is used.
+	var (
+		f      AgentFlags
+		o      statusOptions
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status [NAME...]",
+		Short: "Show the running agent's pods, services and units",
+		Long: `Show the running agent's pods, services and units, from its local API
+socket <run-dir>/cuelet.sock, as kubectl get shows pods and services: READY
+counts the ready containers, STATUS is podman's state of the pod or why it
+is held (CrashLoopBackOff), AGE is kubectl's. ENDPOINTS are the ready
+endpoints of every port. NAMEs keep what they name: a replica, the
+replicas of a pod, a service, or a unit with all it defines.
+
+Exits 1 when no agent answers, or when a NAME names nothing.`,
+		Example: `  cuelet status
+  cuelet status web -o wide
+  cuelet status --watch
+  cuelet status -o json | jq '.pods[] | select(.ready | not)'`,
+		ValidArgsFunction: completeNames(&f, true, true),
+		RunE: func(cmd *cobra.Command, names []string) error {
+			if asJSON {
+				o.Output = outputJSON
 			}
+			if err := checkOutput(o.Output); err != nil {
+				return usageError{err}
+			}
+			o.Names = names
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			return showStatus(cmd.Context(), env.Stdout, o, statusFetcher(&f), env.now, t.C)
 		},
 	}
+	fs := flagsOf(cmd)
+	fs.StringVarP(&o.Output, "output", "o", "", "output `format`: wide, json or yaml")
+	fs.BoolVarP(&o.Watch, "watch", "w", false, "after the first print, print again whenever the status changes")
+	fs.BoolVar(&asJSON, "json", false, "the same as --output json")
+	_ = fs.MarkHidden("json") // kept for scripts written before --output
+	f.Register(fs, env)
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outputWide, outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
 }
 
-// printStatus writes the report as three tables, like kubectl get.
-func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
-	if rep.Partial {
-		fmt.Fprintln(w, "first sync pass under way; as found before it changed anything:")
-	}
-	printSource(w, rep.Source)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tSTATE\tREADY\tRESTARTS\tAGE\tUNIT")
-	for _, p := range rep.Pods {
-		state := p.State
-		if p.Error != "" {
-			state += " (" + p.Error + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%s\t%s\n", p.Replica, state, p.Ready, p.Restarts, age(p.Created, now), p.Unit)
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "SERVICE\tPORTAL\tPORTS\tEXTERNAL\tENDPOINTS")
-	for _, s := range rep.Services {
-		var ports, ext []string
-		for _, p := range s.Ports {
-			ports = append(ports, strconv.Itoa(p.Port)+"/"+p.Protocol)
-			if p.ExternalPort != 0 {
-				ext = append(ext, strconv.Itoa(p.ExternalPort)+"/"+p.Protocol)
-			}
-		}
-		eps := strings.Join(s.Endpoints, ",")
-		if eps == "" {
-			eps = "<none>"
-		}
-		if s.Error != "" {
-			eps += " (" + s.Error + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.PortalIP, strings.Join(ports, ","), dash(strings.Join(ext, ",")), eps)
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "UNIT\tSTATE\tPROBLEM")
-	for _, u := range rep.Units {
-		state, problem := "valid", ""
-		if !u.Valid {
-			state = "invalid"
-			if u.LastGood {
-				state = "invalid (last good kept)"
-			}
-			if len(u.Problems) > 0 {
-				problem = u.Problems[0]
-				if n := len(u.Problems) - 1; n > 0 {
-					problem += fmt.Sprintf(" (+%d more)", n)
-				}
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.ID, state, problem)
-	}
-	tw.Flush()
-	for _, r := range rep.Rollouts {
-		fmt.Fprintln(w, r)
-	}
-	for _, e := range rep.Errors {
-		fmt.Fprintf(w, "error: %s\n", e)
-	}
+// statusFetcher asks the agent on the flags' run dir.
+func statusFetcher(f *AgentFlags) reportSource {
+	return func(ctx context.Context) (*agent.Report, error) { return agent.FetchStatus(ctx, f.RunDir) }
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// age is a duration the way kubectl prints it: 45s, 12m, 3h, 5d.
-func age(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
+// completeNames completes the names of replicas and services (as the
+// flags given so far find the agent) for the shell.
+func completeNames(f *AgentFlags, pods, services bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+		defer cancel()
+		rep, err := agent.FetchStatus(ctx, f.RunDir)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []string
+		if pods {
+			for _, p := range rep.Pods {
+				names = append(names, p.Replica)
+			}
+		}
+		if services {
+			for _, s := range rep.Services {
+				names = append(names, s.Name)
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
 	}
 }

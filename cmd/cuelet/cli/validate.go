@@ -1,85 +1,86 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 
 	"github.com/cuelet/cuelet/manifests"
 )
 
-func validateCommand() *Command {
-	return &Command{
-		Name: "validate",
-		Args: "[PATH...]",
-		Short: `Validate manifest files or folders (default: the manifest directory)
+func validateCommand(env *Env) *cobra.Command {
+	var (
+		dir    string
+		rules  NodeRules
+		git    GitFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "validate [PATH...]",
+		Short: "Check manifests against the schema and the node's rules",
+		Long: `Validate manifest files or folders (default: the manifest directory)
 against the built-in schema and the node's rules. Needs neither podman nor
 root. Prints one line per problem, FILE:LINE:COL: PATH: MESSAGE, on stderr,
 or with --json an array of {file, line, column, path, message} on stdout.
 Exits 1 if anything is invalid.`,
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var (
-				dir    string
-				rules  NodeRules
-				git    GitFlags
-				asJSON bool
-			)
-			registerManifests(fs, &dir)
-			git.Register(fs)
-			rules.Register(fs)
-			fs.BoolVar(&asJSON, "json", false, "print problems as a JSON array on stdout")
-			return func(ctx context.Context, paths []string) error {
-				// A short-lived process whose heap is mostly CUE values:
-				// collecting less often saves a third of the CPU time on
-				// 1,000 units (manifests/bench) for some 200 MB of memory.
-				debug.SetGCPercent(400)
-				opts, err := rules.Options()
-				if err != nil {
-					return err
-				}
-				gitDir, _, cleanup, err := git.fetchOnce(ctx)
-				if err != nil {
-					return err
-				}
-				defer cleanup()
-				switch {
-				case gitDir != "" && len(paths) > 0:
-					return fmt.Errorf("--git-url takes no paths (--git-path picks a folder), got %q", paths)
-				case gitDir != "":
-					paths = []string{gitDir}
-				case len(paths) == 0:
-					paths = []string{dir}
-				}
-				if _, err := rules.DNSAddr(); err != nil {
-					return err
-				}
-				units, err := manifests.Load(ctx, paths, opts)
-				if err != nil {
-					return err
-				}
-				problems := []manifests.Problem{}
-				for _, u := range units {
-					problems = append(problems, u.Problems...)
-				}
-				git.repoPaths(gitDir, problems)
-				if asJSON {
-					b, err := json.MarshalIndent(problems, "", "  ")
-					if err != nil {
-						return fmt.Errorf("encode problems: %w", err)
-					}
-					fmt.Fprintf(env.Stdout, "%s\n", b)
-				} else {
-					for _, p := range problems {
-						fmt.Fprintln(env.Stderr, p)
-					}
-				}
-				if len(problems) > 0 {
-					return errInvalid
-				}
-				return nil
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			ctx := cmd.Context()
+			// A short-lived process whose heap is mostly CUE values:
+			// collecting less often saves a third of the CPU time on
+			// 1,000 units (manifests/bench) for some 200 MB of memory.
+			debug.SetGCPercent(400)
+			opts, err := rules.Options()
+			if err != nil {
+				return err
 			}
+			gitDir, _, cleanup, err := git.fetchOnce(ctx)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			switch {
+			case gitDir != "" && len(paths) > 0:
+				return fmt.Errorf("--git-url takes no paths (--git-path picks a folder), got %q", paths)
+			case gitDir != "":
+				paths = []string{gitDir}
+			case len(paths) == 0:
+				paths = []string{dir}
+			}
+			if _, err := rules.DNSAddr(); err != nil {
+				return err
+			}
+			units, err := manifests.Load(ctx, paths, opts)
+			if err != nil {
+				return err
+			}
+			problems := []manifests.Problem{}
+			for _, u := range units {
+				problems = append(problems, u.Problems...)
+			}
+			git.repoPaths(gitDir, problems)
+			if asJSON {
+				b, err := json.MarshalIndent(problems, "", "  ")
+				if err != nil {
+					return fmt.Errorf("encode problems: %w", err)
+				}
+				fmt.Fprintf(env.Stdout, "%s\n", b)
+			} else {
+				for _, p := range problems {
+					fmt.Fprintln(env.Stderr, p)
+				}
+			}
+			if len(problems) > 0 {
+				return errInvalid
+			}
+			return nil
 		},
 	}
+	fs := flagsOf(cmd)
+	registerManifests(fs, &dir)
+	git.Register(fs)
+	rules.Register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print problems as a JSON array on stdout")
+	return cmd
 }

@@ -1,25 +1,24 @@
 package cli
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time: -ldflags "-X github.com/cuelet/cuelet/cmd/cuelet/cli.version=v1.2.3".
 // A link-time variable has to be a package variable.
 var version string
 
-func versionCommand() *Command {
-	return &Command{
-		Name:  "version",
-		Short: "Print cuelet's version.",
-		Setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			return func(context.Context, []string) error {
-				fmt.Fprintf(env.Stdout, "cuelet %s\n", versionString())
-				return nil
-			}
+func versionCommand(env *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print cuelet's version",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(env.Stdout, "cuelet %s\n", versionString())
+			return nil
 		},
 	}
 }
