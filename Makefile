@@ -8,6 +8,9 @@ BINDIR  := $(DESTDIR)$(PREFIX)/bin
 UNITDIR     ?= /etc/systemd/system
 TMPFILESDIR ?= /etc/tmpfiles.d
 DOCDIR      ?= $(PREFIX)/share/doc/cuelet
+MANDIR      ?= $(PREFIX)/share/man
+# Generated man pages, one per command (make man), beside the binary.
+MANBUILD    := bin/man/man1
 
 # The podman bindings need these tags; without cgo the binary runs on any
 # Linux of the same architecture.
@@ -28,7 +31,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help deps build demo test lint install bench bench-validate bench-agent bench-pods bench-proxy bench-dns goflags clean
+.PHONY: help deps build man demo test lint install bench bench-validate bench-agent bench-pods bench-proxy bench-dns goflags clean
 
 # What building, running and testing cuelet need on Debian 12: podman with
 # runc (podman would otherwise pull in crun, which fails on cgroups
@@ -62,6 +65,10 @@ deps: ## install the Debian packages that are missing (root)
 
 build: ## build bin/cuelet
 	$(GO_BUILD) -o bin/cuelet ./cmd/cuelet
+
+man: ## generate the man pages, cuelet(1) and cuelet-COMMAND(1), into bin/man/man1 from the commands' help
+	rm -rf $(MANBUILD)
+	go run -ldflags '-X github.com/cuelet/cuelet/cmd/cuelet/cli.version=$(VERSION)' ./cmd/cuelet/mangen $(MANBUILD)
 
 demo: deps build ## as root: install what is missing, build the example image, run the agent on manifests/examples in the foreground
 	@test "$$(id -u)" -eq 0 || { echo "make demo: run as root (podman's system service, portals, nftables)" >&2; exit 1; }
@@ -102,8 +109,9 @@ lint: ## check formatting, go vet, staticcheck and go.mod tidiness
 	go run $(STATICCHECK) ./...
 	go mod tidy -diff
 
-install: build ## install binary, systemd unit, its settings file (if absent), tmpfiles entry, manifest folder, docs and examples under $(DESTDIR)
-	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples
+install: build man ## install binary, man pages, systemd unit, its settings file (if absent), tmpfiles entry, manifest folder, docs and examples under $(DESTDIR)
+	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 $(MANBUILD)/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -d -m 0755 $(DESTDIR)/etc/cuelet/manifests
 	install -d -m 0700 $(DESTDIR)/var/lib/cuelet
 	install -m 0755 bin/cuelet $(BINDIR)/cuelet

@@ -302,7 +302,9 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	rep.Pods = podStatuses(have, replicas, podErrs)
 	rep.Services = n.serve(ctx, d, alloc, replicas)
 	if before, err := n.applied.load(); err == nil {
-		rep.Actions = append(rep.Actions, servicePlan(before, d.services, alloc)...)
+		for _, a := range servicePlan(before, d.services, alloc) {
+			rep.Actions = append(rep.Actions, a.Line)
+		}
 	}
 	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
 		rep.Errors = append(rep.Errors, err)

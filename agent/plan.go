@@ -17,6 +17,7 @@ import (
 
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/netproxy/portal"
+	"github.com/cuelet/cuelet/reconcile"
 )
 
 // appliedServicesFile records, under the state dir, the services as the
@@ -81,10 +82,30 @@ func (a *appliedServices) load() (map[string]appliedService, error) {
 
 // PlanResult is what `cuelet plan` prints.
 type PlanResult struct {
-	// Lines are the actions, one a line: pods first, then services.
-	Lines []string
+	// Actions are pods first, in the planner's order, then services.
+	Actions []PlanAction `json:"actions"`
 	// Invalid are the units that failed validation; plan exits 1 with them.
-	Invalid []UnitStatus
+	Invalid []UnitStatus `json:"-"`
+	// Problems are the problems of the invalid units, as validate gives them.
+	Problems []manifests.Problem `json:"problems"`
+}
+
+// PlanAction is one line of the plan, and what `cuelet plan --json` gives
+// for it.
+type PlanAction struct {
+	// Line is the plan's text line: "~ pod web (image changed)".
+	Line string `json:"-"`
+	// Action is create (+), recreate or start or update (~), remove (-),
+	// conflict or error (!).
+	Action string `json:"action"`
+	Object string `json:"object"` // pod or service
+	Name   string `json:"name"`
+	Unit   string `json:"unit,omitempty"`
+	// Portal is a new service's portal, "10.96.0.20:80,53/udp".
+	Portal  string   `json:"portal,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Changes say, field by field, what a ~ action changes, old → new.
+	Changes []reconcile.Change `json:"changes,omitempty"`
 }
 
 // Plan says what Sync would do, changing nothing.
@@ -93,11 +114,14 @@ func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 	if err != nil {
 		return nil, err // the loader names the folder
 	}
-	res := &PlanResult{}
+	res := &PlanResult{Actions: []PlanAction{}, Problems: []manifests.Problem{}}
 	for _, u := range unitStatuses(d.units) {
 		if !u.Valid {
 			res.Invalid = append(res.Invalid, u)
 		}
+	}
+	for _, e := range d.units {
+		res.Problems = append(res.Problems, e.found.Problems...)
 	}
 	alloc := portal.Plan(n.cfg.Options.PortalCIDR, n.portals.Addrs(), d.wantPortals(), n.cfg.Options.DNSAddress)
 	actions, err := n.rec.Plan(ctx, reconcileDesired(d, alloc))
@@ -105,35 +129,55 @@ func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 		return nil, err
 	}
 	for _, a := range actions {
-		res.Lines = append(res.Lines, a.String())
+		res.Actions = append(res.Actions, podAction(a))
 	}
 	before, err := n.applied.load()
 	if err != nil {
 		return nil, err
 	}
-	res.Lines = append(res.Lines, servicePlan(before, d.services, alloc)...)
+	res.Actions = append(res.Actions, servicePlan(before, d.services, alloc)...)
 	return res, nil
 }
 
+var actionNames = map[reconcile.Kind]string{
+	reconcile.Create: "create", reconcile.Recreate: "recreate", reconcile.Start: "start",
+	reconcile.Remove: "remove", reconcile.Conflict: "conflict",
+}
+
+func podAction(a reconcile.Action) PlanAction {
+	obj := a.Object
+	if obj == "" {
+		obj = "pod"
+	}
+	return PlanAction{Line: a.String(), Action: actionNames[a.Kind], Object: obj, Name: a.Name, Unit: a.Unit, Reasons: a.Reasons, Changes: a.Changes}
+}
+
 // servicePlan compares the services as last applied with the desired ones.
-func servicePlan(before map[string]appliedService, want []ownedService, alloc portal.Allocation) []string {
-	var lines []string
+func servicePlan(before map[string]appliedService, want []ownedService, alloc portal.Allocation) []PlanAction {
+	var out []PlanAction
 	seen := map[string]bool{}
 	for _, s := range want {
 		name := s.svc.Name
 		seen[name] = true
+		a := PlanAction{Object: "service", Name: name, Unit: s.unit}
 		ip, ok := alloc.Addrs[name]
 		if !ok {
-			lines = append(lines, fmt.Sprintf("! service %s (no portal: %v)", name, alloc.Errors[name]))
+			a.Action, a.Reasons = "error", []string{fmt.Sprintf("no portal: %v", alloc.Errors[name])}
+			a.Line = fmt.Sprintf("! service %s (%s)", name, a.Reasons[0])
+			out = append(out, a)
 			continue
 		}
 		old, existed := before[name]
 		if !existed {
-			lines = append(lines, fmt.Sprintf("+ service %s %s", name, portalText(ip, s.svc.Ports)))
+			a.Action, a.Portal = "create", portalText(ip, s.svc.Ports)
+			a.Line = fmt.Sprintf("+ service %s %s", name, a.Portal)
+			out = append(out, a)
 			continue
 		}
-		if why := serviceChanges(old, ip, s.svc); len(why) > 0 {
-			lines = append(lines, fmt.Sprintf("~ service %s (%s)", name, strings.Join(why, ", ")))
+		if why, changes := serviceChanges(old, ip, s.svc); len(why) > 0 {
+			a.Action, a.Reasons, a.Changes = "update", why, changes
+			a.Line = fmt.Sprintf("~ service %s (%s)", name, strings.Join(why, ", "))
+			out = append(out, a)
 		}
 	}
 	var gone []string
@@ -144,32 +188,37 @@ func servicePlan(before map[string]appliedService, want []ownedService, alloc po
 	}
 	slices.Sort(gone)
 	for _, name := range gone {
-		lines = append(lines, "- service "+name)
+		out = append(out, PlanAction{Line: "- service " + name, Action: "remove", Object: "service", Name: name, Unit: before[name].Unit})
 	}
-	return lines
+	return out
 }
 
 // serviceChanges says what differs between the applied and the desired
-// version of a service.
-func serviceChanges(old appliedService, ip netip.Addr, svc *manifests.Service) []string {
-	var why []string
+// version of a service: in plan words, and field by field, old → new.
+func serviceChanges(old appliedService, ip netip.Addr, svc *manifests.Service) (why []string, changes []reconcile.Change) {
 	if old.Portal != ip.String() {
 		why = append(why, fmt.Sprintf("portal %s → %s", old.Portal, ip))
+		changes = reconcile.AppendChange(changes, "portal", old.Portal, ip.String())
 	}
 	o := old.Service
 	if !reflect.DeepEqual(o.Ports, svc.Ports) {
 		why = append(why, "ports changed")
+		changes = reconcile.AppendChange(changes, "ports", o.Ports, svc.Ports)
 	}
 	if !maps.Equal(o.Selector, svc.Selector) {
 		why = append(why, "selector changed")
+		changes = reconcile.AppendMapChanges(changes, "selector", o.Selector, svc.Selector)
 	}
 	if !slices.Equal(o.Endpoints, svc.Endpoints) {
 		why = append(why, "endpoints changed")
+		changes = reconcile.AppendChange(changes, "endpoints", o.Endpoints, svc.Endpoints)
 	}
 	if o.SessionAffinity != svc.SessionAffinity || o.SessionAffinityTimeoutSeconds != svc.SessionAffinityTimeoutSeconds {
 		why = append(why, "sessionAffinity changed")
+		changes = reconcile.AppendChange(changes, "sessionAffinity", o.SessionAffinity, svc.SessionAffinity)
+		changes = reconcile.AppendChange(changes, "sessionAffinityTimeoutSeconds", o.SessionAffinityTimeoutSeconds, svc.SessionAffinityTimeoutSeconds)
 	}
-	return why
+	return why, changes
 }
 
 // portalText is "10.96.0.20:80", "10.96.0.20:80,443", "10.96.0.53:53/udp",

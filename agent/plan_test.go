@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cuelet/cuelet/manifests"
@@ -28,6 +29,8 @@ func TestServicePlan(t *testing.T) {
 		want   []ownedService
 		alloc  portal.Allocation
 		lines  []string
+		// changes are those of the ~ lines, one per field.
+		changes []string
 	}{
 		{
 			name:  "new_service_shows_its_portal_ports_and_external_ports",
@@ -48,6 +51,11 @@ func TestServicePlan(t *testing.T) {
 			want:   []ownedService{{unit: "web.cue", svc: &moved}},
 			alloc:  portal.Allocation{Addrs: map[string]netip.Addr{"web": netip.MustParseAddr("10.96.0.21")}},
 			lines:  []string{"~ service web (portal 10.96.0.20 → 10.96.0.21, ports changed, selector changed)"},
+			changes: []string{
+				`portal: "10.96.0.20" → "10.96.0.21"`,
+				`ports: [{"name":"http","protocol":"TCP","port":80,"targetPort":"http","externalPort":30080},{"name":"dns","protocol":"UDP","port":53,"targetPort":53}] → [{"name":"http","protocol":"TCP","port":8080,"targetPort":"http"}]`,
+				`selector.app: "web" → "web2"`,
+			},
 		},
 		{
 			name:  "service_without_portal_is_reported",
@@ -58,9 +66,18 @@ func TestServicePlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := servicePlan(tt.before, tt.want, tt.alloc)
+			var got, changes []string
+			for _, a := range servicePlan(tt.before, tt.want, tt.alloc) {
+				got = append(got, a.Line)
+				for _, c := range a.Changes {
+					changes = append(changes, c.String())
+				}
+			}
 			if !reflect.DeepEqual(got, tt.lines) {
 				t.Fatalf("plan = %q, want %q", got, tt.lines)
+			}
+			if !reflect.DeepEqual(changes, tt.changes) {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(changes, "\n"), strings.Join(tt.changes, "\n"))
 			}
 		})
 	}

@@ -42,6 +42,10 @@ type Action struct {
 	Group string
 	// Reasons say why a pod is recreated or started.
 	Reasons []string
+	// Changes are the fields behind the reasons, old → new: for a
+	// Recreate, what differs from the running pod's spec; for a Start or a
+	// repair, the state of what is not running.
+	Changes []Change
 	// Replica is the desired replica, for Create and Recreate.
 	Replica *manifests.Replica
 	// Containers are the podman names of the containers to start (Start);
@@ -192,11 +196,14 @@ func Plan(in Input) ([]Action, error) {
 			// Last known good: the pod belongs to a unit that is invalid now.
 		case o.Labels[LabelSpecHash] != s.hash():
 			base.Kind = Recreate
-			base.Reasons = changes(o.Labels[LabelSpec], s)
+			base.Reasons, base.Changes = changes(o.Labels[LabelSpec], s)
 			g.recreate(base, o)
 		case o.Unit() != r.Unit || o.PodName() != r.Pod.Name || o.Index() != r.Index:
 			base.Kind = Recreate
 			base.Reasons = []string{fmt.Sprintf("moved from unit %s", o.Unit())}
+			base.Changes = AppendChange(nil, "unit", o.Unit(), r.Unit)
+			base.Changes = AppendChange(base.Changes, "pod", o.PodName(), r.Pod.Name)
+			base.Changes = AppendChange(base.Changes, "index", o.Index(), r.Index)
 			g.recreate(base, o)
 		default:
 			if a, ok := repair(base, o); ok && a.Kind == Recreate {
@@ -290,16 +297,20 @@ type removal struct {
 func repair(a Action, o *ObservedPod) (Action, bool) {
 	cond := ReplicaCondition(*o)
 	var missing, stopped, why []string
+	var states []Change // each container that is not running, → running
 	for _, c := range cond.Containers {
 		switch c.Phase {
 		case ContainerMissing:
 			missing = append(missing, c.Name)
+			states = append(states, Change{Field: "containers." + c.Name + ".state", Old: "missing", New: "running"})
 		case ContainerStopped:
 			stopped = append(stopped, c.Name)
 			why = append(why, "container "+c.Name+" stopped")
+			states = append(states, Change{Field: "containers." + c.Name + ".state", Old: "stopped", New: "running"})
 		case ContainerWaiting:
 			stopped = append(stopped, c.Name)
 			why = append(why, "container "+c.Name+" not started")
+			states = append(states, Change{Field: "containers." + c.Name + ".state", Old: "not started", New: "running"})
 		}
 	}
 	switch {
@@ -307,18 +318,26 @@ func repair(a Action, o *ObservedPod) (Action, bool) {
 		a.Kind = Recreate
 		if len(missing) == 0 {
 			a.Reasons = []string{"infra container missing"}
+			a.Changes = []Change{{Field: "infra.state", Old: "missing", New: "running"}}
 		}
 		for _, c := range missing {
 			a.Reasons = append(a.Reasons, "container "+c+" missing")
+		}
+		for _, c := range states {
+			if c.Old == "missing" {
+				a.Changes = append(a.Changes, c)
+			}
 		}
 		return a, true
 	case !cond.InfraUp:
 		a.Kind = Start
 		a.Reasons = []string{"pod stopped"}
+		a.Changes = []Change{{Field: "state", Old: "stopped", New: "running"}}
 		return a, true
 	case len(stopped) > 0:
 		a.Kind = Start
 		a.Reasons = why
+		a.Changes = states
 		for _, c := range stopped {
 			a.Containers = append(a.Containers, containerName(o.Name, c))
 		}

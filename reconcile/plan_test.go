@@ -342,13 +342,133 @@ func TestChangesNameEveryChangedField(t *testing.T) {
 	changed.Containers[0].Resources.Memory = "64Mi"
 	changed.Volumes = []manifests.Volume{{Name: "data", Persistent: &manifests.PersistentSource{}}}
 	changed.DNS = &manifests.PodDNS{Servers: []string{"10.96.0.10"}}
-	got := changes(normalize(base).json(), normalize(changed))
+	got, _ := changes(normalize(base).json(), normalize(changed))
 	want := []string{"image changed", "command changed", "env changed", "resources changed", "volumes changed", "dns changed"}
 	if !slices.Equal(got, want) {
 		t.Errorf("changes = %q, want %q", got, want)
 	}
-	if got := changes("", normalize(changed)); !slices.Equal(got, []string{"spec changed"}) {
-		t.Errorf("changes without a stored spec = %q", got)
+	got, fields := changes("", normalize(changed))
+	if !slices.Equal(got, []string{"spec changed"}) || len(fields) != 0 {
+		t.Errorf("changes without a stored spec = %q, %v", got, fields)
+	}
+}
+
+// Each changed field is one line of the plan, old → new, as kubectl diff
+// and terraform show it; a map says which keys, a list of volumes which
+// volumes.
+func TestChanges_say_each_field_old_and_new(t *testing.T) {
+	mod := func(f func(p *manifests.Pod)) *manifests.Pod {
+		p := pod("web", 1, "busybox:1")
+		p.Containers[0].Env = map[string]string{"A": "1", "B": "2"}
+		p.Volumes = []manifests.Volume{{Name: "data", EmptyDir: &manifests.EmptyDirSource{}}}
+		f(p)
+		return p
+	}
+	base := mod(func(*manifests.Pod) {})
+	tests := []struct {
+		name string
+		new  *manifests.Pod
+		want []string
+	}{
+		{
+			name: "image_old_and_new",
+			new:  mod(func(p *manifests.Pod) { p.Containers[0].Image = "busybox:2" }),
+			want: []string{`containers.app.image: "busybox:1" → "busybox:2"`},
+		},
+		{
+			name: "env_says_each_key_changed_added_and_removed",
+			new:  mod(func(p *manifests.Pod) { p.Containers[0].Env = map[string]string{"A": "9", "C": "3"} }),
+			want: []string{`containers.app.env.A: "1" → "9"`, `containers.app.env.B: "2" → <none>`, `containers.app.env.C: <none> → "3"`},
+		},
+		{
+			name: "lists_whole_and_unset_values_are_none",
+			new: mod(func(p *manifests.Pod) {
+				p.Containers[0].Args = []string{"-f", "x"}
+				p.Containers[0].WorkingDir = "/app"
+				p.Containers[0].Resources.CPUs = 0.5
+			}),
+			want: []string{`containers.app.args: <none> → ["-f","x"]`, `containers.app.workingDir: <none> → "/app"`, `containers.app.resources.cpus: <none> → 0.5`},
+		},
+		{
+			name: "a_container_added_is_shown_whole",
+			new: mod(func(p *manifests.Pod) {
+				p.RestartPolicy = "Never"
+				p.Containers = append(p.Containers, manifests.Container{Name: "log", Image: "busybox:1"})
+			}),
+			want: []string{`restartPolicy: "Always" → "Never"`, `containers.log: <none> → {"name":"log","image":"busybox:1"}`},
+		},
+		{
+			name: "volumes_by_name",
+			new: mod(func(p *manifests.Pod) {
+				p.Volumes = []manifests.Volume{{Name: "data", HostPath: &manifests.HostPathSource{Path: "/srv"}}, {Name: "tmp", EmptyDir: &manifests.EmptyDirSource{}}}
+			}),
+			want: []string{`volumes.data: {"name":"data","type":"emptyDir"} → {"name":"data","type":"hostPath","path":"/srv"}`, `volumes.tmp: <none> → {"name":"tmp","type":"emptyDir"}`},
+		},
+		{
+			name: "share_process_namespace_false_is_a_value",
+			new:  mod(func(p *manifests.Pod) { p.ShareProcessNamespace = true }),
+			want: []string{`shareProcessNamespace: false → true`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, fields := changes(normalize(base).json(), normalize(tt.new))
+			var got []string
+			for _, c := range fields {
+				got = append(got, c.String())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// What a Start or a repair changes is the state of what is not running;
+// a move, the labels that tie the pod to its unit.
+func TestPlan_changes_of_starts_repairs_and_moves(t *testing.T) {
+	web := pod("web", 1, "busybox:1")
+	web.Containers = append(web.Containers, manifests.Container{Name: "log", Image: "busybox:1"})
+	u := unit("web.cue", web)
+	stopped := observedAll(u)
+	stopped[0].Containers[1].State = "exited"
+	missing := observedAll(u)
+	missing[0].Containers = missing[0].Containers[:1]
+	podDown := observedAll(u)
+	podDown[0].InfraState = "exited"
+	podDown[0].State = "Exited"
+	for i := range podDown[0].Containers {
+		podDown[0].Containers[i].State = "exited"
+	}
+	moved := observedAll(unit("old.cue", web))
+	tests := []struct {
+		name string
+		have []ObservedPod
+		want string
+	}{
+		{"stopped_container", stopped, `~ pod web (container log stopped) [containers.log.state: "stopped" → "running"]`},
+		{"missing_container", missing, `~ pod web (container log missing) [containers.log.state: "missing" → "running"]`},
+		{"stopped_pod", podDown, `~ pod web (pod stopped) [state: "stopped" → "running"]`},
+		{"moved_between_units", moved, `~ pod web (moved from unit old.cue) [unit: "old.cue" → "web.cue"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			actions, err := Plan(input(tt.have, u))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range actions {
+				var cs []string
+				for _, c := range a.Changes {
+					cs = append(cs, c.String())
+				}
+				got = append(got, a.String()+" ["+strings.Join(cs, "; ")+"]")
+			}
+			if len(got) != 1 || got[0] != tt.want {
+				t.Errorf("plan = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

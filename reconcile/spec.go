@@ -5,8 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -127,79 +127,98 @@ func gracePeriod(p *manifests.Pod) time.Duration {
 // SpecHash is the io.cuelet.spec-hash of a pod definition.
 func SpecHash(p *manifests.Pod) string { return normalize(p).hash() }
 
-// changes explains, in plan words, why old and new differ; old comes from
-// the io.cuelet.spec label of a running pod.
-func changes(oldJSON string, new spec) []string {
+// changes explains, in plan words, why old and new differ (reasons, such
+// as "image changed") and field by field, old → new; old comes from the
+// io.cuelet.spec label of a running pod. A label that cannot be read
+// gives "spec changed" and no fields.
+func changes(oldJSON string, new spec) (reasons []string, fields []Change) {
 	var old spec
 	if oldJSON == "" || json.Unmarshal([]byte(oldJSON), &old) != nil {
-		return []string{"spec changed"}
+		return []string{"spec changed"}, nil
 	}
 	seen := map[string]bool{}
-	var out []string
-	add := func(what string) {
+	// diff records the fields that changed under one reason.
+	diff := func(what string, changed []Change) {
+		if len(changed) == 0 {
+			return
+		}
+		fields = append(fields, changed...)
 		if !seen[what] {
 			seen[what] = true
-			out = append(out, what+" changed")
+			reasons = append(reasons, what+" changed")
 		}
 	}
-	if old.RestartPolicy != new.RestartPolicy {
-		add("restartPolicy")
+	diff("restartPolicy", AppendChange(nil, "restartPolicy", old.RestartPolicy, new.RestartPolicy))
+	diff("shareProcessNamespace", AppendChange(nil, "shareProcessNamespace", old.ShareProcessNamespace, new.ShareProcessNamespace))
+	var added []Change
+	for _, o := range old.Containers {
+		if !slices.ContainsFunc(new.Containers, func(n specContainer) bool { return n.Name == o.Name }) {
+			added = append(added, Change{Field: "containers." + o.Name, Old: o})
+		}
 	}
-	if old.ShareProcessNamespace != new.ShareProcessNamespace {
-		add("shareProcessNamespace")
+	for _, n := range new.Containers {
+		if !slices.ContainsFunc(old.Containers, func(o specContainer) bool { return o.Name == n.Name }) {
+			added = append(added, Change{Field: "containers." + n.Name, New: n})
+		}
 	}
-	if !containerNames(old).Equal(containerNames(new)) {
-		add("containers")
-	}
+	diff("containers", added)
 	for _, n := range new.Containers {
 		i := slices.IndexFunc(old.Containers, func(o specContainer) bool { return o.Name == n.Name })
 		if i < 0 {
 			continue
 		}
 		o := old.Containers[i]
-		diff := func(what string, a, b any) {
-			if !reflect.DeepEqual(a, b) {
-				add(what)
-			}
+		f := "containers." + n.Name + "."
+		diff("image", AppendChange(nil, f+"image", o.Image, n.Image))
+		diff("command", AppendChange(nil, f+"command", o.Command, n.Command))
+		diff("args", AppendChange(nil, f+"args", o.Args, n.Args))
+		diff("workingDir", AppendChange(nil, f+"workingDir", o.WorkingDir, n.WorkingDir))
+		diff("env", AppendMapChanges(nil, f+"env", o.Env, n.Env))
+		diff("ports", AppendChange(nil, f+"ports", o.Ports, n.Ports))
+		diff("volumeMounts", AppendChange(nil, f+"volumeMounts", o.VolumeMounts, n.VolumeMounts))
+		res := AppendChange(nil, f+"resources.memoryBytes", o.MemoryBytes, n.MemoryBytes)
+		diff("resources", AppendChange(res, f+"resources.cpus", o.CPUs, n.CPUs))
+	}
+	diff("volumes", diffVolumes(old.Volumes, new.Volumes))
+	diff("dns", AppendChange(nil, "dns", old.DNS, new.DNS))
+	if len(reasons) == 0 {
+		reasons = append(reasons, "spec changed")
+	}
+	return reasons, fields
+}
+
+// diffVolumes gives a change per volume added, removed or changed, by name.
+func diffVolumes(old, new []specVolume) []Change {
+	byName := func(vs []specVolume) map[string]specVolume {
+		m := map[string]specVolume{}
+		for _, v := range vs {
+			m[v.Name] = v
 		}
-		diff("image", o.Image, n.Image)
-		diff("command", o.Command, n.Command)
-		diff("args", o.Args, n.Args)
-		diff("workingDir", o.WorkingDir, n.WorkingDir)
-		diff("env", emptyNil(o.Env), emptyNil(n.Env))
-		diff("ports", o.Ports, n.Ports)
-		diff("volumeMounts", o.VolumeMounts, n.VolumeMounts)
-		diff("resources", [2]any{o.MemoryBytes, o.CPUs}, [2]any{n.MemoryBytes, n.CPUs})
+		return m
 	}
-	if !reflect.DeepEqual(old.Volumes, new.Volumes) {
-		add("volumes")
+	o, n := byName(old), byName(new)
+	names := slices.Sorted(maps.Keys(o))
+	for name := range n {
+		if _, ok := o[name]; !ok {
+			names = append(names, name)
+		}
 	}
-	if !reflect.DeepEqual(old.DNS, new.DNS) {
-		add("dns")
-	}
-	if len(out) == 0 {
-		out = append(out, "spec changed")
-	}
-	return out
-}
-
-type nameSet []string
-
-func (a nameSet) Equal(b nameSet) bool { return slices.Equal(a, b) }
-
-func containerNames(s spec) nameSet {
-	var out nameSet
-	for _, c := range s.Containers {
-		out = append(out, c.Name)
+	slices.Sort(names)
+	var out []Change
+	for _, name := range names {
+		ov, inOld := o[name]
+		nv, inNew := n[name]
+		switch {
+		case inOld && inNew && ov == nv:
+		case !inOld:
+			out = append(out, Change{Field: "volumes." + name, New: nv})
+		case !inNew:
+			out = append(out, Change{Field: "volumes." + name, Old: ov})
+		default:
+			out = append(out, Change{Field: "volumes." + name, Old: ov, New: nv})
+		}
 	}
 	return out
-}
-
-func emptyNil(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	return m
 }
 
 // Podman object names. Persistent volumes are named by SPEC §7; emptyDir

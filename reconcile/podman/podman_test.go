@@ -132,6 +132,7 @@ func TestCalls_to_a_podman_that_never_answers_fail_after_their_deadline(t *testi
 		"CreatePod":  func() error { return c.CreatePod(ctx, spec) },
 		"StartPod":   func() error { return c.StartPod(ctx, "web", nil) },
 		"RemovePod":  func() error { return c.RemovePod(ctx, "web", -1) },
+		"Version":    func() error { _, err := c.Version(ctx); return err },
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {

@@ -87,9 +87,10 @@ func isTerminal(f *os.File) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
-// rootCommand is the whole command tree: the subcommands, and the help and
-// completion commands cobra adds, so that man pages see them too.
-func rootCommand(env *Env) *cobra.Command {
+// NewCommand is the whole command tree: the subcommands, and the help and
+// completion commands cobra adds, so that the man pages (cmd/cuelet/mangen)
+// see them too. Run executes it; only the man page generator needs it.
+func NewCommand(env *Env) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cuelet",
 		Short: "Keep a podman host's pods and services equal to CUE manifests",
@@ -149,7 +150,7 @@ func suggest(root *cobra.Command, typed string) string {
 
 // Run runs one cuelet command line (without the program name).
 func Run(ctx context.Context, env *Env, args []string) int {
-	root := rootCommand(env)
+	root := NewCommand(env)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	var exit exitError

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ func TestMain(m *testing.M) {
 }
 
 // The scripts are testdata/script/*.txtar. $EXAMPLES is the repository's
-// examples folder and $SCHEMA the schema file, for comparisons.
+// examples folder and $SCHEMA the schema file, for comparisons; $GOVERSION
+// and $OSARCH are the Go version and platform, for cmpenv.
 func TestScripts_run_the_commands_and_match_their_golden_output(t *testing.T) {
 	root, err := filepath.Abs("../../..")
 	if err != nil {
@@ -41,6 +43,9 @@ func TestScripts_run_the_commands_and_match_their_golden_output(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("EXAMPLES", filepath.Join(root, "manifests", "examples"))
 			env.Setenv("SCHEMA", filepath.Join(root, "schema", "cuelet.cue"))
+			// What `cuelet version` says of the toolchain and platform.
+			env.Setenv("GOVERSION", runtime.Version())
+			env.Setenv("OSARCH", runtime.GOOS+"/"+runtime.GOARCH)
 			return nil
 		},
 	})

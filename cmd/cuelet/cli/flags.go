@@ -162,11 +162,7 @@ func (a *AgentFlags) Register(fs *pflag.FlagSet, env *Env) {
 	registerManifests(fs, &a.Manifests)
 	a.Git.Register(fs)
 	a.NodeRules.Register(fs)
-	podman := defaultPodmanURL
-	if h := env.Getenv("CONTAINER_HOST"); h != "" {
-		podman = h
-	}
-	fs.StringVar(&a.PodmanURL, "podman-url", podman, "podman API `url` ($CONTAINER_HOST, else the system socket)")
+	registerPodmanURL(fs, &a.PodmanURL, env)
 	fs.StringVar(&a.StateDir, "state-dir", defaultStateDir, "`folder` for state kept across restarts")
 	fs.StringVar(&a.RunDir, "run-dir", defaultRunDir, "`folder` for runtime files (env files, API socket)")
 	fs.StringVar(&a.ExternalAddress, "external-address", defaultExternalAddr, "`address` external ports listen on")
@@ -183,6 +179,16 @@ func (a *AgentFlags) Register(fs *pflag.FlagSet, env *Env) {
 	fs.StringVar(&a.ResolvConf, "dns-resolv-conf", "/etc/resolv.conf", "`file` naming the resolvers that names other than services are forwarded to")
 	fs.StringVar(&a.PortalLink, "portal-link", "cuelet0", "`interface` that holds the portal addresses")
 	fs.StringVar(&a.NftTable, "nft-table", "cuelet", "nftables `table` (family ip) that keeps the portal range on the node")
+}
+
+// registerPodmanURL adds --podman-url, whose default is $CONTAINER_HOST
+// when set, as for podman --remote.
+func registerPodmanURL(fs *pflag.FlagSet, url *string, env *Env) {
+	def := defaultPodmanURL
+	if h := env.Getenv("CONTAINER_HOST"); h != "" {
+		def = h
+	}
+	fs.StringVar(url, "podman-url", def, "podman API `url` ($CONTAINER_HOST, else the system socket)")
 }
 
 func registerManifests(fs *pflag.FlagSet, dir *string) {
