@@ -27,15 +27,13 @@ func forwardLogrus(l *logrus.Logger, log zerolog.Logger) {
 }
 
 // logrusLevel is the logrus level that lets through what a zerolog logger
-// at l would log, so that the bindings do not format debug lines nobody
-// keeps.
+// at l would log, so that the bindings do not format lines nobody keeps,
+// but never their debug lines: those are one line per HTTP request to
+// podman ("DoRequest Method: GET URI: ..."), which would drown cuelet's
+// own debug events (and logrus's default level, info, never showed them).
 func logrusLevel(l zerolog.Level) logrus.Level {
 	switch l {
-	case zerolog.TraceLevel:
-		return logrus.TraceLevel
-	case zerolog.DebugLevel:
-		return logrus.DebugLevel
-	case zerolog.InfoLevel:
+	case zerolog.TraceLevel, zerolog.DebugLevel, zerolog.InfoLevel:
 		return logrus.InfoLevel
 	case zerolog.WarnLevel:
 		return logrus.WarnLevel

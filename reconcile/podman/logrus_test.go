@@ -44,3 +44,14 @@ func TestForwardLogrus_writes_nothing_in_logrus_own_format(t *testing.T) {
 		t.Fatalf("logrus still wrote %q to its old output", theirs.String())
 	}
 }
+
+func TestForwardLogrus_keeps_the_bindings_request_trace_out_of_debug_logs(t *testing.T) {
+	var out bytes.Buffer
+	l := logrus.New()
+	forwardLogrus(l, zerolog.New(&out).Level(zerolog.DebugLevel))
+	l.Debug("DoRequest Method: GET URI: http://d/v4.9.5/libpod/_ping")
+	l.Warn("kept")
+	if got := out.String(); strings.Contains(got, "DoRequest") || !strings.Contains(got, "kept") {
+		t.Fatalf("zerolog got %q: want the warning, not the request trace", got)
+	}
+}
