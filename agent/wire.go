@@ -32,6 +32,9 @@ type Options struct {
 	// PortalLink and NftTable name what apply and run add to the node.
 	PortalLink string
 	NftTable   string
+	// ProxyMode is the data path that serves the portals (SPEC §8); the
+	// zero value is ProxyUserspace.
+	ProxyMode ProxyMode
 
 	// The rest is run's only.
 
@@ -59,6 +62,32 @@ type GitOptions struct {
 	// Period between fetches; SIGHUP on Reload fetches at once.
 	Period time.Duration
 	Reload <-chan os.Signal
+}
+
+// ProxyMode is how the portals are served (--proxy-mode, SPEC §8).
+type ProxyMode string
+
+// The proxy modes.
+const (
+	// ProxyUserspace serves the portals from the agent's own process:
+	// they stop with it.
+	ProxyUserspace ProxyMode = "userspace"
+	// ProxyNftables serves them with DNAT rules in the kernel: they keep
+	// serving while the agent is stopped or restarting.
+	ProxyNftables ProxyMode = "nftables"
+)
+
+// ProxyModes are the valid modes, the default first.
+var ProxyModes = []ProxyMode{ProxyUserspace, ProxyNftables}
+
+// ParseProxyMode checks a --proxy-mode value.
+func ParseProxyMode(s string) (ProxyMode, error) {
+	for _, m := range ProxyModes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("--proxy-mode %q: want userspace or nftables", s)
 }
 
 // nodeConfig is the part of a node's configuration plan, apply and run

@@ -35,6 +35,11 @@ func agentSetup(run func(ctx context.Context, f *AgentFlags, env *Env, log zerol
 			if _, err := f.DNSAddr(); err != nil {
 				return err
 			}
+			// Every command that takes the flag checks it: plan and apply
+			// must not accept a mode run would refuse.
+			if _, err := agent.ParseProxyMode(f.ProxyMode); err != nil {
+				return err
+			}
 			log, err := f.logger(env.Stderr)
 			if err != nil {
 				return err
@@ -67,6 +72,10 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 	if err != nil {
 		return agent.Options{}, err
 	}
+	mode, err := agent.ParseProxyMode(a.ProxyMode)
+	if err != nil {
+		return agent.Options{}, err
+	}
 	return agent.Options{
 		ManifestDir: a.Manifests,
 		Manifests:   rules,
@@ -76,6 +85,7 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 		RunDir:      a.RunDir,
 		PortalLink:  a.PortalLink,
 		NftTable:    a.NftTable,
+		ProxyMode:   mode,
 		Log:         log,
 	}, nil
 }
@@ -83,10 +93,6 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 // runOptions are the options of `cuelet run`: the shared ones, and the
 // proxy and loop settings, checked.
 func (a *AgentFlags) runOptions(log zerolog.Logger) (agent.Options, error) {
-	// Modes not built yet are refused rather than ignored.
-	if a.ProxyMode != "userspace" {
-		return agent.Options{}, fmt.Errorf("--proxy-mode %q: only userspace is supported", a.ProxyMode)
-	}
 	ip, err := netip.ParseAddr(a.ExternalAddress)
 	if err != nil || !ip.Is4() {
 		return agent.Options{}, fmt.Errorf("--external-address %q: want an IPv4 address", a.ExternalAddress)
