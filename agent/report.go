@@ -35,6 +35,9 @@ type Report struct {
 	Partial bool `json:"partial,omitempty"`
 	// Source is the git revision the pass read, with --git-url only.
 	Source *SourceStatus `json:"source,omitempty"`
+	// ProxyMode is the data path serving the portals (SPEC §8): whether
+	// they keep serving while the agent is away. Empty from apply.
+	ProxyMode ProxyMode `json:"proxyMode,omitempty"`
 }
 
 // SourceStatus is the git revision a pass read (SPEC §12).

@@ -149,9 +149,7 @@ func Run(ctx context.Context, o Options) error {
 	defer release()
 
 	registry := prometheus.NewRegistry()
-	proxy, err := netproxy.New(netproxy.Config{
-		Logger: o.Log, Registerer: registry, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
-	})
+	proxy, err := newDataPath(o, registry)
 	if err != nil {
 		return err
 	}
@@ -182,6 +180,7 @@ func Run(ctx context.Context, o Options) error {
 		Registry:       registry,
 		Components:     components,
 		Source:         git.Status,
+		ProxyMode:      o.ProxyMode,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)
@@ -197,10 +196,30 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	o.Log.Info().Str("action", "start").Str("version", o.Version).Str("manifests", o.ManifestDir).
-		Str("podman", o.PodmanURL).Msg("cuelet agent starting")
+		Str("podman", o.PodmanURL).Str("proxy_mode", string(o.ProxyMode)).Msg("cuelet agent starting")
 	err = a.Run(ctx, node)
 	o.Log.Info().Str("action", "stop").Msg("cuelet agent stopped; pods keep running")
 	return err
+}
+
+// dataPath serves the portals in one proxy mode: the node hands it the
+// services, and it runs beside the agent's loops.
+type dataPath interface {
+	Proxy
+	Run(ctx context.Context) error
+}
+
+// newDataPath makes the data path of o.ProxyMode.
+func newDataPath(o Options, reg prometheus.Registerer) (dataPath, error) {
+	switch o.ProxyMode {
+	case ProxyUserspace, "":
+		return netproxy.New(netproxy.Config{
+			Logger: o.Log, Registerer: reg, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
+		})
+	case ProxyNftables:
+		return nil, fmt.Errorf("--proxy-mode %s: the kernel data path is not built yet", o.ProxyMode)
+	}
+	return nil, fmt.Errorf("--proxy-mode %q: want userspace or nftables", o.ProxyMode)
 }
 
 // startGit makes the git source of o.Git (nil without one: a nil

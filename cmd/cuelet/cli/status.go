@@ -50,12 +50,19 @@ socket <run-dir>/cuelet.sock. Exits 1 when no agent answers.`,
 	}
 }
 
-// printStatus writes the report as three tables, like kubectl get.
+// printStatus writes the report as three tables, like kubectl get, after
+// the lines that hold for the whole node (git revision, proxy mode).
 func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
 	if rep.Partial {
 		fmt.Fprintln(w, "first sync pass under way; as found before it changed anything:")
 	}
 	printSource(w, rep.Source)
+	if rep.ProxyMode != "" {
+		fmt.Fprintf(w, "PROXY     %s\n", proxyModeText(rep.ProxyMode))
+	}
+	if rep.Source != nil || rep.ProxyMode != "" {
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD\tSTATE\tREADY\tRESTARTS\tAGE\tUNIT")
 	for _, p := range rep.Pods {
@@ -109,6 +116,18 @@ func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
+}
+
+// proxyModeText says what the mode means for someone about to restart
+// the agent.
+func proxyModeText(m agent.ProxyMode) string {
+	switch m {
+	case agent.ProxyNftables:
+		return string(m) + " (kernel rules: portals keep serving while the agent is away)"
+	case agent.ProxyUserspace:
+		return string(m) + " (the agent's process: portals stop while it is away)"
+	}
+	return string(m)
 }
 
 func dash(s string) string {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,42 @@ UNIT  STATE  PROBLEM
 `
 	if got := b.String(); got != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestPrintStatus_the_proxy_mode_heads_the_tables_and_says_whether_portals_outlive_the_agent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rep  agent.Report
+		want string
+	}{
+		{
+			name: "nftables",
+			rep:  agent.Report{ProxyMode: agent.ProxyNftables},
+			want: "PROXY     nftables (kernel rules: portals keep serving while the agent is away)\n\nPOD",
+		},
+		{
+			name: "userspace",
+			rep:  agent.Report{ProxyMode: agent.ProxyUserspace},
+			want: "PROXY     userspace (the agent's process: portals stop while it is away)\n\nPOD",
+		},
+		{
+			name: "after_the_git_revision",
+			rep:  agent.Report{ProxyMode: agent.ProxyNftables, Source: &agent.SourceStatus{}},
+			want: "REVISION  none yet\nPROXY     nftables (kernel rules: portals keep serving while the agent is away)\n\nPOD",
+		},
+		{
+			name: "an_agent_that_does_not_say",
+			rep:  agent.Report{},
+			want: "POD",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printStatus(&b, &tc.rep, time.Now())
+			if !strings.HasPrefix(b.String(), tc.want) {
+				t.Fatalf("got:\n%s\nwant it to begin with:\n%s", b.String(), tc.want)
+			}
+		})
 	}
 }
