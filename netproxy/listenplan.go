@@ -187,3 +187,35 @@ func (pl listenerPlan) String() string {
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// PlannedPort is one service port a data path serves, as PlanPorts
+// decides it.
+type PlannedPort struct {
+	Service Service
+	Port    Port
+	// Label is the port's name, or its number when it has none: the
+	// metrics' port label. Protocol is "TCP" or "UDP".
+	Label, Protocol string
+	// Addrs are the addresses the port owns: its portal and, with an
+	// external port, external:ExternalPort; an address an earlier service
+	// owns is left out (and reported).
+	Addrs []netip.AddrPort
+}
+
+// PlanPorts is the userspace proxy's decision of which service ports to
+// serve and at which addresses, for another data path (the kernel's,
+// netproxy/kernel): the same validation, the same winner when two service
+// ports want one address, the same errors per service name. The ports are
+// sorted by service, port label and protocol.
+func PlanPorts(services []Service, external netip.Addr) ([]PlannedPort, map[string]error) {
+	pl := planListeners(services, external, nil)
+	out := make([]PlannedPort, 0, len(pl.ports))
+	for _, p := range pl.ports {
+		pp := PlannedPort{Service: p.svc, Port: p.port, Label: p.key.port, Protocol: p.key.protocol}
+		for _, l := range p.listeners {
+			pp.Addrs = append(pp.Addrs, l.key.addr)
+		}
+		out = append(out, pp)
+	}
+	return out, pl.errs
+}

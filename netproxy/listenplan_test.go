@@ -2,6 +2,7 @@ package netproxy
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -175,5 +176,30 @@ func TestPlanListeners_keeps_each_service_port_s_endpoints_and_affinity(t *testi
 	}
 	if !strings.Contains(pl.String(), "open TCP 10.96.0.2:80 web/http") {
 		t.Errorf("plan = %s", pl)
+	}
+}
+
+func TestPlanPorts_gives_another_data_path_the_proxy_s_decisions(t *testing.T) {
+	ip := netip.MustParseAddr
+	ep := netip.MustParseAddrPort
+	web := Service{Name: "web", PortalIP: ip("10.96.0.2"), Ports: []Port{{Name: "http", Port: 80, ExternalPort: 30080, Endpoints: []netip.AddrPort{ep("10.88.0.5:8080")}}}}
+	zeta := Service{Name: "zeta", PortalIP: ip("10.96.0.9"), Ports: []Port{{Port: 53, Protocol: "UDP"}, {Port: 81, ExternalPort: 30080}}}
+	broken := Service{Name: "broken", Ports: []Port{{Port: 80}}}
+
+	ports, errs := PlanPorts([]Service{zeta, broken, web}, ip("0.0.0.0"))
+	var got []string
+	for _, p := range ports {
+		got = append(got, fmt.Sprintf("%s/%s/%s %v %d endpoints", p.Service.Name, p.Label, p.Protocol, p.Addrs, len(p.Port.Endpoints)))
+	}
+	want := []string{
+		"web/http/TCP [10.96.0.2:80 0.0.0.0:30080] 1 endpoints",
+		"zeta/53/UDP [10.96.0.9:53] 0 endpoints",
+		"zeta/81/TCP [10.96.0.9:81] 0 endpoints", // web, first in name order, owns 0.0.0.0:30080
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("ports:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !errors.Is(errs["broken"], ErrInvalidService) || !errors.Is(errs["zeta"], ErrListenerConflict) || errs["web"] != nil {
+		t.Fatalf("errs = %v", errs)
 	}
 }

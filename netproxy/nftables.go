@@ -195,29 +195,37 @@ func (g guardRules) comments() map[string][]string {
 	return out
 }
 
-// syncGuard makes the kernel's table equal to g, with elems in the set of
-// portal ports. It reports whether it had to rewrite the table.
+// syncGuard makes the kernel's guard chains and set equal to g, with
+// elems in the set of portal ports. It reports whether it had to rewrite
+// them. Other chains and sets of the table are left alone: the kernel
+// data path (netproxy/kernel) keeps its rules in the same table.
 func syncGuard(conn *nftables.Conn, g guardRules, elems []nftables.SetElement) (bool, error) {
 	if guardInPlace(conn, g) {
 		return false, syncPortalPorts(conn, g, elems)
 	}
-	// Add (a no-op when it exists), delete, add: the delete never fails
-	// for a missing table, and the whole batch is one transaction, so the
-	// old rules are replaced without a moment without rules.
+	// One transaction: add what is missing (a no-op for what exists),
+	// flush the guard's chains, replace the set (its rules are gone by
+	// then), add the rules. The old rules are replaced without a moment
+	// without rules, and nothing else of the table is touched.
 	conn.AddTable(g.table)
-	conn.DelTable(g.table)
-	conn.AddTable(g.table)
+	for _, c := range g.chains {
+		conn.AddChain(c)
+		conn.FlushChain(c)
+	}
+	if err := conn.AddSet(g.ports, nil); err != nil {
+		return false, fmt.Errorf("nftables set %s: %w", g.ports.Name, err)
+	}
+	conn.DelSet(g.ports)
 	if err := conn.AddSet(g.ports, elems); err != nil {
 		return false, fmt.Errorf("nftables set %s: %w", g.ports.Name, err)
 	}
 	for _, c := range g.chains {
-		conn.AddChain(c)
 		for _, r := range g.rules[c.Name] {
 			conn.AddRule(r)
 		}
 	}
 	if err := conn.Flush(); err != nil {
-		return false, fmt.Errorf("replace nftables table %s: %w", g.table.Name, err)
+		return false, fmt.Errorf("replace nftables guard in table %s: %w", g.table.Name, err)
 	}
 	return true, nil
 }
@@ -272,20 +280,16 @@ func guardInPlace(conn *nftables.Conn, g guardRules) bool {
 	if err != nil {
 		return false
 	}
-	var have []string
+	have := map[string]bool{}
 	for _, c := range chains {
 		if c.Table.Name == g.table.Name {
-			have = append(have, c.Name)
+			have[c.Name] = true
 		}
 	}
-	want := make([]string, 0, len(g.chains))
 	for _, c := range g.chains {
-		want = append(want, c.Name)
-	}
-	slices.Sort(have)
-	slices.Sort(want)
-	if !slices.Equal(have, want) {
-		return false
+		if !have[c.Name] {
+			return false
+		}
 	}
 	wantComments := g.comments()
 	for _, c := range g.chains {

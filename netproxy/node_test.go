@@ -382,3 +382,56 @@ func TestNodeRejectsPortalsOutsideTheRange(t *testing.T) {
 		t.Fatalf("the valid portal was not added:\n%s", s)
 	}
 }
+
+func TestNodeGuardLeavesOtherChainsOfItsTableAlone(t *testing.T) {
+	tn := newTestNode(t, "10.234.16.0/24")
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel data path's chain in the same table, and a guard rule
+	// deleted by hand, which makes the next Sync rewrite the guard.
+	table := &nftables.Table{Name: "cuelet_test_0", Family: nftables.TableFamilyIPv4}
+	mustInNS(t, tn.node, func() error {
+		conn, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		conn.AddChain(&nftables.Chain{Name: "svc_other", Table: table})
+		rules, err := conn.GetRules(table, &nftables.Chain{Name: "input", Table: table})
+		if err != nil || len(rules) == 0 {
+			return fmt.Errorf("input rules: %v, %v", rules, err)
+		}
+		if err := conn.DelRule(rules[0]); err != nil {
+			return err
+		}
+		return conn.Flush()
+	})
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
+		t.Fatal(err)
+	}
+	mustInNS(t, tn.node, func() error {
+		conn, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		if _, err := conn.ListChain(table, "svc_other"); err != nil {
+			return fmt.Errorf("the other chain of the table is gone after the guard was rewritten: %w", err)
+		}
+		rules, err := conn.GetRules(table, &nftables.Chain{Name: "input", Table: table})
+		if err != nil || len(rules) != 2 {
+			return fmt.Errorf("input rules after Sync: %d, %v; want the guard's 2", len(rules), err)
+		}
+		return nil
+	})
+	before := tn.state(t)
+	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
+		t.Fatal(err)
+	}
+	if after := tn.state(t); after != before {
+		t.Fatalf("with another chain in the table, Sync rewrote an unchanged guard:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if err := tcpRefused(tn.pod, tn.at(99, testPort)); err != nil {
+		t.Error(err)
+	}
+	tn.nothingLeaked(t)
+}
