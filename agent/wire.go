@@ -15,6 +15,7 @@ import (
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/gitsource"
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/netproxy/kernel"
 	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
@@ -138,9 +139,11 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 }
 
 // Run runs the agent until ctx is done: it takes the node, serves the
-// portals with the userspace proxy, and syncs on manifest changes, podman
-// events, probe changes, SIGHUP and every o.Resync. Pods keep running when
-// it returns; the portals stop.
+// portals with the data path of o.ProxyMode, and syncs on manifest
+// changes, podman events, probe changes, SIGHUP and every o.Resync. Pods
+// keep running when it returns, and so do the portal addresses and the
+// guard; the portals stop in userspace mode and keep serving the last
+// endpoints in nftables mode, whose rules the next agent adopts.
 func Run(ctx context.Context, o Options) error {
 	network, release, err := claimNode(o)
 	if err != nil {
@@ -213,13 +216,29 @@ type dataPath interface {
 func newDataPath(o Options, reg prometheus.Registerer) (dataPath, error) {
 	switch o.ProxyMode {
 	case ProxyUserspace, "":
+		// An nftables agent's rules outlive it (SPEC §8); left in place
+		// they would take the connections before the listeners see them.
+		if err := kernel.Remove(kernelConfig(o, nil)); err != nil {
+			return nil, fmt.Errorf("remove the rules of --proxy-mode nftables: %w", err)
+		}
 		return netproxy.New(netproxy.Config{
 			Logger: o.Log, Registerer: reg, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
 		})
 	case ProxyNftables:
-		return nil, fmt.Errorf("--proxy-mode %s: the kernel data path is not built yet", o.ProxyMode)
+		// Nothing of the userspace mode outlives its agent: its
+		// listeners went with the process.
+		return kernel.New(kernelConfig(o, reg))
 	}
 	return nil, fmt.Errorf("--proxy-mode %q: want userspace or nftables", o.ProxyMode)
+}
+
+// kernelConfig is the kernel data path's configuration: the agent's
+// table, which it shares with the portal guard.
+func kernelConfig(o Options, reg prometheus.Registerer) kernel.Config {
+	return kernel.Config{
+		PortalCIDR: o.Manifests.PortalCIDR, ExternalAddress: o.ExternalAddress, TableName: o.NftTable,
+		Logger: o.Log, Registerer: reg,
+	}
 }
 
 // startGit makes the git source of o.Git (nil without one: a nil
