@@ -1,10 +1,18 @@
 package kernel
 
 import (
+	"fmt"
+	"maps"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/cuelet/cuelet/netproxy"
@@ -30,7 +38,8 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 	tn := newTestNode(t, "10.96.41.0/24")
 	twoBackends(t, tn)
 	p := tn.newProxy(t)
-	tn.serve(t, p, webService(tn.portal(10), "TCP", backendA, backendB))
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	tn.serve(t, p, web)
 	portal := netip.AddrPortFrom(tn.portal(10), 80)
 	for _, from := range []struct {
 		name string
@@ -38,7 +47,18 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 	}{{"host", tn.node}, {"pod", tn.client}} {
 		t.Run(from.name, func(t *testing.T) {
 			var seq []string
-			for range 6 {
+			for i := range 8 {
+				switch i {
+				case 3:
+					// The same services again change nothing.
+					tn.serve(t, p, web)
+				case 5:
+					// Another service leaves this one's chain, and its
+					// place in the turn, alone.
+					other := webService(tn.portal(11), "TCP", backendA)
+					other.Name = "other"
+					tn.serve(t, p, web, other)
+				}
 				g, err := tcpGreeting(from.ns, netip.Addr{}, portal)
 				if err != nil {
 					t.Fatal(err)
@@ -51,6 +71,83 @@ func TestKernelProxy_takes_endpoints_strictly_in_turn_from_the_host_and_from_pod
 				}
 			}
 		})
+	}
+}
+
+func TestKernelProxy_keeps_a_client_on_its_endpoint_with_client_ip_affinity(t *testing.T) {
+	tn := newTestNode(t, "10.96.45.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	web.SessionAffinity = netproxy.AffinityClientIP
+	tn.serve(t, p, web)
+	portal := netip.AddrPortFrom(tn.portal(10), 80)
+	for _, ns := range []netns.NsHandle{tn.client, tn.node} {
+		first := ""
+		for range 5 {
+			g, err := tcpGreeting(ns, netip.Addr{}, portal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == "" {
+				first = backendOf(g)
+			}
+			if backendOf(g) != first {
+				t.Fatalf("with ClientIP affinity a client went to %s after %s", backendOf(g), first)
+			}
+		}
+	}
+	// The endpoint leaving ends the stickiness: its clients go to the
+	// others.
+	tn.serve(t, p, webService(tn.portal(10), "TCP", backendB))
+	for range 3 {
+		g, err := tcpGreeting(tn.client, netip.Addr{}, portal)
+		if err != nil || backendOf(g) != "b" {
+			t.Fatalf("after a left: %q, %v; want b", g, err)
+		}
+	}
+}
+
+func TestKernelProxy_serves_udp_and_forgets_flows_to_an_endpoint_that_left(t *testing.T) {
+	tn := newTestNode(t, "10.96.46.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	dns := webService(tn.portal(10), "UDP", backendA, backendB)
+	tn.serve(t, p, dns)
+	portal := netip.AddrPortFrom(tn.portal(10), 80)
+	var seq []string
+	for range 4 {
+		g, err := udpGreeting(tn.client, 0, portal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq = append(seq, backendOf(g))
+	}
+	for i := 1; i < len(seq); i++ {
+		if seq[i] == seq[i-1] {
+			t.Fatalf("UDP flows in turn: %v, want strict alternation", seq)
+		}
+	}
+
+	// A client with a fixed source port is one flow: it stays on its
+	// endpoint until the endpoint leaves, and then moves at once, though
+	// the old endpoint still answers.
+	first, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil || again != first {
+		t.Fatalf("one flow answered by %q then %q (%v)", first, again, err)
+	}
+	stay := backendB
+	if backendOf(first) == "b" {
+		stay = backendA
+	}
+	tn.serve(t, p, webService(tn.portal(10), "UDP", stay))
+	moved, err := udpGreeting(tn.client, 40053, portal)
+	if err != nil || backendOf(moved) == backendOf(first) {
+		t.Fatalf("after %s left, the flow is answered by %q (%v)", backendOf(first), moved, err)
 	}
 }
 
@@ -98,4 +195,234 @@ func TestKernelProxy_refuses_service_ports_without_endpoints_and_addresses_witho
 			}
 		}
 	}
+}
+
+func TestKernelProxy_serves_an_external_port_on_every_host_address_127_0_0_1_included(t *testing.T) {
+	tn := newTestNode(t, "10.96.44.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA)
+	web.Ports[0].ExternalPort = 30080
+	tn.serve(t, p, web)
+	for _, c := range []struct {
+		name string
+		ns   netns.NsHandle
+		addr string
+		want string
+	}{
+		{"host_to_localhost", tn.node, "127.0.0.1:30080", "a from " + nodeAddr.String()},
+		{"host_to_its_address", tn.node, "10.235.1.1:30080", "a from " + nodeAddr.String()},
+		{"pod_to_the_host_address", tn.client, "10.235.1.1:30080", "a from " + clientAddr.String()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := tcpGreeting(c.ns, netip.Addr{}, netip.MustParseAddrPort(c.addr))
+			if err != nil || g != c.want {
+				t.Fatalf("%s: %q, %v; want %q", c.addr, g, err, c.want)
+			}
+		})
+	}
+	// The external port is not a port of the portal range.
+	if err := tcpRefused(tn.client, netip.AddrPortFrom(tn.portal(10), 30080)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestKernelProxy_a_new_agent_adopts_the_rules_without_a_failed_connection(t *testing.T) {
+	tn := newTestNode(t, "10.96.47.0/24")
+	twoBackends(t, tn)
+	first := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	web.Ports[0].ExternalPort = 30080
+	tn.serve(t, first, web)
+	before := nft(t, tn.node, "-s", "list", "table", "ip", tableName)
+
+	// Connections in a loop, from a pod to the portal and from the host
+	// to 127.0.0.1, while the agent stops and starts twice.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var n atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := tcpGreeting(tn.client, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+				done <- err
+				return
+			}
+			if _, err := tcpGreeting(tn.node, netip.Addr{}, netip.MustParseAddrPort("127.0.0.1:30080")); err != nil {
+				done <- err
+				return
+			}
+			n.Add(2)
+		}
+	}()
+	wait := func(k int64) {
+		for start := n.Load(); n.Load() < start+k; {
+			select {
+			case err := <-done:
+				t.Fatalf("a connection failed: %v", err)
+			default:
+				runtime.Gosched()
+			}
+		}
+	}
+	wait(10)
+	first.Close() // the agent stops; the rules stay
+	wait(10)
+	second := tn.newProxy(t)
+	tn.serve(t, second, web) // adopts: one transaction over the old rules
+	wait(10)
+	third := tn.newProxy(t)
+	other := webService(tn.portal(11), "TCP", backendB)
+	other.Name = "other"
+	tn.serve(t, third, web, other) // a changed set at adoption
+	wait(10)
+	fourth := tn.newProxy(t)
+	tn.serve(t, fourth, web) // and back
+	wait(10)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("a connection failed: %v", err)
+	}
+	if after := nft(t, tn.node, "-s", "list", "table", "ip", tableName); after != before {
+		t.Fatalf("after adoption the table differs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func TestKernelProxy_counts_connections_per_service_port_across_updates_and_agents(t *testing.T) {
+	tn := newTestNode(t, "10.96.48.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	dns := webService(tn.portal(11), "UDP", backendA)
+	dns.Name = "dns"
+	tn.serve(t, p, web, dns)
+	for range 3 {
+		if _, err := tcpGreeting(tn.client, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn.serve(t, p, webService(tn.portal(10), "TCP", backendB), dns) // endpoints change, the count stays
+	if _, err := udpGreeting(tn.client, 0, netip.AddrPortFrom(tn.portal(11), 80)); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	again := tn.newProxy(t)
+	tn.serve(t, again, web, dns)
+	if _, err := tcpGreeting(tn.node, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+		t.Fatal(err)
+	}
+	counters, err := again.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, c := range counters {
+		got[c.Service+"/"+c.Port+"/"+c.Protocol] = c.Connections
+	}
+	want := map[string]uint64{"web/http/TCP": 4, "dns/http/UDP": 1}
+	if !maps.Equal(got, want) {
+		t.Fatalf("counters = %v, want %v", got, want)
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(&collector{p: again}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP cuelet_proxy_connections_total Connections (TCP) and flows (UDP) to each service port, counted by nftables in the kernel data path.
+# TYPE cuelet_proxy_connections_total counter
+cuelet_proxy_connections_total{port="http",service="dns"} 1
+cuelet_proxy_connections_total{port="http",service="web"} 4
+`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemove_leaves_the_guard_and_nothing_of_the_kernel_data_path(t *testing.T) {
+	tn := newTestNode(t, "10.96.49.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA, backendB)
+	web.SessionAffinity = netproxy.AffinityClientIP
+	web.Ports[0].ExternalPort = 30080
+	tn.serve(t, p, web)
+	if _, err := tcpGreeting(tn.a, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+		t.Fatal(err) // hairpin: turns hairpin mode on
+	}
+	if _, err := tcpGreeting(tn.node, netip.Addr{}, netip.MustParseAddrPort("127.0.0.1:30080")); err != nil {
+		t.Fatal(err) // turns route_localnet on
+	}
+	if got := tweaksOf(t, tn); got != "route_localnet=1 hairpin=3" {
+		t.Fatalf("while serving: %s", got)
+	}
+	p.Close()
+
+	// The switch to the userspace mode, from another process.
+	if err := Remove(tn.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := Remove(tn.cfg); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	ruleset := nft(t, tn.node, "list", "ruleset")
+	for _, word := range []string{"svc", "ep-", "aff-", "dnat", "masquerade", "numgen"} {
+		if strings.Contains(ruleset, word) {
+			t.Fatalf("after Remove the ruleset still has %q:\n%s", word, ruleset)
+		}
+	}
+	if !strings.Contains(ruleset, "portal_ports") || !strings.Contains(ruleset, "chain input") {
+		t.Fatalf("Remove took the guard too:\n%s", ruleset)
+	}
+	if got := tweaksOf(t, tn); got != "route_localnet=0 hairpin=0" {
+		t.Fatalf("after Remove: %s", got)
+	}
+	// The portal is refused now, as any address of the range.
+	if err := tcpRefused(tn.client, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+		t.Fatal(err)
+	}
+	// And the node's own cleanup leaves an empty ruleset.
+	if err := tn.guard.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if ruleset := strings.TrimSpace(nft(t, tn.node, "list", "ruleset")); ruleset != "" {
+		t.Fatalf("after the node's cleanup:\n%s", ruleset)
+	}
+}
+
+// tweaksOf reports route_localnet of the bridge and how many of its ports
+// are in hairpin mode.
+func tweaksOf(t *testing.T, tn *testNode) string {
+	t.Helper()
+	var localnet string
+	hairpin := 0
+	mustInNS(t, tn.node, func() error {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/kt-br/route_localnet")
+		if err != nil {
+			return err
+		}
+		localnet = strings.TrimSpace(string(b))
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			if l.Attrs().MasterIndex == 0 {
+				continue
+			}
+			info, err := netlink.LinkGetProtinfo(l)
+			if err != nil {
+				return err
+			}
+			if info.Hairpin {
+				hairpin++
+			}
+		}
+		return nil
+	})
+	return fmt.Sprintf("route_localnet=%s hairpin=%d", localnet, hairpin)
 }

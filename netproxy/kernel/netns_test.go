@@ -96,11 +96,6 @@ func newTestNode(t testing.TB, cidr string) *testNode {
 			if err := netlink.LinkSetMaster(link, br); err != nil {
 				return err
 			}
-			// netavark and the CNI bridge plugin turn hairpin on, so that
-			// a pod's connection DNATed to itself can leave its port.
-			if err := netlink.LinkSetHairpin(link, true); err != nil {
-				return err
-			}
 			return netlink.LinkSetUp(link)
 		})
 		mustInNS(t, pod.ns, func() error {

@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -72,7 +71,12 @@ type Proxy struct {
 	// the table (and after a failed transaction, which is retried from a
 	// fresh look at the kernel).
 	have *state
-	last *ruleset
+	// tweaks are the interface settings recorded in the table.
+	tweaks tweaks
+	// last is the ruleset last sent, lastText its text before the
+	// tweaks were added (an unchanged one is not sent again).
+	last     *ruleset
+	lastText string
 }
 
 // New opens the netlink and nftables handles; it changes nothing yet.
@@ -138,7 +142,8 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 	if p.closed {
 		return failAll(netproxy.ErrClosed)
 	}
-	if p.have != nil && p.last != nil && p.last.String() == rs.String() {
+	text := rs.String()
+	if p.have != nil && p.last != nil && p.lastText == text {
 		return nilIfEmpty(errs)
 	}
 	if p.have == nil {
@@ -147,7 +152,15 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 			return failAll(err)
 		}
 		p.have = &have
+		p.tweaks = readTweaks(p.conn, p.cfg.TableName)
 	}
+	tw, err := p.ensureTweaks(rs, p.tweaks)
+	if err != nil {
+		// The rules go in all the same: only 127.0.0.1 or hairpin
+		// connections of some endpoints fail until the next Update.
+		p.log.Warn().Err(err).Msg("interface settings for localhost external ports and hairpin")
+	}
+	rs.addTweaks(tw)
 	have, err := send(p.conn, rs, *p.have)
 	if err != nil {
 		p.have = nil
@@ -155,6 +168,7 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 		return failAll(err)
 	}
 	p.have = &have
+	p.tweaks = tw
 	if p.last == nil {
 		p.log.Info().Str("action", "nftables").Str("table", p.cfg.TableName).Int("service_ports", len(rs.ports)).Msg("kernel data path programmed")
 	}
@@ -162,7 +176,7 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 		// The rules are in place; a stale UDP flow only delays its client.
 		p.log.Warn().Err(err).Msg("delete UDP conntrack entries of endpoints that left")
 	}
-	p.last = rs
+	p.last, p.lastText = rs, text
 	return nilIfEmpty(errs)
 }
 
@@ -251,5 +265,9 @@ func Remove(cfg Config) error {
 	}
 	defer nl.Close()
 	defer conn.CloseLasting()
-	return errors.Join(removeAll(conn, cfg.TableName), undoLocalnet(cfg, nl))
+	t := readTweaks(conn, cfg.TableName)
+	if err := removeAll(conn, cfg.TableName); err != nil {
+		return err
+	}
+	return undoTweaks(cfg, nl, t)
 }

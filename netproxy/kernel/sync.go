@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -154,6 +155,7 @@ func send(conn *nftables.Conn, rs *ruleset, have state) (state, error) {
 				vm := &nftables.Set{
 					Table: table, Anonymous: true, Constant: true, IsMap: true,
 					KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
+					KeyByteOrder: binaryutil.NativeEndian, // numgen writes the host order
 				}
 				if err := conn.AddSet(vm, r.vmap.elems); err != nil {
 					return have, fmt.Errorf("nftables map of chain %s: %w", c.name, err)
