@@ -543,8 +543,9 @@ func testServicesReplicaLeavesTheRotation(t *testing.T, mode agent.ProxyMode) {
 
 // The agent runs with a podman that is not there: services with fixed
 // endpoints still serve, round robin, on their portals and external
-// ports; an external port taken on the host is an error for its service
-// only and heals once it is free.
+// ports. In userspace mode an external port taken on the host is an
+// error for its service only and heals once it is free; in nftables mode
+// it is served all the same.
 func TestServices_with_fixed_endpoints_serve_without_podman(t *testing.T) {
 	eachProxyMode(t, testServices_with_fixed_endpoints_serve_without_podman)
 }
@@ -625,6 +626,19 @@ services: blocked: {
 		t.Logf("a new service was served %v after its file was written", took.Round(time.Millisecond))
 	}
 
+	if n.mode == agent.ProxyNftables {
+		// No socket is bound: the DNAT rule comes before any listener.
+		t.Log("nftables mode: an external port a host program listens on is served all the same")
+		blocked := n.waitService("blocked", 10*time.Second, endpointCount(1))
+		if blocked.Error != "" {
+			t.Errorf("service blocked: error %q, want none", blocked.Error)
+		}
+		if body, err := hostGet(netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", takenPort)), "/"); err != nil || body != "backend 0" {
+			t.Errorf("the external port a host program listens on: %q, %v; want the service", body, err)
+		}
+		n.nothingLeaked()
+		return
+	}
 	t.Log("a taken external port is an error for that service only")
 	blocked := n.waitService("blocked", 10*time.Second, func(s agent.ServiceStatus) error {
 		if !strings.Contains(s.Error, fmt.Sprint(takenPort)) {
