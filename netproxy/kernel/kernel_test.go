@@ -1,14 +1,19 @@
 package kernel
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -425,4 +430,75 @@ func tweaksOf(t *testing.T, tn *testNode) string {
 		return nil
 	})
 	return fmt.Sprintf("route_localnet=%s hairpin=%d", localnet, hairpin)
+}
+
+func TestKernelProxy_leaves_an_established_tcp_connection_to_an_endpoint_that_left(t *testing.T) {
+	tn := newTestNode(t, "10.96.50.0/24")
+	var ln net.Listener
+	mustInNS(t, tn.a, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(backendA, backendPort).String())
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }() // echo
+		}
+	}()
+	p := tn.newProxy(t)
+	tn.serve(t, p, webService(tn.portal(10), "TCP", backendA))
+	var c net.Conn
+	mustInNS(t, tn.client, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(tn.portal(10), 80).String(), 3*time.Second)
+		return err
+	})
+	defer c.Close()
+	echo := func(msg string) error {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			return fmt.Errorf("echo %q: got %q, %v", msg, buf, err)
+		}
+		return nil
+	}
+	if err := echo("before"); err != nil {
+		t.Fatal(err)
+	}
+	// The endpoint leaves (not ready): no new connections, the open one
+	// goes on.
+	tn.serve(t, p, webService(tn.portal(10), "TCP"))
+	if err := echo("after"); err != nil {
+		t.Fatalf("the established connection broke when its endpoint left: %v", err)
+	}
+	if err := tcpRefused(tn.client, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKernelProxy_answers_closed_after_run_and_leaves_the_rules(t *testing.T) {
+	tn := newTestNode(t, "10.96.51.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA)
+	tn.serve(t, p, web)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if errs := p.Update([]netproxy.Service{web}); !errors.Is(errs["web"], netproxy.ErrClosed) {
+		t.Fatalf("Update after Run = %v, want ErrClosed", errs)
+	}
+	if _, err := tcpGreeting(tn.client, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80)); err != nil {
+		t.Fatalf("the portal stopped with the agent: %v", err)
+	}
 }

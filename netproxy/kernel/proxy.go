@@ -64,7 +64,8 @@ type Proxy struct {
 	log zerolog.Logger
 
 	mu     sync.Mutex
-	conn   *nftables.Conn
+	conn   *nftables.Conn // reads
+	batch  *batcher       // transactions
 	nl     *netlink.Handle
 	closed bool
 	// have is what the kernel holds; nil until the first Update adopts
@@ -89,7 +90,13 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger.With().Str("component", "kernel-proxy").Logger(), conn: conn, nl: nl}
+	batch, err := newBatcher(cfg.NetNS)
+	if err != nil {
+		conn.CloseLasting()
+		nl.Close()
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger.With().Str("component", "kernel-proxy").Logger(), conn: conn, batch: batch, nl: nl}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(&collector{p: p}); err != nil {
 			p.Close()
@@ -161,7 +168,7 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 		p.log.Warn().Err(err).Msg("interface settings for localhost external ports and hairpin")
 	}
 	rs.addTweaks(tw)
-	have, err := send(p.conn, rs, *p.have)
+	have, err := send(p.batch, rs, *p.have)
 	if err != nil {
 		p.have = nil
 		p.log.Error().Err(err).Msg("nftables transaction failed")
@@ -204,6 +211,7 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	p.nl.Close()
+	p.batch.Close()
 	return p.conn.CloseLasting()
 }
 
@@ -265,8 +273,13 @@ func Remove(cfg Config) error {
 	}
 	defer nl.Close()
 	defer conn.CloseLasting()
+	batch, err := newBatcher(cfg.NetNS)
+	if err != nil {
+		return err
+	}
+	defer batch.Close()
 	t := readTweaks(conn, cfg.TableName)
-	if err := removeAll(conn, cfg.TableName); err != nil {
+	if err := removeAll(conn, batch, cfg.TableName); err != nil {
 		return err
 	}
 	return undoTweaks(cfg, nl, t)

@@ -3,6 +3,7 @@ package kernel
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
@@ -35,6 +36,8 @@ const (
 	setNoEndpointExt = "svc_noep_external" // proto . port of their external ports
 	setHairpin       = "svc_hairpin"       // endpoint . endpoint: a client that reached itself
 	setEndpoints     = "svc_endpoints"     // endpoint . proto . port of every endpoint
+	mapTurns         = "svc_turns"         // service port's slot . turn : endpoint address . port
+	mapStickyTurns   = "svc_sticky_turns"  // the same, with affinity: goto the endpoint's chain
 )
 
 // owned reports whether a chain, set or counter of the table is the kernel
@@ -47,7 +50,24 @@ var (
 	keyAddrProtoPort = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	keyProtoPort     = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 	keyAddrAddr      = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)
+	keySlotTurn      = nftables.MustConcatSetType(nftables.TypeMark, nftables.TypeMark) // 32-bit integers nft can list
 )
+
+// slotOf is a service port's slot in svc_turns: a hash of its id, so that
+// it stays the same whatever other services come and go (a changed slot
+// would rewrite the chain and restart its turns). taken holds the slots
+// of the ports before it in name order; a collision takes the next free
+// slot.
+func slotOf(id string, taken map[uint32]bool) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	slot := h.Sum32()
+	for taken[slot] {
+		slot++
+	}
+	taken[slot] = true
+	return slot
+}
 
 // ruleset is the desired content of the kernel data path, as data: a pure
 // function of the services (see build). Every rule carries its nft text,
@@ -103,14 +123,6 @@ func hookName(h nftables.ChainHook) string {
 type rule struct {
 	text  string
 	exprs []expr.Any
-	// vmap is the anonymous verdict map the rule's last lookup uses
-	// (numgen round robin); it is added to the batch with the rule.
-	vmap *anonVmap
-}
-
-type anonVmap struct {
-	elems  []nftables.SetElement
-	lookup *expr.Lookup
 }
 
 type setSpec struct {
@@ -182,9 +194,13 @@ type buildConfig struct {
 //     ports on every host address, 127.0.0.1 included, never the portal
 //     range), each element a goto to the service port's chain;
 //   - a service port's chain counts the new connection in its named
-//     counter, sends a client with an affinity entry to its endpoint, and
-//     else takes the next endpoint strictly in turn (numgen inc mod N);
-//   - an endpoint's chain records the client for affinity and DNATs;
+//     counter and takes the next endpoint strictly in turn: numgen inc
+//     mod N, with the port's slot, is the key of the map svc_turns, which
+//     gives the endpoint's address and port to the DNAT;
+//   - with ClientIP affinity, a client in an endpoint's affinity set goes
+//     to that endpoint's chain, and a new one takes its turn in the map
+//     svc_sticky_turns, whose elements go to endpoint chains that record
+//     the client (update, which also renews the timeout) and DNAT;
 //   - nat postrouting masquerades only hairpin (a client reaching itself)
 //     and connections from the host itself (127.0.0.1 included), so that
 //     a backend sees a pod's or another host's own address;
@@ -219,15 +235,24 @@ func build(bc buildConfig, ports []netproxy.PlannedPort, errs map[string]error) 
 	noepExt := newSet(setNoEndpointExt, keyProtoPort, false)
 	hairpin := newSet(setHairpin, keyAddrAddr, false)
 	endpoints := newSet(setEndpoints, keyAddrProtoPort, false)
-	add := func(s *setSpec, key []byte, text string, goTo string) {
-		e := nftables.SetElement{Key: key}
+	turns := newSet(mapTurns, keySlotTurn, true)
+	turns.set.DataType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	sticky := newSet(mapStickyTurns, keySlotTurn, true)
+	slots := map[uint32]bool{}
+	seen := map[*setSpec]map[string]bool{}
+	add := func(s *setSpec, key []byte, text string, goTo string, data []byte) {
+		e := nftables.SetElement{Key: key, Val: data}
 		if goTo != "" {
 			e.VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: goTo}
 			text += " : goto " + goTo
 		}
-		if slices.Contains(s.text, text) {
+		if seen[s] == nil {
+			seen[s] = map[string]bool{}
+		}
+		if seen[s][text] {
 			return
 		}
+		seen[s][text] = true
 		s.elems = append(s.elems, e)
 		s.text = append(s.text, text)
 	}
@@ -279,62 +304,79 @@ func build(bc buildConfig, ports []netproxy.PlannedPort, errs map[string]error) 
 		}
 		if len(p.endpoints) == 0 {
 			for _, a := range noeps {
-				add(a.s, a.key, a.text, "")
+				add(a.s, a.key, a.text, "", nil)
 			}
 			continue
 		}
 		svcChain := serviceChain(p)
 		for _, a := range ats {
-			add(a.s, a.key, a.text, svcChain)
+			add(a.s, a.key, a.text, svcChain, nil)
 		}
 
 		timeout := affinityTimeout(pp.Service)
 		sc := &chainSpec{name: svcChain}
 		sc.rules = append(sc.rules, r(fmt.Sprintf("counter name %q", counterName(p.service, p.label, p.protocol)),
 			[]expr.Any{&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: counterName(p.service, p.label, p.protocol)}}))
-		var vmapText []string
-		vm := &anonVmap{lookup: &expr.Lookup{SourceRegister: 1, IsDestRegSet: true}}
+		slot := slotOf(p.id(), slots)
+		slotBytes := binaryutil.NativeEndian.PutUint32(slot)
 		var epChains []*chainSpec
 		for i, ep := range p.endpoints {
+			ip4 := ep.Addr().As4()
+			turn := append(slices.Clip(slotBytes), binaryutil.NativeEndian.PutUint32(uint32(i))...)
+			turnText := fmt.Sprintf("%#08x . %d", slot, i)
+			add(hairpin, append(ip4[:], ip4[:]...), fmt.Sprintf("%s . %s", ep.Addr(), ep.Addr()), "", nil)
+			add(endpoints, addrProtoPortKey(ep.Addr(), p.proto, ep.Port()), addrProtoPortText(ep.Addr(), p.proto, ep.Port()), "", nil)
+			if timeout == 0 {
+				add(turns, turn, turnText+" : "+ep.String(), "", append(ip4[:], byte(ep.Port()>>8), byte(ep.Port()), 0, 0))
+				continue
+			}
+			// With affinity the endpoint has a chain of its own, which
+			// records the client before the DNAT.
 			name := endpointChain(p, ep)
-			ec := &chainSpec{name: name}
-			if timeout > 0 {
-				aff := affinitySet(p, ep, timeout)
-				affinity = append(affinity, &setSpec{sticky: true, set: &nftables.Set{
-					Table: table, Name: aff, KeyType: nftables.TypeIPAddr,
-					Dynamic: true, HasTimeout: true, Timeout: timeout,
-				}})
-				sc.rules = append(sc.rules, r(fmt.Sprintf("ip saddr @%s goto %s", aff, name), []expr.Any{
-					loadSaddr(1),
-					&expr.Lookup{SourceRegister: 1, SetName: aff},
-					&expr.Verdict{Kind: expr.VerdictGoto, Chain: name},
-				}))
-				ec.rules = append(ec.rules, r(fmt.Sprintf("update @%s { ip saddr }", aff), []expr.Any{
+			aff := affinitySet(p, ep, timeout)
+			affinity = append(affinity, &setSpec{sticky: true, set: &nftables.Set{
+				Table: table, Name: aff, KeyType: nftables.TypeIPAddr,
+				Dynamic: true, HasTimeout: true, Timeout: timeout,
+			}})
+			sc.rules = append(sc.rules, r(fmt.Sprintf("ip saddr @%s goto %s", aff, name), []expr.Any{
+				loadSaddr(1),
+				&expr.Lookup{SourceRegister: 1, SetName: aff},
+				&expr.Verdict{Kind: expr.VerdictGoto, Chain: name},
+			}))
+			epChains = append(epChains, &chainSpec{name: name, rules: []rule{
+				r(fmt.Sprintf("update @%s { ip saddr }", aff), []expr.Any{
 					loadSaddr(1),
 					&expr.Dynset{SrcRegKey: 1, SetName: aff, Operation: unix.NFT_DYNSET_OP_UPDATE},
-				}))
-			}
-			ip4 := ep.Addr().As4()
-			ec.rules = append(ec.rules, r(fmt.Sprintf("dnat to %s", ep), []expr.Any{
-				&expr.Immediate{Register: 1, Data: ip4[:]},
-				&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
-				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
-			}))
-			epChains = append(epChains, ec)
-			vm.elems = append(vm.elems, nftables.SetElement{
-				Key:         binaryutil.NativeEndian.PutUint32(uint32(i)),
-				VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: name},
-			})
-			vmapText = append(vmapText, fmt.Sprintf("%d : goto %s", i, name))
-			add(hairpin, append(ip4[:], ip4[:]...), fmt.Sprintf("%s . %s", ep.Addr(), ep.Addr()), "")
-			add(endpoints, addrProtoPortKey(ep.Addr(), p.proto, ep.Port()), addrProtoPortText(ep.Addr(), p.proto, ep.Port()), "")
+				}),
+				r(fmt.Sprintf("dnat to %s", ep), []expr.Any{
+					&expr.Immediate{Register: 1, Data: ip4[:]},
+					&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ep.Port())},
+					&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+				}),
+			}})
+			add(sticky, turn, turnText, name, nil)
 		}
-		rr := r(fmt.Sprintf("numgen inc mod %d vmap { %s }", len(p.endpoints), strings.Join(vmapText, ", ")), []expr.Any{
-			&expr.Numgen{Register: 1, Modulus: uint32(len(p.endpoints)), Type: unix.NFT_NG_INCREMENTAL},
-			vm.lookup,
-		})
-		rr.vmap = vm
-		sc.rules = append(sc.rules, rr)
+		// The next turn is the service port's slot and numgen's count, one
+		// key of a map shared by all service ports: a map per port would
+		// be thousands of sets, which the kernel finds by walking a list.
+		// Without affinity it maps to the endpoint's address and port for
+		// the DNAT; a verdict map (to endpoint chains) would be walked
+		// whole for every rule using it when the kernel validates the
+		// table, which costs the square of the number of services.
+		turn := []expr.Any{
+			&expr.Immediate{Register: unix.NFT_REG32_00, Data: slotBytes},
+			&expr.Numgen{Register: unix.NFT_REG32_01, Modulus: uint32(len(p.endpoints)), Type: unix.NFT_NG_INCREMENTAL},
+		}
+		if timeout == 0 {
+			sc.rules = append(sc.rules, r(fmt.Sprintf("dnat to %#08x . numgen inc mod %d map @%s", slot, len(p.endpoints), mapTurns), concat(turn, []expr.Any{
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: mapTurns, DestRegister: unix.NFT_REG32_00, IsDestRegSet: true},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: unix.NFT_REG32_00, RegProtoMin: unix.NFT_REG32_01, Specified: true},
+			})))
+		} else {
+			sc.rules = append(sc.rules, r(fmt.Sprintf("%#08x . numgen inc mod %d vmap @%s", slot, len(p.endpoints), mapStickyTurns), concat(turn, []expr.Any{
+				&expr.Lookup{SourceRegister: unix.NFT_REG32_00, SetName: mapStickyTurns, IsDestRegSet: true},
+			})))
+		}
 		portChains = append(portChains, sc)
 		portChains = append(portChains, epChains...)
 	}

@@ -59,28 +59,27 @@ func TestBuild(t *testing.T) {
 		errs     map[string]error
 	}{
 		{
-			name:     "a_service_port_takes_its_endpoints_in_turn_through_one_dnat_chain_each",
+			name:     "a_service_port_takes_its_endpoints_in_turn_from_the_shared_map_of_turns",
 			services: []netproxy.Service{web},
-			objects:  []string{"counter", "map svc_ips", "chain svc-", "chain ep-", "set svc_hairpin", "set svc_endpoints"},
+			objects:  []string{"counter", "map svc_ips", "map svc_turns", "map svc_sticky_turns", "chain svc-", "chain ep-", "set svc_hairpin", "set svc_endpoints"},
 			want: lines(
 				"counter svc-web/http/tcp",
 				"map svc_ips { 10.96.0.2 . tcp . 80 : goto svc-web/http/tcp }",
 				"set svc_hairpin { 10.88.0.5 . 10.88.0.5, 10.88.0.6 . 10.88.0.6 }",
 				"set svc_endpoints { 10.88.0.5 . tcp . 8080, 10.88.0.6 . tcp . 8080 }",
-				"chain ep-web/http/tcp__10.88.0.5/8080",
-				"  dnat to 10.88.0.5:8080",
-				"chain ep-web/http/tcp__10.88.0.6/8080",
-				"  dnat to 10.88.0.6:8080",
+				"map svc_turns { 0xfa36976a . 0 : 10.88.0.5:8080, 0xfa36976a . 1 : 10.88.0.6:8080 }",
+				"map svc_sticky_turns {}",
 				"chain svc-web/http/tcp",
 				`  counter name "svc-web/http/tcp"`,
-				"  numgen inc mod 2 vmap { 0 : goto ep-web/http/tcp__10.88.0.5/8080, 1 : goto ep-web/http/tcp__10.88.0.6/8080 }",
+				"  dnat to 0xfa36976a . numgen inc mod 2 map @svc_turns",
 			),
 		},
 		{
 			name:     "client_ip_affinity_sends_a_known_client_to_its_endpoint_and_records_new_ones_with_the_timeout",
 			services: []netproxy.Service{sticky},
-			objects:  []string{"set aff-", "chain svc-", "chain ep-web/http/tcp__10.88.0.5"},
+			objects:  []string{"set aff-", "map svc_sticky_turns", "chain svc-", "chain ep-web/http/tcp__10.88.0.5"},
 			want: lines(
+				"map svc_sticky_turns { 0xfa36976a . 0 : goto ep-web/http/tcp__10.88.0.5/8080, 0xfa36976a . 1 : goto ep-web/http/tcp__10.88.0.6/8080 }",
 				"set aff-web/http/tcp__10.88.0.5/8080/30s { dynamic timeout 30s }",
 				"set aff-web/http/tcp__10.88.0.6/8080/30s { dynamic timeout 30s }",
 				"chain ep-web/http/tcp__10.88.0.5/8080",
@@ -90,13 +89,13 @@ func TestBuild(t *testing.T) {
 				`  counter name "svc-web/http/tcp"`,
 				"  ip saddr @aff-web/http/tcp__10.88.0.5/8080/30s goto ep-web/http/tcp__10.88.0.5/8080",
 				"  ip saddr @aff-web/http/tcp__10.88.0.6/8080/30s goto ep-web/http/tcp__10.88.0.6/8080",
-				"  numgen inc mod 2 vmap { 0 : goto ep-web/http/tcp__10.88.0.5/8080, 1 : goto ep-web/http/tcp__10.88.0.6/8080 }",
+				"  0xfa36976a . numgen inc mod 2 vmap @svc_sticky_turns",
 			),
 		},
 		{
 			name:     "a_port_without_endpoints_is_refused_at_its_portal_and_external_port_and_gets_no_chain",
 			services: []netproxy.Service{empty},
-			objects:  []string{"counter", "map", "set svc_noep", "chain svc-", "chain ep-"},
+			objects:  []string{"counter", "map svc_ips", "map svc_external", "set svc_noep", "chain svc-", "chain ep-"},
 			want: lines(
 				"counter svc-dns/53/udp",
 				"map svc_ips {}",
@@ -108,7 +107,7 @@ func TestBuild(t *testing.T) {
 		{
 			name:     "an_external_port_is_served_on_every_local_address_outside_the_range",
 			services: []netproxy.Service{external},
-			objects:  []string{"map", "chain svc_services"},
+			objects:  []string{"map svc_ips", "map svc_external", "chain svc_services"},
 			want: lines(
 				"map svc_ips { 10.96.0.2 . tcp . 80 : goto svc-web/http/tcp }",
 				"map svc_external { tcp . 30080 : goto svc-web/http/tcp }",
@@ -121,7 +120,7 @@ func TestBuild(t *testing.T) {
 			name:     "an_external_port_on_a_given_address_is_served_there_only",
 			services: []netproxy.Service{external},
 			external: "192.0.2.1",
-			objects:  []string{"map", "chain svc_services"},
+			objects:  []string{"map svc_ips", "map svc_external", "chain svc_services"},
 			want: lines(
 				"map svc_ips { 10.96.0.2 . tcp . 80 : goto svc-web/http/tcp, 192.0.2.1 . tcp . 30080 : goto svc-web/http/tcp }",
 				"map svc_external {}",
@@ -132,13 +131,9 @@ func TestBuild(t *testing.T) {
 		{
 			name:     "fixed_endpoints_are_served_once_each_and_an_ipv6_one_is_reported",
 			services: []netproxy.Service{fixed},
-			objects:  []string{"chain svc-"},
-			want: lines(
-				"chain svc-db/5432/tcp",
-				`  counter name "svc-db/5432/tcp"`,
-				"  numgen inc mod 1 vmap { 0 : goto ep-db/5432/tcp__192.0.2.10/5432 }",
-			),
-			errs: map[string]error{"db": ErrNotIPv4},
+			objects:  []string{"map svc_turns"},
+			want:     "map svc_turns { 0xc185c738 . 0 : 192.0.2.10:5432 }",
+			errs:     map[string]error{"db": ErrNotIPv4},
 		},
 		{
 			name:     "an_invalid_service_is_reported_and_left_out",
@@ -210,5 +205,16 @@ func TestCounterNames_round_trip(t *testing.T) {
 	}
 	if _, _, _, ok := parseCounterName("svc_ips"); ok {
 		t.Fatal("a fixed object's name parsed as a counter's")
+	}
+}
+
+func TestSlotOf_is_stable_and_moves_on_when_taken(t *testing.T) {
+	taken := map[uint32]bool{}
+	a := slotOf("web/http/tcp", taken)
+	if again := slotOf("web/http/tcp", map[uint32]bool{}); again != a {
+		t.Fatalf("slot of the same port: %#x then %#x", a, again)
+	}
+	if b := slotOf("web/http/tcp", taken); b != a+1 {
+		t.Fatalf("a taken slot %#x gave %#x, want the next one", a, b)
 	}
 }

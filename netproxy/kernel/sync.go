@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +91,7 @@ func listState(conn *nftables.Conn, tableName string) (state, error) {
 // then deleted, once nothing refers to it. It returns what the kernel
 // holds afterwards. Unchanged chains keep their rules, and with them the
 // round robin position of their services.
-func send(conn *nftables.Conn, rs *ruleset, have state) (state, error) {
+func send(conn *batcher, rs *ruleset, have state) (state, error) {
 	want := newState()
 	table := rs.table
 	conn.AddTable(table)
@@ -126,22 +125,20 @@ func send(conn *nftables.Conn, rs *ruleset, have state) (state, error) {
 		}
 	}
 
+	var fill []*setSpec
 	for _, s := range rs.sets {
 		text := s.textOf()
 		want.sets[s.set.Name] = text
 		old, ok := have.sets[s.set.Name]
 		switch {
 		case !ok:
-			if err := conn.AddSet(s.set, s.elems); err != nil {
+			if err := conn.AddSet(s.set, nil); err != nil {
 				return have, fmt.Errorf("nftables set %s: %w", s.set.Name, err)
 			}
+			fill = append(fill, s)
 		case old != text:
 			conn.FlushSet(s.set)
-			if len(s.elems) > 0 {
-				if err := conn.SetAddElements(s.set, s.elems); err != nil {
-					return have, fmt.Errorf("nftables set %s: %w", s.set.Name, err)
-				}
-			}
+			fill = append(fill, s)
 		}
 	}
 
@@ -151,18 +148,22 @@ func send(conn *nftables.Conn, rs *ruleset, have state) (state, error) {
 		}
 		ch := c.chain(table)
 		for _, r := range c.rules {
-			if r.vmap != nil {
-				vm := &nftables.Set{
-					Table: table, Anonymous: true, Constant: true, IsMap: true,
-					KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict,
-					KeyByteOrder: binaryutil.NativeEndian, // numgen writes the host order
-				}
-				if err := conn.AddSet(vm, r.vmap.elems); err != nil {
-					return have, fmt.Errorf("nftables map of chain %s: %w", c.name, err)
-				}
-				r.vmap.lookup.SetName, r.vmap.lookup.SetID = vm.Name, vm.ID
-			}
 			conn.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: r.exprs})
+		}
+	}
+
+	// Elements after the rules: a rule that binds to a map makes the
+	// kernel check every element already in it, which for the maps every
+	// service port's rule uses would cost the square of their number.
+	for _, s := range fill {
+		// The elements of one message are one netlink attribute, whose
+		// length is 16 bits: a thousand services' elements are more.
+		for elems := s.elems; len(elems) > 0; {
+			n := min(len(elems), elementsPerMessage)
+			if err := conn.SetAddElements(s.set, elems[:n]); err != nil {
+				return have, fmt.Errorf("nftables set %s: %w", s.set.Name, err)
+			}
+			elems = elems[n:]
 		}
 	}
 
@@ -179,11 +180,15 @@ func send(conn *nftables.Conn, rs *ruleset, have state) (state, error) {
 			conn.DeleteObject(&nftables.CounterObj{Table: table, Name: name})
 		}
 	}
-	if err := conn.Flush(); err != nil {
+	if err := conn.commit(); err != nil {
 		return have, fmt.Errorf("program nftables table %s: %w", table.Name, err)
 	}
 	return want, nil
 }
+
+// elementsPerMessage keeps a message of set elements well below 64 KiB
+// (an element of the largest set, svc_ips, is some 100 bytes).
+const elementsPerMessage = 256
 
 func (c *chainSpec) chain(table *nftables.Table) *nftables.Chain {
 	ch := &nftables.Chain{Name: c.name, Table: table}
@@ -196,7 +201,7 @@ func (c *chainSpec) chain(table *nftables.Table) *nftables.Chain {
 
 // removeAll deletes every object of the data path from the table, in one
 // transaction, and leaves the rest of the table (the guard) alone.
-func removeAll(conn *nftables.Conn, tableName string) error {
+func removeAll(conn *nftables.Conn, batch *batcher, tableName string) error {
 	have, err := listState(conn, tableName)
 	if err != nil {
 		return err
@@ -206,18 +211,18 @@ func removeAll(conn *nftables.Conn, tableName string) error {
 	}
 	table := &nftables.Table{Name: tableName, Family: nftables.TableFamilyIPv4}
 	for name := range have.chains {
-		conn.FlushChain(&nftables.Chain{Name: name, Table: table})
+		batch.FlushChain(&nftables.Chain{Name: name, Table: table})
 	}
 	for name := range have.sets {
-		conn.DelSet(&nftables.Set{Name: name, Table: table})
+		batch.DelSet(&nftables.Set{Name: name, Table: table})
 	}
 	for name := range have.chains {
-		conn.DelChain(&nftables.Chain{Name: name, Table: table})
+		batch.DelChain(&nftables.Chain{Name: name, Table: table})
 	}
 	for name := range have.counters {
-		conn.DeleteObject(&nftables.CounterObj{Table: table, Name: name})
+		batch.DeleteObject(&nftables.CounterObj{Table: table, Name: name})
 	}
-	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := batch.commit(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove the kernel data path from nftables table %s: %w", tableName, err)
 	}
 	return nil
