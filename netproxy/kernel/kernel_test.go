@@ -502,3 +502,25 @@ func TestKernelProxy_answers_closed_after_run_and_leaves_the_rules(t *testing.T)
 		t.Fatalf("the portal stopped with the agent: %v", err)
 	}
 }
+
+func TestKernelProxy_turns_hairpin_on_for_a_new_bridge_port_though_no_rule_changes(t *testing.T) {
+	tn := newTestNode(t, "10.96.52.0/24")
+	twoBackends(t, tn)
+	p := tn.newProxy(t)
+	web := webService(tn.portal(10), "TCP", backendA)
+	tn.serve(t, p, web)
+	// Pod a is recreated with its old address: a new bridge port, with
+	// hairpin mode off.
+	mustInNS(t, tn.node, func() error {
+		l, err := netlink.LinkByName("kt-veth1")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHairpin(l, false)
+	})
+	tn.serve(t, p, web)
+	g, err := tcpGreeting(tn.a, netip.Addr{}, netip.AddrPortFrom(tn.portal(10), 80))
+	if err != nil || backendOf(g) != "a" {
+		t.Fatalf("hairpin after the port changed: %q, %v", g, err)
+	}
+}

@@ -74,8 +74,8 @@ type Proxy struct {
 	have *state
 	// tweaks are the interface settings recorded in the table.
 	tweaks tweaks
-	// last is the ruleset last sent, lastText its text before the
-	// tweaks were added (an unchanged one is not sent again).
+	// last is the ruleset last sent, lastText its text (an unchanged
+	// one is not sent again).
 	last     *ruleset
 	lastText string
 }
@@ -149,10 +149,6 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 	if p.closed {
 		return failAll(netproxy.ErrClosed)
 	}
-	text := rs.String()
-	if p.have != nil && p.last != nil && p.lastText == text {
-		return nilIfEmpty(errs)
-	}
 	if p.have == nil {
 		have, err := listState(p.conn, p.cfg.TableName)
 		if err != nil {
@@ -161,6 +157,8 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 		p.have = &have
 		p.tweaks = readTweaks(p.conn, p.cfg.TableName)
 	}
+	// The settings are checked on every Update, even one that changes no
+	// rule: a pod recreated with its old address is a new bridge port.
 	tw, err := p.ensureTweaks(rs, p.tweaks)
 	if err != nil {
 		// The rules go in all the same: only 127.0.0.1 or hairpin
@@ -168,6 +166,10 @@ func (p *Proxy) Update(services []netproxy.Service) map[string]error {
 		p.log.Warn().Err(err).Msg("interface settings for localhost external ports and hairpin")
 	}
 	rs.addTweaks(tw)
+	text := rs.String()
+	if p.last != nil && p.lastText == text {
+		return nilIfEmpty(errs)
+	}
 	have, err := send(p.batch, rs, *p.have)
 	if err != nil {
 		p.have = nil
