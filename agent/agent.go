@@ -59,7 +59,9 @@ type Config struct {
 	// once known ("" before); both label cuelet_build_info.
 	Version       string
 	PodmanVersion func() string
-	Log           zerolog.Logger
+	// ProxyMode is stamped on every report, for `cuelet status`.
+	ProxyMode ProxyMode
+	Log       zerolog.Logger
 }
 
 // Agent is the long-running loop of `cuelet run`.
@@ -154,6 +156,7 @@ func (a *Agent) Progress(rep *Report) {
 	r := *rep
 	r.Partial = true
 	r.Time = time.Now()
+	r.ProxyMode = a.cfg.ProxyMode
 	a.latest.Store(&r)
 }
 
@@ -208,6 +211,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	source := a.source() // before the pass: the revision its reads start from
 	rep := syncer.Sync(ctx)
 	rep.Source = source
+	rep.ProxyMode = a.cfg.ProxyMode
 	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node

@@ -132,7 +132,7 @@ func TestAgent_SIGHUP_reloads_with_RELOADING_and_READY(t *testing.T) {
 func TestAgent_status_socket_serves_latest_report_with_mode_0600(t *testing.T) {
 	run := t.TempDir()
 	s := &fakeSyncer{report: Report{Services: []ServiceStatus{{Name: "web", PortalIP: "10.96.0.20"}}}}
-	startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run}, s, nil)
+	startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run, ProxyMode: ProxyNftables}, s, nil)
 	var rep *Report
 	testenv.Eventually(t, 5*time.Second, func() error {
 		var err error
@@ -141,6 +141,9 @@ func TestAgent_status_socket_serves_latest_report_with_mode_0600(t *testing.T) {
 	})
 	if len(rep.Services) != 1 || rep.Services[0].PortalIP != "10.96.0.20" {
 		t.Fatalf("status = %+v", rep)
+	}
+	if rep.ProxyMode != ProxyNftables {
+		t.Fatalf("status says proxy mode %q, want the agent's %q", rep.ProxyMode, ProxyNftables)
 	}
 	fi, err := os.Stat(filepath.Join(run, SocketName))
 	if err != nil {
@@ -311,7 +314,7 @@ func (p *progressSyncer) Sync(ctx context.Context) *Report {
 func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *testing.T) {
 	run, addr := t.TempDir(), freeAddr(t)
 	s := &progressSyncer{release: make(chan struct{})}
-	r := startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run, MetricsAddress: addr}, s, nil)
+	r := startAgent(t, Config{ManifestDir: t.TempDir(), RunDir: run, MetricsAddress: addr, ProxyMode: ProxyUserspace}, s, nil)
 	s.agent.Store(r.agent)
 	var rep *Report
 	testenv.Eventually(t, 5*time.Second, func() error {
@@ -319,8 +322,8 @@ func TestAgent_long_first_pass_serves_its_partial_report_but_is_not_ready(t *tes
 		rep, err = FetchStatus(context.Background(), run)
 		return err
 	})
-	if !rep.Partial || len(rep.Pods) != 1 {
-		t.Fatalf("status during the first pass = %+v, want the partial report", rep)
+	if !rep.Partial || len(rep.Pods) != 1 || rep.ProxyMode != ProxyUserspace {
+		t.Fatalf("status during the first pass = %+v, want the partial report with the proxy mode", rep)
 	}
 	if code := get(t, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz during the first pass = %d, want 503", code)

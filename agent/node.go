@@ -80,8 +80,11 @@ type Node struct {
 	lastGood *LastGood
 	portals  *portal.Allocator
 	applied  *appliedServices
-	rec      *reconcile.Reconciler
-	probes   *probes
+	// ready keeps readiness across agent restarts (readyFile); nil
+	// without a proxy.
+	ready  *readyRecord
+	rec    *reconcile.Reconciler
+	probes *probes
 	// units keeps each unit as last checked, so that a pass checks only
 	// the units whose files changed (most of a pass's CPU on a node with
 	// many units and a quiet podman).
@@ -122,6 +125,15 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		applied:  &appliedServices{path: filepath.Join(cfg.StateDir, appliedServicesFile)},
 	}
 	n.probes = newProbes(ctx, podmanExecer{exec: cfg.Podman.Exec}, cfg.OnProbeChange, cfg.Log)
+	if cfg.Proxy != nil {
+		// Only the agent, which serves, keeps readiness across restarts.
+		n.ready = &readyRecord{path: filepath.Join(cfg.StateDir, readyFile)}
+		seed, err := n.ready.load()
+		if err != nil {
+			cfg.Log.Warn().Str("action", "probe").Err(err).Msg("every probed container waits for its first probe")
+		}
+		n.probes.seed = seed
+	}
 	n.rec, err = reconcile.New(reconcile.Config{
 		Podman:           cfg.Podman,
 		RunDir:           cfg.RunDir,
@@ -462,6 +474,11 @@ func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaV
 	for i := range out {
 		out[i].ready = reconcile.ReplicaCondition(out[i].pod).Serving && n.probes.ready(out[i].targets)
 		out[i].probeReady = n.probes.readyByContainer(out[i].targets)
+	}
+	if n.ready != nil {
+		if err := n.ready.save(n.probes.readyIDs()); err != nil {
+			n.cfg.Log.Warn().Str("action", "probe").Err(err).Msg("a restarted agent will wait for the probes of ready containers")
+		}
 	}
 	slices.SortFunc(out, func(a, b replicaView) int { return strings.Compare(a.pod.Name, b.pod.Name) })
 	return out

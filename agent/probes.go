@@ -26,6 +26,9 @@ type probes struct {
 
 	mu      sync.Mutex
 	workers map[string]*probeRun // by container ID
+	// seed are the containers an earlier agent saw ready (readyFile):
+	// their first worker starts ready.
+	seed map[string]bool
 }
 
 type probeRun struct {
@@ -119,6 +122,8 @@ func (m *probes) ensure(targets []probeTarget) {
 		// container ID.
 		cfg.Logger = m.log.With().Str("pod", t.pod).Str("container", t.container).Logger()
 		cfg.OnChange = func(bool) { m.onChange() }
+		cfg.InitialReady = m.seed[t.id]
+		delete(m.seed, t.id)
 		w, err := probe.New(cfg)
 		if err != nil {
 			m.log.Warn().Err(err).Str("action", "probe").Msg("cannot start readiness probe")
@@ -130,7 +135,9 @@ func (m *probes) ensure(targets []probeTarget) {
 	}
 }
 
-// sync makes the workers exactly the targets.
+// sync makes the workers exactly the targets. The seed applies to the
+// first sync only: a container that was not running then and runs later
+// (podman keeps its ID across a restart) has to pass on its own.
 func (m *probes) sync(targets []probeTarget) {
 	m.ensure(targets)
 	keep := map[string]bool{}
@@ -139,12 +146,26 @@ func (m *probes) sync(targets []probeTarget) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.seed = nil
 	for id, r := range m.workers {
 		if !keep[id] {
 			r.cancel()
 			delete(m.workers, id)
 		}
 	}
+}
+
+// readyIDs are the probed containers that pass, for readyFile.
+func (m *probes) readyIDs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for id, r := range m.workers {
+		if r.worker.Ready() {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ready reports whether every target passes its probe.

@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,5 +87,69 @@ func TestProbeLogNamesPodAndContainer(t *testing.T) {
 	}
 	if line["pod"] != "web-1" || line["container"] != "httpd" || line["ready"] != true {
 		t.Errorf("readiness line = %v, want pod web-1, container httpd, ready true", line)
+	}
+}
+
+// exitOne is an Execer whose every command fails.
+type exitOne struct{}
+
+func (exitOne) Exec(context.Context, string, []string) (int, error) { return 1, nil }
+
+// A container an earlier agent saw ready starts ready, before its first
+// probe; one that appears only after the first sync waits for its own.
+func TestProbes_seeded_containers_start_ready_in_the_first_sync_only(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := newProbes(ctx, exitOne{}, func() {}, zerolog.Nop())
+	m.seed = map[string]bool{"c0ffee": true, "later": true}
+	def := &manifests.Pod{Name: "web", Containers: []manifests.Container{{
+		Name: "httpd",
+		ReadinessProbe: &manifests.Probe{
+			Exec:          &manifests.ExecAction{Command: []string{"true"}},
+			PeriodSeconds: 3600, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
+		},
+	}}}
+	pod := func(name, id string) reconcile.ObservedPod {
+		return reconcile.ObservedPod{Name: name, IP: "10.88.0.5", Containers: []reconcile.ObservedContainer{
+			{Name: name + "-httpd", ID: id, State: "running", Labels: map[string]string{reconcile.LabelContainer: "httpd"}},
+		}}
+	}
+	first := probeTargets(def, pod("web", "c0ffee"))
+	unseeded := probeTargets(def, pod("web-1", "fresh"))
+	m.sync(append(slices.Clone(first), unseeded...))
+	if !m.ready(first) {
+		t.Error("a container recorded ready is not ready before its first probe")
+	}
+	if m.ready(unseeded) {
+		t.Error("a container not recorded is ready before any probe passed")
+	}
+	later := probeTargets(def, pod("web-2", "later"))
+	m.sync(append(append(slices.Clone(first), unseeded...), later...))
+	if m.ready(later) {
+		t.Error("a recorded container that appeared after the first sync is ready without a probe")
+	}
+	if got := m.readyIDs(); !slices.Equal(got, []string{"c0ffee"}) {
+		t.Errorf("readyIDs = %v, want [c0ffee]", got)
+	}
+}
+
+func TestReadyRecord_keeps_the_ready_containers_across_agents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), readyFile)
+	empty, err := (&readyRecord{path: path}).load()
+	if err != nil || len(empty) != 0 {
+		t.Fatalf("no file: %v, %v; want an empty record", empty, err)
+	}
+	if err := (&readyRecord{path: path}).save([]string{"b", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (&readyRecord{path: path}).load()
+	if err != nil || !maps.Equal(got, map[string]bool{"a": true, "b": true}) {
+		t.Fatalf("load = %v, %v; want a and b", got, err)
+	}
+	if err := os.WriteFile(path, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := (&readyRecord{path: path}).load(); err == nil || len(got) != 0 {
+		t.Fatalf("a broken file: %v, %v; want an error and an empty record", got, err)
 	}
 }

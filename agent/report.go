@@ -42,6 +42,9 @@ type Report struct {
 	// first, for `cuelet describe`; a pass's own are also in Actions and
 	// Errors.
 	Events []Event `json:"events,omitempty"`
+	// ProxyMode is the data path serving the portals (SPEC §8): whether
+	// they keep serving while the agent is away. Empty from apply.
+	ProxyMode ProxyMode `json:"proxyMode,omitempty"`
 }
 
 // reportJSON is the report as JSON holds it: the duration in seconds.

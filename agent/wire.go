@@ -15,6 +15,7 @@ import (
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/gitsource"
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/netproxy/kernel"
 	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
@@ -32,6 +33,9 @@ type Options struct {
 	// PortalLink and NftTable name what apply and run add to the node.
 	PortalLink string
 	NftTable   string
+	// ProxyMode is the data path that serves the portals (SPEC §8); the
+	// zero value is ProxyUserspace.
+	ProxyMode ProxyMode
 
 	// The rest is run's only.
 
@@ -59,6 +63,32 @@ type GitOptions struct {
 	// Period between fetches; SIGHUP on Reload fetches at once.
 	Period time.Duration
 	Reload <-chan os.Signal
+}
+
+// ProxyMode is how the portals are served (--proxy-mode, SPEC §8).
+type ProxyMode string
+
+// The proxy modes.
+const (
+	// ProxyUserspace serves the portals from the agent's own process:
+	// they stop with it.
+	ProxyUserspace ProxyMode = "userspace"
+	// ProxyNftables serves them with DNAT rules in the kernel: they keep
+	// serving while the agent is stopped or restarting.
+	ProxyNftables ProxyMode = "nftables"
+)
+
+// ProxyModes are the valid modes, the default first.
+var ProxyModes = []ProxyMode{ProxyUserspace, ProxyNftables}
+
+// ParseProxyMode checks a --proxy-mode value.
+func ParseProxyMode(s string) (ProxyMode, error) {
+	for _, m := range ProxyModes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("--proxy-mode %q: want userspace or nftables", s)
 }
 
 // nodeConfig is the part of a node's configuration plan, apply and run
@@ -109,9 +139,11 @@ func Apply(ctx context.Context, o Options) (*Report, error) {
 }
 
 // Run runs the agent until ctx is done: it takes the node, serves the
-// portals with the userspace proxy, and syncs on manifest changes, podman
-// events, probe changes, SIGHUP and every o.Resync. Pods keep running when
-// it returns; the portals stop.
+// portals with the data path of o.ProxyMode, and syncs on manifest
+// changes, podman events, probe changes, SIGHUP and every o.Resync. Pods
+// keep running when it returns, and so do the portal addresses and the
+// guard; the portals stop in userspace mode and keep serving the last
+// endpoints in nftables mode, whose rules the next agent adopts.
 func Run(ctx context.Context, o Options) error {
 	network, release, err := claimNode(o)
 	if err != nil {
@@ -120,9 +152,7 @@ func Run(ctx context.Context, o Options) error {
 	defer release()
 
 	registry := prometheus.NewRegistry()
-	proxy, err := netproxy.New(netproxy.Config{
-		Logger: o.Log, Registerer: registry, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
-	})
+	proxy, err := newDataPath(o, registry)
 	if err != nil {
 		return err
 	}
@@ -155,6 +185,7 @@ func Run(ctx context.Context, o Options) error {
 		Source:         git.Status,
 		Version:        o.Version,
 		PodmanVersion:  pm.APIVersion,
+		ProxyMode:      o.ProxyMode,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)
@@ -170,10 +201,46 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	o.Log.Info().Str("action", "start").Str("version", o.Version).Str("manifests", o.ManifestDir).
-		Str("podman", o.PodmanURL).Msg("cuelet agent starting")
+		Str("podman", o.PodmanURL).Str("proxy_mode", string(o.ProxyMode)).Msg("cuelet agent starting")
 	err = a.Run(ctx, node)
 	o.Log.Info().Str("action", "stop").Msg("cuelet agent stopped; pods keep running")
 	return err
+}
+
+// dataPath serves the portals in one proxy mode: the node hands it the
+// services, and it runs beside the agent's loops.
+type dataPath interface {
+	Proxy
+	Run(ctx context.Context) error
+}
+
+// newDataPath makes the data path of o.ProxyMode.
+func newDataPath(o Options, reg prometheus.Registerer) (dataPath, error) {
+	switch o.ProxyMode {
+	case ProxyUserspace, "":
+		// An nftables agent's rules outlive it (SPEC §8); left in place
+		// they would take the connections before the listeners see them.
+		if err := kernel.Remove(kernelConfig(o, nil)); err != nil {
+			return nil, fmt.Errorf("remove the rules of --proxy-mode nftables: %w", err)
+		}
+		return netproxy.New(netproxy.Config{
+			Logger: o.Log, Registerer: reg, ExternalAddress: o.ExternalAddress, PortalCIDR: o.Manifests.PortalCIDR,
+		})
+	case ProxyNftables:
+		// Nothing of the userspace mode outlives its agent: its
+		// listeners went with the process.
+		return kernel.New(kernelConfig(o, reg))
+	}
+	return nil, fmt.Errorf("--proxy-mode %q: want userspace or nftables", o.ProxyMode)
+}
+
+// kernelConfig is the kernel data path's configuration: the agent's
+// table, which it shares with the portal guard.
+func kernelConfig(o Options, reg prometheus.Registerer) kernel.Config {
+	return kernel.Config{
+		PortalCIDR: o.Manifests.PortalCIDR, ExternalAddress: o.ExternalAddress, TableName: o.NftTable,
+		Logger: o.Log, Registerer: reg,
+	}
 }
 
 // startGit makes the git source of o.Git (nil without one: a nil

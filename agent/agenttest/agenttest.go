@@ -49,6 +49,9 @@ type Node struct {
 	PortalCIDR netip.Prefix
 	Link       string
 	Table      string
+	// ProxyMode, when set, is every agent's --proxy-mode; a test may
+	// change it between agents to switch modes.
+	ProxyMode agent.ProxyMode
 
 	ctx    context.Context
 	agents int
@@ -284,6 +287,9 @@ func (n *Node) Start(o Options) *Agent {
 		"--metrics-address", a.MetricsAddress,
 		"--log-format", "json",
 		"--log-level", "debug",
+	}
+	if n.ProxyMode != "" {
+		args = append(args, "--proxy-mode", string(n.ProxyMode))
 	}
 	args = append(append(args, source...), o.Args...)
 	env := []string{}

@@ -242,8 +242,11 @@ func TestRemovedManifestDirectoryDeletesNothing(t *testing.T) {
 // answering, however many passes see the folder so; with the file back,
 // it has the same portal.
 func TestAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(t *testing.T) {
-	t.Parallel()
-	n := agenttest.NewNode(t)
+	eachProxyMode(t, testAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed)
+}
+
+func testAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(t *testing.T, mode agent.ProxyMode) {
+	n := newNode(t, mode)
 	backend := helloServer(t)
 	n.Write("db.cue", endpointService("db", backend, 5432))
 	a := n.Start(agenttest.Options{})

@@ -25,6 +25,24 @@ const (
 	changeWithin = time.Minute     // a change to show on podman
 )
 
+// eachProxyMode runs test once in each proxy mode, as parallel subtests
+// named after the mode: SPEC §8 promises the same guarantees in both.
+func eachProxyMode(t *testing.T, test func(t *testing.T, mode agent.ProxyMode)) {
+	for _, mode := range agent.ProxyModes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			test(t, mode)
+		})
+	}
+}
+
+// newNode is agenttest.NewNode with agents in the given proxy mode.
+func newNode(t *testing.T, mode agent.ProxyMode) *agenttest.Node {
+	n := agenttest.NewNode(t)
+	n.ProxyMode = mode
+	return n
+}
+
 // sleeper runs until SIGTERM: busybox sh as PID 1 with a trap, so that
 // removing its pod takes no grace period.
 const sleeper = `["sh", "-c", "trap 'exit 0' TERM; sleep 1000000 & wait"]`

@@ -148,8 +148,11 @@ func TestKilledContainerWithRestartAlwaysIsBackWithin5s(t *testing.T) {
 }
 
 func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
-	t.Parallel()
-	n := agenttest.NewNode(t)
+	eachProxyMode(t, testAgentRecoversFromAPodmanRestartAndPortalsKeepServing)
+}
+
+func testAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T, mode agent.ProxyMode) {
+	n := newNode(t, mode)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
 	a, rep := startSynced(t, n, "web")
@@ -224,8 +227,11 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 }
 
 func TestRestartWhileAUnitIsInvalidKeepsItsPodsAndServices(t *testing.T) {
-	t.Parallel()
-	n := agenttest.NewNode(t)
+	eachProxyMode(t, testRestartWhileAUnitIsInvalidKeepsItsPodsAndServices)
+}
+
+func testRestartWhileAUnitIsInvalidKeepsItsPodsAndServices(t *testing.T, mode agent.ProxyMode) {
+	n := newNode(t, mode)
 	app := podUnit("web", 1, "1") + endpointService("db", helloServer(t), 5432) + `
 services: web: {
 	selector: app: "web"
@@ -285,8 +291,11 @@ func TestStatusWithoutAnAgentExits1(t *testing.T) {
 // here). Meanwhile the portals serve, status and /healthz answer, and once
 // podman answers again the pass finishes and the change goes through.
 func TestHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T) {
-	t.Parallel()
-	n := agenttest.NewNode(t)
+	eachProxyMode(t, testHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards)
+}
+
+func testHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T, mode agent.ProxyMode) {
+	n := newNode(t, mode)
 	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
 	a, rep := startSynced(t, n, "web")

@@ -77,7 +77,13 @@ type Config struct {
 	// on every transition (the first one is to ready). It should not block
 	// for long: the next probe waits for it.
 	OnChange func(ready bool)
-	Logger   zerolog.Logger
+	// InitialReady starts the worker ready rather than unready: for a
+	// container an earlier agent saw pass, so that restarting the agent
+	// does not take it out of its services until its first probe (the
+	// kernel data path served it all along). It leaves, as any ready one,
+	// after FailureThreshold failures.
+	InitialReady bool
+	Logger       zerolog.Logger
 }
 
 // Worker probes one container.
@@ -101,6 +107,7 @@ func New(cfg Config) (*Worker, error) {
 		return nil, errors.New("probe: negative durations or thresholds")
 	}
 	w := &Worker{cfg: cfg, probe: p}
+	w.ready.Store(cfg.InitialReady)
 	n := 0
 	if p.Exec != nil {
 		n++

@@ -104,6 +104,7 @@ func TestThresholds(t *testing.T) {
 		name    string
 		success int
 		failure int
+		initial bool  // InitialReady
 		script  []int // exit codes, the last one repeats
 		want    []transition
 	}{
@@ -133,6 +134,17 @@ func TestThresholds(t *testing.T) {
 			name:   "failures_before_the_first_success_change_nothing",
 			script: []int{1, 1, 1, 1, 1, 1},
 		},
+		{
+			name:    "a_worker_started_ready_stays_ready_while_it_passes",
+			initial: true,
+			script:  []int{0, 1, 0},
+		},
+		{
+			name:    "a_worker_started_ready_leaves_after_the_failure_threshold",
+			initial: true,
+			script:  []int{1, 1, 1, 0},
+			want:    []transition{{false, 3}, {true, 4}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,9 +156,10 @@ func TestThresholds(t *testing.T) {
 					SuccessThreshold: tt.success,
 					FailureThreshold: tt.failure,
 				}),
-				Target:   Target{Container: "web-app"},
-				Execer:   ex,
-				OnChange: rec.onChange,
+				Target:       Target{Container: "web-app"},
+				Execer:       ex,
+				OnChange:     rec.onChange,
+				InitialReady: tt.initial,
 			})
 			// Run the script and a few more probes past its end.
 			testenv.Eventually(t, within, testenv.True("script played", func() bool { return ex.count() >= len(tt.script)+3 }))

@@ -8,7 +8,8 @@
 #
 # From run.sh: CUELET (the binary), CUELET_WORK (a scratch folder),
 # CUELET_PORTAL_CIDR, CUELET_PORTAL_LINK, CUELET_NFT_TABLE,
-# CUELET_METRICS_ADDRESS. From the harness: BENCH_BACKENDS, CANDIDATE_ADDR.
+# CUELET_METRICS_ADDRESS, CUELET_PROXY_MODE (default userspace). From the
+# harness: BENCH_BACKENDS, CANDIDATE_ADDR.
 set -euo pipefail
 
 : "${CUELET:?}" "${CUELET_WORK:?}" "${BENCH_BACKENDS:?}" "${CANDIDATE_ADDR:?}"
@@ -35,6 +36,7 @@ exec "$CUELET" run \
 	--portal-cidr "$CUELET_PORTAL_CIDR" \
 	--portal-link "$CUELET_PORTAL_LINK" \
 	--nft-table "$CUELET_NFT_TABLE" \
+	--proxy-mode "${CUELET_PROXY_MODE:-userspace}" \
 	--external-address "${CANDIDATE_ADDR%:*}" \
 	--metrics-address "$CUELET_METRICS_ADDRESS" \
 	--resync 10m \

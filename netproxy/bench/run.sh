@@ -5,7 +5,13 @@
 # backends, its external port on 127.0.0.1 (candidate.sh). The report goes
 # to stdout, progress to stderr. Needs root (cuelet programs its portal).
 #
-#   netproxy/bench/run.sh                     # about 3 minutes
+# The harness takes one candidate a run, so each proxy mode gets a run of
+# its own (MODES, default "userspace nftables"; column cuelet-<mode>), each
+# with its own direct baseline; the reference proxies run in the first
+# only. Compare each mode's ratios to direct, not raw numbers across runs.
+#
+#   netproxy/bench/run.sh                     # about 6 minutes
+#   MODES=nftables PROXIES= netproxy/bench/run.sh
 #   REPEATS=1 DURATION=3s netproxy/bench/run.sh
 #
 # Every knob of the harness (REPEATS, DURATION, TESTS, PROXIES, ...) passes
@@ -46,19 +52,33 @@ if ip -4 route show table all | grep -v " dev $CUELET_PORTAL_LINK " | grep -q "$
 	exit 1
 fi
 
-CUELET_WORK="$(mktemp -d /tmp/cuelet-bench.XXXXXX)"
+CUELET_WORK=""
 cleanup() {
 	# The agent leaves its portals in place when it stops (so a restart
-	# keeps serving); the benchmark removes them.
+	# keeps serving; in nftables mode they keep forwarding): the benchmark
+	# removes them, before the next mode's run too, whose candidate would
+	# otherwise lose its port to the last run's DNAT rule.
 	ip link del "$CUELET_PORTAL_LINK" 2>/dev/null || true
 	nft delete table ip "$CUELET_NFT_TABLE" 2>/dev/null || true
-	rm -rf "$CUELET_WORK"
+	[[ -z "$CUELET_WORK" ]] || rm -rf "$CUELET_WORK"
 }
 trap cleanup EXIT
-export CUELET CUELET_WORK
 
 export CANDIDATE_ADDR="${CANDIDATE_ADDR:-127.0.0.1:19205}"
-export CANDIDATE_NAME="${CANDIDATE_NAME:-cuelet}"
 export CANDIDATE_CMD="exec '$HERE/candidate.sh'"
-
-"$HARNESS/run.sh"
+MODES="${MODES:-userspace nftables}"
+first=1
+for mode in $MODES; do
+	cleanup
+	CUELET_WORK="$(mktemp -d /tmp/cuelet-bench.XXXXXX)"
+	export CUELET CUELET_WORK
+	export CUELET_PROXY_MODE="$mode"
+	export CANDIDATE_NAME="cuelet-$mode"
+	echo "run.sh: --proxy-mode $mode" >&2
+	if [[ $first == 1 ]]; then
+		"$HARNESS/run.sh"
+	else
+		PROXIES="" "$HARNESS/run.sh"
+	fi
+	first=0
+done

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/netproxy/kernel"
 	"github.com/cuelet/cuelet/netproxy/slotlock"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
@@ -72,8 +73,14 @@ func Claim(tb testing.TB) Slot {
 	return Slot{}
 }
 
-// clean removes the slot's link (with its routes) and table.
+// clean removes the slot's link (with its routes) and table. The kernel
+// data path (--proxy-mode nftables) goes first: the interface settings it
+// turned on (route_localnet, hairpin mode) are recorded in the table, and
+// only kernel.Remove turns them off again.
 func (s Slot) clean(tb testing.TB) {
+	if err := kernel.Remove(kernel.Config{PortalCIDR: s.CIDR, TableName: s.Table, Logger: zerolog.Nop()}); err != nil {
+		tb.Errorf("clean portal test slot %d: %v", s.N, err)
+	}
 	node, err := netproxy.NewNode(netproxy.NodeConfig{CIDR: s.CIDR, LinkName: s.Link, TableName: s.Table, Logger: zerolog.Nop()})
 	if err != nil {
 		tb.Errorf("clean portal test slot %d: %v", s.N, err)

@@ -29,6 +29,11 @@ func agentCommand(env *Env, cmd *cobra.Command, add func(*pflag.FlagSet), run fu
 		if _, err := f.DNSAddr(); err != nil {
 			return err
 		}
+		// Every command that takes the flag checks it: plan and apply
+		// must not accept a mode run would refuse.
+		if _, err := agent.ParseProxyMode(f.ProxyMode); err != nil {
+			return err
+		}
 		log, err := f.logger(env.Stderr, env.Getenv("JOURNAL_STREAM"))
 		if err != nil {
 			return err
@@ -61,6 +66,10 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 	if err != nil {
 		return agent.Options{}, err
 	}
+	mode, err := agent.ParseProxyMode(a.ProxyMode)
+	if err != nil {
+		return agent.Options{}, err
+	}
 	return agent.Options{
 		ManifestDir: a.Manifests,
 		Manifests:   rules,
@@ -70,6 +79,7 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 		RunDir:      a.RunDir,
 		PortalLink:  a.PortalLink,
 		NftTable:    a.NftTable,
+		ProxyMode:   mode,
 		Log:         log,
 	}, nil
 }
@@ -77,10 +87,6 @@ func (a *AgentFlags) options(log zerolog.Logger) (agent.Options, error) {
 // runOptions are the options of `cuelet run`: the shared ones, and the
 // proxy and loop settings, checked.
 func (a *AgentFlags) runOptions(log zerolog.Logger) (agent.Options, error) {
-	// Modes not built yet are refused rather than ignored.
-	if a.ProxyMode != "userspace" {
-		return agent.Options{}, fmt.Errorf("--proxy-mode %q: only userspace is supported", a.ProxyMode)
-	}
 	ip, err := netip.ParseAddr(a.ExternalAddress)
 	if err != nil || !ip.Is4() {
 		return agent.Options{}, fmt.Errorf("--external-address %q: want an IPv4 address", a.ExternalAddress)

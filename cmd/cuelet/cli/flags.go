@@ -166,7 +166,7 @@ func (a *AgentFlags) Register(fs *pflag.FlagSet, env *Env) {
 	fs.StringVar(&a.StateDir, "state-dir", defaultStateDir, "`folder` for state kept across restarts")
 	fs.StringVar(&a.RunDir, "run-dir", defaultRunDir, "`folder` for runtime files (env files, API socket)")
 	fs.StringVar(&a.ExternalAddress, "external-address", defaultExternalAddr, "`address` external ports listen on")
-	fs.StringVar(&a.ProxyMode, "proxy-mode", defaultProxyMode, "how portals are served: userspace")
+	fs.StringVar(&a.ProxyMode, "proxy-mode", defaultProxyMode, "how portals are served: userspace (by the agent's process) or nftables (DNAT rules in the kernel, they outlive the agent)")
 	fs.DurationVar(&a.Resync, "resync", defaultResync, "`interval` of full resyncs")
 	fs.StringVar(&a.MetricsAddress, "metrics-address", defaultMetricsAddr, "`address` of /metrics, /healthz and /readyz")
 	format := "json"

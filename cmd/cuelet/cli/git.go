@@ -122,7 +122,7 @@ func (a *AgentFlags) fetchGit(ctx context.Context) (cleanup func(), err error) {
 	return cleanup, err
 }
 
-// printSource writes the git revision line of `cuelet status`.
+// printSource writes the git revision lines of `cuelet status`.
 func printSource(w io.Writer, s *agent.SourceStatus) {
 	if s == nil {
 		return
@@ -135,5 +135,4 @@ func printSource(w io.Writer, s *agent.SourceStatus) {
 	if s.FetchError != "" {
 		fmt.Fprintf(w, "FETCH     failing, the revision above stays live: %s\n", s.FetchError)
 	}
-	fmt.Fprintln(w)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
@@ -43,7 +44,7 @@ services: web: {
 `
 
 func TestLogsDescribeAndStatusShowARealReplica(t *testing.T) {
-	n := newSvcNode(t, true)
+	n := newSvcNode(t, agent.ProxyUserspace, true)
 	n.write("web.cue", fmt.Sprintf(inspectPods, podmantest.Image))
 	n.startAgent()
 	n.waitService("web", 2*time.Minute, endpointCount(1))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -28,7 +29,7 @@ services: web: {
 // objects with old and new values; against a real podman (podmantest),
 // with the node of the services tests (root; skips without, unless CI).
 func TestPlan_says_what_changes_field_by_field_against_podman(t *testing.T) {
-	n := newSvcNode(t, true)
+	n := newSvcNode(t, agent.ProxyUserspace, true)
 	n.write("web.cue", fmt.Sprintf(planUnit, podmantest.Image, "3600", `{GREETING: "hello", OLD: "x"}`, `{app: "web"}`))
 	if out, errOut, code := n.cuelet("apply"); code != 0 {
 		t.Fatalf("apply exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)

@@ -19,7 +19,8 @@ func runCommand(env *Env) *cobra.Command {
 		Long: `Run the agent until SIGTERM: watch the manifest directory and podman's
 events, reconcile, and serve the service portals. SIGHUP re-reads
 everything at once. Pods keep running when the agent stops; the portals of
-the userspace proxy stop with it.`,
+the userspace proxy stop with it, those of --proxy-mode nftables keep
+serving.`,
 	}, nil, func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
 		o, err := f.runOptions(log)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
@@ -85,8 +86,10 @@ func answers(r *mdns.Msg) []string {
 	return out
 }
 
-func TestServicesDNSFromTheHost(t *testing.T) {
-	n := newSvcNode(t, false)
+func TestServicesDNSFromTheHost(t *testing.T) { eachProxyMode(t, testServicesDNSFromTheHost) }
+
+func testServicesDNSFromTheHost(t *testing.T, mode agent.ProxyMode) {
+	n := newSvcNode(t, mode, false)
 	conf := n.dnsUpstream()
 	n.write("web.cue", `
 services: web: {
@@ -171,8 +174,10 @@ services: fixed: {
 // node's server, reaches one by name, gets NXDOMAIN for an unknown one,
 // has other names forwarded, and finds a service added while it runs
 // without being recreated.
-func TestServicesDNSFromInsideAPod(t *testing.T) {
-	n := newSvcNode(t, true)
+func TestServicesDNSFromInsideAPod(t *testing.T) { eachProxyMode(t, testServicesDNSFromInsideAPod) }
+
+func testServicesDNSFromInsideAPod(t *testing.T, mode agent.ProxyMode) {
+	n := newSvcNode(t, mode, true)
 	conf := n.dnsUpstream()
 	n.write("pods.cue", fmt.Sprintf(`
 pods: web: {

@@ -33,16 +33,16 @@ import (
 )
 
 // The pods of TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them:
-// web serves "hello from <replica>" over HTTP, dns answers UDP with
-// "<replica>: <what it got>", client only runs commands. Services are in
-// another unit.
+// web serves "hello from <replica>" over HTTP, and at /cgi-bin/ip the
+// address the request came from; dns answers UDP with "<replica>: <what it
+// got>", client only runs commands. Services are in another unit.
 const servicePods = `
 pods: web: {
 	replicas: 2
 	labels: app: "web"
 	containers: httpd: {
 		image: %[1]q
-		command: ["sh", "-c", "echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p 8080 -h /www"]
+		command: ["sh", "-c", "mkdir -p /www/cgi-bin && echo hello from $HOSTNAME > /www/index.html && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www"]
 		env: LEGACY_SERVICE_HOST: "set by the container"
 		ports: [{name: "http", containerPort: 8080}]
 		readinessProbe: {httpGet: {path: "/", port: "http"}, periodSeconds: 1}
@@ -92,7 +92,11 @@ services: legacy: {
 `
 
 func TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t *testing.T) {
-	n := newSvcNode(t, true)
+	eachProxyMode(t, testServices_get_portals_and_environment_and_a_restarted_agent_keeps_them)
+}
+
+func testServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t *testing.T, mode agent.ProxyMode) {
+	n := newSvcNode(t, mode, true)
 	bin := n.buildUDPEcho()
 	webExternal := freePort(t)
 	redisIP := n.addr(11)
@@ -156,18 +160,37 @@ func TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t
 		t.Errorf("20 requests from a pod to %s, want both replicas round robin: %v", web, got)
 	}
 
-	t.Log("the host reaches the portal and the external port on 127.0.0.1")
+	t.Log("a backend sees the client pod's own address in nftables mode")
+	clientIP := n.podIP("client")
+	// busybox httpd listens on [::] and writes a v4-mapped address in brackets.
+	seenFrom := n.mustExec("client-sh", fmt.Sprintf("timeout 5 wget -qO- http://%s/cgi-bin/ip", web))
+	if a, err := netip.ParseAddr(strings.Trim(seenFrom, "[]")); err == nil {
+		seenFrom = a.Unmap().String()
+	}
+	switch n.mode {
+	case agent.ProxyNftables:
+		if seenFrom != clientIP {
+			t.Errorf("a request from the client pod (%s) reached web from %q, want the pod's own address", clientIP, seenFrom)
+		}
+	default:
+		t.Logf("%s mode: a request from the client pod (%s) reached web from %s", n.mode, clientIP, seenFrom)
+	}
+
+	t.Log("the host reaches the portal and the external port on 127.0.0.1; sequential connections alternate strictly")
 	for _, target := range []netip.AddrPort{web, external} {
-		seen := map[string]int{}
-		for range 4 {
+		var order []string
+		for range 6 {
 			body, err := hostGet(target, "/")
 			if err != nil {
 				t.Fatalf("from the host: %v", err)
 			}
-			seen[body]++
+			order = append(order, strings.TrimPrefix(body, "hello from "))
 		}
-		if seen["hello from web"] != 2 || seen["hello from web-1"] != 2 {
-			t.Errorf("4 requests from the host to %s: %v, want 2 for each replica", target, seen)
+		for i := 1; i < len(order); i++ {
+			if order[i] == order[i-1] || !strings.HasPrefix(order[i], "web") {
+				t.Errorf("6 sequential requests from the host to %s went to %v, want web and web-1 strictly in turn", target, order)
+				break
+			}
 		}
 	}
 
@@ -400,7 +423,11 @@ services: web: {selector: app: "web", ports: [{port: 80, targetPort: "http"}]}
 `
 
 func TestServicesReplicaLeavesTheRotation(t *testing.T) {
-	n := newSvcNode(t, true)
+	eachProxyMode(t, testServicesReplicaLeavesTheRotation)
+}
+
+func testServicesReplicaLeavesTheRotation(t *testing.T, mode agent.ProxyMode) {
+	n := newSvcNode(t, mode, true)
 	const period, failures = 1, 2
 	www := filepath.Join(n.hostDir, "www")
 	for _, r := range []string{"web", "web-1"} {
@@ -516,10 +543,15 @@ func TestServicesReplicaLeavesTheRotation(t *testing.T) {
 
 // The agent runs with a podman that is not there: services with fixed
 // endpoints still serve, round robin, on their portals and external
-// ports; an external port taken on the host is an error for its service
-// only and heals once it is free.
+// ports. In userspace mode an external port taken on the host is an
+// error for its service only and heals once it is free; in nftables mode
+// it is served all the same.
 func TestServices_with_fixed_endpoints_serve_without_podman(t *testing.T) {
-	n := newSvcNode(t, false)
+	eachProxyMode(t, testServices_with_fixed_endpoints_serve_without_podman)
+}
+
+func testServices_with_fixed_endpoints_serve_without_podman(t *testing.T, mode agent.ProxyMode) {
+	n := newSvcNode(t, mode, false)
 	n.extAddr = "127.0.0.1"
 	var backends []string
 	for i := range 3 {
@@ -594,6 +626,19 @@ services: blocked: {
 		t.Logf("a new service was served %v after its file was written", took.Round(time.Millisecond))
 	}
 
+	if n.mode == agent.ProxyNftables {
+		// No socket is bound: the DNAT rule comes before any listener.
+		t.Log("nftables mode: an external port a host program listens on is served all the same")
+		blocked := n.waitService("blocked", 10*time.Second, endpointCount(1))
+		if blocked.Error != "" {
+			t.Errorf("service blocked: error %q, want none", blocked.Error)
+		}
+		if body, err := hostGet(netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", takenPort)), "/"); err != nil || body != "backend 0" {
+			t.Errorf("the external port a host program listens on: %q, %v; want the service", body, err)
+		}
+		n.nothingLeaked()
+		return
+	}
 	t.Log("a taken external port is an error for that service only")
 	blocked := n.waitService("blocked", 10*time.Second, func(s agent.ServiceStatus) error {
 		if !strings.Contains(s.Error, fmt.Sprint(takenPort)) {

@@ -57,6 +57,7 @@ type svcNode struct {
 	link, table string       // clsvc<slot>, cuelet_svc<slot>
 	watchTable  string       // cuelet_svcwatch<slot>, see watchLeaks
 	extAddr     string       // --external-address
+	mode        agent.ProxyMode
 
 	status *http.Client
 
@@ -87,9 +88,17 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// newSvcNode prepares a node. With withPodman false, --podman-url points at
-// a socket that does not exist.
-func newSvcNode(t *testing.T, withPodman bool) *svcNode {
+// eachProxyMode runs test once in each proxy mode, as parallel subtests
+// named after the mode: SPEC §8 promises the same guarantees in both.
+func eachProxyMode(t *testing.T, test func(t *testing.T, mode agent.ProxyMode)) {
+	for _, mode := range agent.ProxyModes {
+		t.Run(string(mode), func(t *testing.T) { test(t, mode) })
+	}
+}
+
+// newSvcNode prepares a node whose agent serves portals in mode. With
+// withPodman false, --podman-url points at a socket that does not exist.
+func newSvcNode(t *testing.T, mode agent.ProxyMode, withPodman bool) *svcNode {
 	t.Helper()
 	if withPodman {
 		podmantest.Require(t)
@@ -100,7 +109,7 @@ func newSvcNode(t *testing.T, withPodman bool) *svcNode {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	t.Cleanup(cancel)
 
-	n := &svcNode{t: t, ctx: ctx, extAddr: "0.0.0.0"}
+	n := &svcNode{t: t, ctx: ctx, extAddr: "0.0.0.0", mode: mode}
 	if withPodman {
 		n.pm = podmantest.New(t)
 		n.podmanURL = n.pm.URL
@@ -157,6 +166,7 @@ func (n *svcNode) flags() []string {
 		"--portal-cidr", n.cidr.String(),
 		"--portal-link", n.link,
 		"--nft-table", n.table,
+		"--proxy-mode", string(n.mode),
 		"--external-address", n.extAddr,
 		"--allowed-host-paths", n.hostDir,
 		"--metrics-address", "127.0.0.1:0",
@@ -286,6 +296,27 @@ func endpointCount(want int) func(agent.ServiceStatus) error {
 		}
 		return nil
 	}
+}
+
+// podIP is a running replica's address on the podman network, from the
+// agent's report.
+func (n *svcNode) podIP(replica string) string {
+	n.t.Helper()
+	var ip string
+	testenv.Eventually(n.t, 30*time.Second, func() error {
+		rep, err := n.report()
+		if err != nil {
+			return err
+		}
+		for _, p := range rep.Pods {
+			if p.Replica == replica && p.IP != "" {
+				ip = p.IP
+				return nil
+			}
+		}
+		return fmt.Errorf("replica %s has no address in the report", replica)
+	})
+	return ip
 }
 
 // portalOf is a service's portal IP; the service must have one.

@@ -211,3 +211,40 @@ func TestFilterReport_keeps_the_events_about_what_it_keeps_and_the_nodes(t *test
 		t.Fatalf("events %q, want %q", g, want)
 	}
 }
+
+func TestPrintStatus_the_proxy_mode_heads_the_tables_and_says_whether_portals_outlive_the_agent(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rep  agent.Report
+		want string
+	}{
+		{
+			name: "nftables",
+			rep:  agent.Report{ProxyMode: agent.ProxyNftables},
+			want: "PROXY     nftables (kernel rules: portals keep serving while the agent is away)\n\nNo pods",
+		},
+		{
+			name: "userspace",
+			rep:  agent.Report{ProxyMode: agent.ProxyUserspace},
+			want: "PROXY     userspace (the agent's process: portals stop while it is away)\n\nNo pods",
+		},
+		{
+			name: "after_the_git_revision",
+			rep:  agent.Report{ProxyMode: agent.ProxyNftables, Source: &agent.SourceStatus{}},
+			want: "REVISION  none yet\nPROXY     nftables (kernel rules: portals keep serving while the agent is away)\n\nNo pods",
+		},
+		{
+			name: "an_agent_that_does_not_say",
+			rep:  agent.Report{},
+			want: "No pods",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printStatus(&b, &tc.rep, false, statusNow)
+			if !strings.HasPrefix(b.String(), tc.want) {
+				t.Fatalf("got:\n%s\nwant it to begin with:\n%s", b.String(), tc.want)
+			}
+		})
+	}
+}

@@ -132,6 +132,12 @@ func printStatus(w io.Writer, rep *agent.Report, wide bool, now time.Time) {
 		fmt.Fprintln(w, "first sync pass under way; as found before it changed anything:")
 	}
 	printSource(w, rep.Source)
+	if rep.ProxyMode != "" {
+		fmt.Fprintf(w, "PROXY     %s\n", proxyModeText(rep.ProxyMode))
+	}
+	if rep.Source != nil || rep.ProxyMode != "" {
+		fmt.Fprintln(w)
+	}
 	var tables []func(io.Writer)
 	if len(rep.Pods) > 0 {
 		tables = append(tables, func(tw io.Writer) { podTable(tw, rep.Pods, wide, now) })
@@ -164,6 +170,18 @@ func printStatus(w io.Writer, rep *agent.Report, wide bool, now time.Time) {
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
+}
+
+// proxyModeText says what the mode means for someone about to restart
+// the agent: whether the portals keep serving meanwhile.
+func proxyModeText(m agent.ProxyMode) string {
+	switch m {
+	case agent.ProxyNftables:
+		return string(m) + " (kernel rules: portals keep serving while the agent is away)"
+	case agent.ProxyUserspace:
+		return string(m) + " (the agent's process: portals stop while it is away)"
+	}
+	return string(m)
 }
 
 func podTable(w io.Writer, pods []agent.PodStatus, wide bool, now time.Time) {
