@@ -366,10 +366,14 @@ func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 			continue
 		}
 		if !ct.IsInfra {
-			p.Containers = append(p.Containers, reconcile.ObservedContainer{
+			oc := reconcile.ObservedContainer{
 				Name: firstName(ct.Names), ID: ct.ID, Labels: ct.Labels, State: ct.State,
 				ExitCode: int(ct.ExitCode), StartedAt: time.Unix(ct.StartedAt, 0),
-			})
+			}
+			if (ct.State == "exited" || ct.State == "stopped") && ct.ExitedAt > 0 {
+				oc.FinishedAt = time.Unix(ct.ExitedAt, 0)
+			}
+			p.Containers = append(p.Containers, oc)
 		}
 		if !p.Managed() {
 			continue
