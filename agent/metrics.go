@@ -22,6 +22,7 @@ type metrics struct {
 	pods     *prometheus.GaugeVec
 	podmanUp prometheus.Gauge
 	lastSync prometheus.Gauge
+	restarts *prometheus.CounterVec
 	ready    atomic.Bool
 	health   func() error // nil: healthy
 	registry *prometheus.Registry
@@ -56,8 +57,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cuelet_last_sync_timestamp_seconds", Help: "When the last sync pass ended.",
 		}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cuelet_container_restarts_total", Help: "Containers that exited and that cuelet started again, as their restartPolicy says.",
+		}, []string{"pod", "replica", "container"}),
 	}
-	m.registry.MustRegister(m.syncs, m.duration, m.errors, m.units, m.pods, m.podmanUp, m.lastSync,
+	m.registry.MustRegister(m.syncs, m.duration, m.errors, m.units, m.pods, m.podmanUp, m.lastSync, m.restarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,6 +94,9 @@ func (m *metrics) observe(r *Report) {
 		m.podmanUp.Set(0)
 	}
 	m.lastSync.Set(float64(r.Time.Add(r.Duration).Unix()))
+	for _, c := range r.Restarted {
+		m.restarts.WithLabelValues(c.Pod, c.Replica, c.Container).Inc()
+	}
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz on addr until ctx ends.

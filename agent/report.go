@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cuelet/cuelet/manifests/gitsource"
+	"github.com/cuelet/cuelet/reconcile"
 )
 
 // Report is what one sync pass saw and did. The agent keeps the latest one
@@ -35,6 +36,8 @@ type Report struct {
 	Partial bool `json:"partial,omitempty"`
 	// Source is the git revision the pass read, with --git-url only.
 	Source *SourceStatus `json:"source,omitempty"`
+	// Restarted are the containers the pass restarted, for the metrics.
+	Restarted []reconcile.RestartedContainer `json:"-"`
 }
 
 // SourceStatus is the git revision a pass read (SPEC §12).
@@ -51,10 +54,16 @@ type PodStatus struct {
 	Unit     string    `json:"unit"`
 	State    string    `json:"state"` // podman's pod state: Running, Degraded, Exited, …
 	Ready    bool      `json:"ready"`
-	Restarts int       `json:"restarts"`
+	Restarts int       `json:"restarts"` // by cuelet (and by podman, in a pod of an older cuelet)
 	Created  time.Time `json:"created"`
 	IP       string    `json:"ip,omitempty"`
 	Error    string    `json:"error,omitempty"`
+
+	// Reason is "CrashLoopBackOff" while a container that exited waits
+	// out its backoff before cuelet starts it again (SPEC §9).
+	Reason string `json:"reason,omitempty"`
+	// NextRestart is when the first such container is started again.
+	NextRestart time.Time `json:"nextRestart,omitzero"`
 }
 
 // RolloutStatus is the rollout of one pod definition that waits or is

@@ -60,6 +60,13 @@ func printStatus(w io.Writer, rep *agent.Report, now time.Time) {
 	fmt.Fprintln(tw, "POD\tSTATE\tREADY\tRESTARTS\tAGE\tUNIT")
 	for _, p := range rep.Pods {
 		state := p.State
+		if p.Reason != "" {
+			state += " (" + p.Reason
+			if !p.NextRestart.IsZero() {
+				state += ", next try " + p.NextRestart.Format(time.TimeOnly) + ", in " + age(now, p.NextRestart)
+			}
+			state += ")"
+		}
 		if p.Error != "" {
 			state += " (" + p.Error + ")"
 		}

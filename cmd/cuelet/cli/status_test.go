@@ -16,6 +16,7 @@ func TestPrintStatus_tables(t *testing.T) {
 		Pods: []agent.PodStatus{
 			{Replica: "web", State: "Running", Ready: true, Restarts: 1, Created: now.Add(-3 * time.Minute), Unit: "web.cue"},
 			{Replica: "web-1", State: "Degraded", Created: now.Add(-50 * time.Hour), Unit: "web.cue", Error: "image missing"},
+			{Replica: "job", State: "Degraded", Restarts: 3, Created: now.Add(-time.Minute), Unit: "job.cue", Reason: "CrashLoopBackOff", NextRestart: now.Add(40 * time.Second)},
 		},
 		Services: []agent.ServiceStatus{
 			{Name: "web", PortalIP: "10.96.0.20", Ports: []agent.PortStatus{{Protocol: "TCP", Port: 80, ExternalPort: 30080}}, Endpoints: []string{"10.88.0.5:8080"}},
@@ -29,9 +30,10 @@ func TestPrintStatus_tables(t *testing.T) {
 	}
 	var b bytes.Buffer
 	printStatus(&b, rep, now)
-	want := `POD    STATE                     READY  RESTARTS  AGE  UNIT
-web    Running                   true   1         3m   web.cue
-web-1  Degraded (image missing)  false  0         2d   web.cue
+	want := `POD    STATE                                                   READY  RESTARTS  AGE  UNIT
+web    Running                                                 true   1         3m   web.cue
+web-1  Degraded (image missing)                                false  0         2d   web.cue
+job    Degraded (CrashLoopBackOff, next try 12:00:40, in 40s)  false  3         1m   job.cue
 
 SERVICE  PORTAL      PORTS   EXTERNAL   ENDPOINTS
 web      10.96.0.20  80/TCP  30080/TCP  10.88.0.5:8080
