@@ -151,4 +151,5 @@ func (r *Restarts) Restore(saved map[string]CrashLoop) {
 	for id, st := range saved {
 		r.byID[id] = &st
 	}
+	r.version++
 }
