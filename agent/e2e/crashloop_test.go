@@ -61,15 +61,19 @@ func TestACrashLoopBacksOffAndAFinishedOnFailureContainerStaysDone(t *testing.T)
 		at = e.Time.Add(time.Nanosecond)
 	}
 	first, second := ev[2].Time.Sub(ev[1].Time), ev[4].Time.Sub(ev[3].Time)
-	t.Logf("restarts %v and %v after the exits", first.Round(time.Millisecond), second.Round(time.Millisecond))
+	t.Logf("restarts %v and %v after the died events", first.Round(time.Millisecond), second.Round(time.Millisecond))
 	if first > 5*time.Second {
 		t.Errorf("first restart %v after the exit; SPEC §9 allows 5 s", first)
 	}
-	if second < 10*time.Second {
-		t.Errorf("second restart %v after the exit, want 10 s of backoff", second)
+	// From start to start: a busy podman may send "died" seconds after
+	// the exit, and the backoff runs from the exit.
+	if gap := ev[4].Time.Sub(ev[2].Time); gap < 10*time.Second {
+		t.Errorf("second restart %v after the first, want 10 s of backoff after the exit between", gap)
 	}
 
-	rep := a.WaitSynced(changeWithin, ev[5].Time, func(rep *agent.Report) error {
+	// A pass that takes longer than the wait (a very busy machine) finds
+	// the container due, not waiting; the doubling delay outgrows it.
+	rep := a.WaitSynced(3*time.Minute, ev[5].Time, func(rep *agent.Report) error {
 		p, err := podStatus(rep, "crash")
 		if err != nil {
 			return err
@@ -80,8 +84,26 @@ func TestACrashLoopBacksOffAndAFinishedOnFailureContainerStaysDone(t *testing.T)
 		return nil
 	})
 	p, _ := podStatus(rep, "crash")
-	if wait := p.NextRestart.Sub(ev[5].Time); p.Restarts == 2 && (wait < 19*time.Second || wait > 21*time.Second) {
-		t.Errorf("next try %s, %v after the third exit; want 20 s", p.NextRestart, wait)
+	if p.Restarts == 2 {
+		// Still waiting for the third restart: podman has the third exit,
+		// unless the restart came meanwhile (the status says then).
+		out, err := n.Podman.Run(ctxFor(t, time.Minute), "inspect", "crash-app", "--format", `{{.State.FinishedAt.Format "2006-01-02T15:04:05.999999999Z07:00"}}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exit, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := n.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, _ := podStatus(again, "crash"); q.Restarts == 2 && q.NextRestart.Equal(p.NextRestart) {
+			if wait := p.NextRestart.Sub(exit); wait < 20*time.Second-time.Millisecond || wait > 20*time.Second+time.Millisecond {
+				t.Errorf("next try %s, %v after the third exit (%s); want 20 s", p.NextRestart, wait, exit)
+			}
+		}
 	}
 	if !p.NextRestart.After(rep.Time) {
 		t.Errorf("next try %s is not after the pass (%s)", p.NextRestart, rep.Time)
