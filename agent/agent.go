@@ -81,6 +81,9 @@ type Agent struct {
 	lastRevision  string   // the git revision of the last pass, to log a new one once
 	retry         backoff
 	history       history // events of the recent passes, for describe
+	// restartTimer wakes a pass when the next crash-looping container may
+	// be started again: no podman event comes then.
+	restartTimer *time.Timer
 	// afterFunc is time.AfterFunc; the tests replace it, so that they see
 	// the retry delays without waiting them out.
 	afterFunc func(time.Duration, func()) *time.Timer
@@ -231,12 +234,31 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 		a.notify.Ready()
 		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Stringer("took", rep.Duration.Round(time.Millisecond)).Msg("sync pass done")
 	}
+	a.wakeForRestart(rep)
 	if rep.PodmanDown {
 		// Podman events cannot wake us when podman is gone: retry on our
 		// own, slower each time.
 		a.afterFunc(a.retry.next(), a.runner.Kick)
 	} else {
 		a.retry.reset()
+	}
+}
+
+// wakeForRestart schedules a pass for the earliest next try of a container
+// in crash-loop backoff, replacing the one an earlier pass scheduled.
+func (a *Agent) wakeForRestart(rep *Report) {
+	var next time.Time
+	for _, p := range rep.Pods {
+		if !p.NextRestart.IsZero() && (next.IsZero() || p.NextRestart.Before(next)) {
+			next = p.NextRestart
+		}
+	}
+	if a.restartTimer != nil {
+		a.restartTimer.Stop()
+		a.restartTimer = nil
+	}
+	if !next.IsZero() {
+		a.restartTimer = a.afterFunc(max(time.Until(next), 0), a.runner.Kick)
 	}
 }
 

@@ -26,6 +26,7 @@ type metrics struct {
 	podmanUp prometheus.Gauge
 	lastSync prometheus.Gauge
 	pass     *passCollector
+	restarts *prometheus.CounterVec
 	ready    atomic.Bool
 	health   func() error // nil: healthy
 	registry *prometheus.Registry
@@ -63,8 +64,11 @@ func newMetrics(reg *prometheus.Registry, info buildInfo) *metrics {
 			Name: "cuelet_last_sync_timestamp_seconds", Help: "When the last sync pass ended.",
 		}),
 		pass: newPassCollector(),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cuelet_container_restarts_total", Help: "Containers that exited and that cuelet started again, as their restartPolicy says.",
+		}, []string{"pod", "replica", "container"}),
 	}
-	m.registry.MustRegister(m.syncs, m.duration, m.errors, m.podmanUp, m.lastSync, m.pass, newBuildInfoCollector(info),
+	m.registry.MustRegister(m.syncs, m.duration, m.errors, m.podmanUp, m.lastSync, m.restarts, m.pass, newBuildInfoCollector(info),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -83,6 +87,9 @@ func (m *metrics) observe(r *Report) {
 		m.podmanUp.Set(1)
 	}
 	m.lastSync.Set(float64(r.Time.Add(r.Duration).Unix()))
+	for _, c := range r.Restarted {
+		m.restarts.WithLabelValues(c.Pod, c.Replica, c.Container).Inc()
+	}
 }
 
 // passSnapshot holds the series that describe the node as one pass saw

@@ -85,6 +85,10 @@ type Node struct {
 	ready  *readyRecord
 	rec    *reconcile.Reconciler
 	probes *probes
+	// restarts is the crash-loop state of the containers (SPEC §9), kept
+	// in the state dir across agent restarts.
+	restarts      *reconcile.Restarts
+	restartsSaver restartsSaver
 	// units keeps each unit as last checked, so that a pass checks only
 	// the units whose files changed (most of a pass's CPU on a node with
 	// many units and a quiet podman).
@@ -124,6 +128,12 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		portals:  alloc,
 		applied:  &appliedServices{path: filepath.Join(cfg.StateDir, appliedServicesFile)},
 	}
+	n.restartsSaver.path = filepath.Join(cfg.StateDir, restartsFile)
+	if n.restarts, err = loadRestarts(n.restartsSaver.path); err != nil {
+		// Counts start again from 0; the file is rewritten on the next change.
+		cfg.Log.Warn().Err(err).Msg("restart counts lost")
+	}
+	_, n.restartsSaver.saved = n.restarts.Snapshot() // as the file has it
 	n.probes = newProbes(ctx, podmanExecer{exec: cfg.Podman.Exec}, cfg.OnProbeChange, cfg.Log)
 	if cfg.Proxy != nil {
 		// Only the agent, which serves, keeps readiness across restarts.
@@ -142,6 +152,7 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		NodeLabels:       cfg.Options.NodeLabels,
 		Readiness:        n.probes,
 		Draining:         n.drain,
+		Restarts:         n.restarts,
 		RolloutTimeout:   cfg.RolloutTimeout,
 		StepRollouts:     cfg.StepRollouts,
 		Log:              cfg.Log,
@@ -300,6 +311,10 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	for _, a := range res.Actions {
 		rep.Actions = append(rep.Actions, a.String())
 	}
+	rep.Restarted = res.Restarted
+	if err := n.restartsSaver.save(n.restarts); err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
 	for _, ro := range res.Rollouts {
 		rep.Rollouts = append(rep.Rollouts, RolloutStatus{Pod: ro.Pod, Unit: ro.Unit, State: string(ro.State), Reason: ro.Reason})
 	}
@@ -311,7 +326,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 
 	have := n.observe(ctx, rep)
 	replicas := n.replicaViews(d, have)
-	rep.Pods = podStatuses(have, replicas, podErrs)
+	rep.Pods = n.podStatuses(have, replicas, podErrs)
 	rep.Services = n.serve(ctx, d, alloc, replicas)
 	if before, err := n.applied.load(); err == nil {
 		for _, a := range servicePlan(before, d.services, alloc) {
@@ -356,10 +371,10 @@ func (n *Node) syncEmpty(ctx context.Context, rep *Report) *Report {
 	if last == nil {
 		// A restarted agent: no proxy of its own serves yet, and the
 		// portal addresses and rules stay as the last agent left them.
-		rep.Pods = podStatuses(have, nil, nil)
+		rep.Pods = n.podStatuses(have, nil, nil)
 	} else {
 		replicas := n.replicaViews(last.d, have)
-		rep.Pods = podStatuses(have, replicas, nil)
+		rep.Pods = n.podStatuses(have, replicas, nil)
 		rep.Services = n.serve(ctx, last.d, last.alloc, replicas)
 	}
 	n.mu.Lock()
@@ -377,7 +392,7 @@ func (n *Node) serveCurrent(ctx context.Context, d *desired, alloc portal.Alloca
 	pre := &Report{Units: rep.Units, Errors: slices.Clone(rep.Errors)}
 	have := n.observe(ctx, pre)
 	replicas := n.replicaViews(d, have)
-	pre.Pods = podStatuses(have, replicas, nil)
+	pre.Pods = n.podStatuses(have, replicas, nil)
 	pre.Services = n.serve(ctx, d, alloc, replicas)
 	n.drainMu.Lock()
 	n.serving = &servingView{d: d, alloc: alloc, replicas: replicas}
@@ -573,7 +588,8 @@ func addrStrings(eps []netip.AddrPort) []string {
 }
 
 // podStatuses are the managed pods as `cuelet status` shows them.
-func podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[string]string) []PodStatus {
+func (n *Node) podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[string]string) []PodStatus {
+	now := time.Now()
 	ready := map[string]bool{}
 	views := map[string]*replicaView{}
 	for i, r := range replicas {
@@ -586,10 +602,16 @@ func podStatuses(have []reconcile.ObservedPod, replicas []replicaView, errs map[
 			continue
 		}
 		st := PodStatus{Replica: p.Name, Pod: p.PodName(), Unit: p.Unit(), State: p.State, Ready: ready[p.Name], Created: p.Created, IP: p.IP, Error: errs[p.Name]}
-		for _, c := range p.Containers {
-			st.Restarts += c.RestartCount
-		}
 		st.Phase, st.Condition, st.Containers = containerStatuses(p, views[p.Name])
+		st.Restarts, st.Reason, st.NextRestart = containerRestarts(p, n.restarts, now)
+		for i := range st.Containers {
+			// Podman counts only its own restarts; cuelet's are in n.restarts.
+			if oc, ok := p.Container(st.Containers[i].Name); ok {
+				if r, ok := n.restarts.Get(oc.ID); ok {
+					st.Containers[i].Restarts += r.Restarts
+				}
+			}
+		}
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b PodStatus) int { return strings.Compare(a.Replica, b.Replica) })

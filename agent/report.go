@@ -8,6 +8,7 @@ import (
 
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/manifests/gitsource"
+	"github.com/cuelet/cuelet/reconcile"
 )
 
 // Report is what one sync pass saw and did. The agent keeps the latest one
@@ -45,6 +46,8 @@ type Report struct {
 	// ProxyMode is the data path serving the portals (SPEC §8): whether
 	// they keep serving while the agent is away. Empty from apply.
 	ProxyMode ProxyMode `json:"proxyMode,omitempty"`
+	// Restarted are the containers the pass restarted, for the metrics.
+	Restarted []reconcile.RestartedContainer `json:"-"`
 }
 
 // reportJSON is the report as JSON holds it: the duration in seconds.
@@ -105,7 +108,7 @@ type PodStatus struct {
 	Unit     string    `json:"unit"`
 	State    string    `json:"state"` // podman's pod state: Running, Degraded, Exited, …
 	Ready    bool      `json:"ready"`
-	Restarts int       `json:"restarts"`
+	Restarts int       `json:"restarts"` // by cuelet (and by podman, in a pod of an older cuelet)
 	Created  time.Time `json:"created"`
 	IP       string    `json:"ip,omitempty"`
 	Error    string    `json:"error,omitempty"`
@@ -113,7 +116,7 @@ type PodStatus struct {
 	// kubectl's words (CrashLoopBackOff); status shows it for State.
 	Reason string `json:"reason,omitempty"`
 	// NextRestart is when a crashing replica is started again.
-	NextRestart time.Time `json:"nextRestart,omitempty"`
+	NextRestart time.Time `json:"nextRestart,omitzero"`
 	// Phase is the replica's phase (reconcile.ReplicaCondition) and
 	// Condition why it does not serve, "" when it does.
 	Phase     string `json:"phase,omitempty"`

@@ -64,8 +64,12 @@ type Config struct {
 	// rollouts).
 	StepRollouts bool
 	Log          zerolog.Logger
-	// Now is the clock for progress deadlines (default time.Now).
+	// Now is the clock for progress deadlines and crash-loop backoff
+	// (default time.Now).
 	Now func() time.Time
+	// Restarts is the crash-loop state of the containers (default: a new,
+	// empty one). The agent keeps it across passes and saves it.
+	Restarts *Restarts
 }
 
 // Reconciler plans and applies pods against one podman.
@@ -91,6 +95,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Restarts == nil {
+		cfg.Restarts = NewRestarts()
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 200 * time.Millisecond
@@ -162,6 +169,16 @@ type Result struct {
 	Errors []*PodError
 	// Rollouts are the rollouts that wait or are stuck, by pod definition.
 	Rollouts []Rollout
+	// Restarted are the containers that exited and were started again.
+	Restarted []RestartedContainer
+}
+
+// RestartedContainer is a container cuelet restarted (SPEC §9).
+type RestartedContainer struct {
+	Pod       string // pod definition
+	Replica   string
+	Unit      string
+	Container string // name in the manifest
 }
 
 // Err joins the per-pod errors; nil when every pod is fine.
@@ -182,11 +199,18 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		return Result{}, fmt.Errorf("list pods: %w", err)
 	}
 	in := r.input(d, have)
+	restartable := r.crashLoops(have)
+	in.HeldBack = map[string]bool{}
+	for _, c := range restartable {
+		if !c.due {
+			in.HeldBack[c.id] = true
+		}
+	}
 	actions, err := Plan(in)
 	if err != nil {
 		return Result{}, err
 	}
-	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}}
+	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}, restartable: restartable}
 	want := inNameOrder(in.Want)
 	for i := range want {
 		if _, dup := p.wanted[want[i].Name]; !dup { // the first keeps a name, as in Plan
@@ -208,6 +232,9 @@ type pass struct {
 	r      *Reconciler
 	env    []string
 	wanted map[string]*manifests.Replica
+	// restartable are the exited containers that their restart policy
+	// wants running, by podman name: starting one is a restart.
+	restartable map[string]exitedContainer
 
 	mu  sync.Mutex
 	res Result
@@ -379,8 +406,71 @@ func (p *pass) task(a Action) func(context.Context) {
 	return func(ctx context.Context) {
 		if err := p.r.do(ctx, a, p.env); err != nil {
 			p.fail(a.Name, a.Unit, err)
+			return
+		}
+		if a.Kind == Start {
+			p.restarted(a)
 		}
 	}
+}
+
+// restarted counts the restarts of a start that went through: of the
+// containers it named that had exited (a container that never ran, or a
+// whole stopped pod, is a start, not a restart).
+func (p *pass) restarted(a Action) {
+	for _, name := range a.Containers {
+		c, ok := p.restartable[name]
+		if !ok {
+			continue
+		}
+		p.r.cfg.Restarts.restarted(c.id)
+		p.mu.Lock()
+		p.res.Restarted = append(p.res.Restarted, RestartedContainer{Pod: c.pod, Replica: c.replica, Unit: c.unit, Container: c.name})
+		p.mu.Unlock()
+	}
+}
+
+// exitedContainer is a container that exited while its restart policy
+// wants it running.
+type exitedContainer struct {
+	id, name           string // podman ID, manifest name
+	pod, replica, unit string
+	due                bool // its backoff has run out
+}
+
+// crashLoops brings the crash-loop state up to date with what podman
+// shows, and returns the managed containers that exited while their
+// restart policy wants them running, by podman name. A stopped pod (infra
+// down) is not a crash loop: repair starts it whole.
+func (r *Reconciler) crashLoops(have []ObservedPod) map[string]exitedContainer {
+	now := r.cfg.Now()
+	out := map[string]exitedContainer{}
+	seen := map[string]bool{}
+	for _, o := range have {
+		if !o.Managed() {
+			continue
+		}
+		cond := ReplicaCondition(o)
+		for _, cc := range cond.Containers {
+			if cc.ID == "" {
+				continue
+			}
+			seen[cc.ID] = true
+			switch cc.Phase {
+			case ContainerStopped:
+				if !cond.InfraUp {
+					continue
+				}
+				oc, _ := observedContainer(o, cc.Name)
+				due, _ := r.cfg.Restarts.exited(oc, now)
+				out[oc.Name] = exitedContainer{id: oc.ID, name: cc.Name, pod: o.PodName(), replica: o.Name, unit: o.Unit(), due: due}
+			case ContainerRunning, ContainerHeld:
+				r.cfg.Restarts.running(cc.ID)
+			}
+		}
+	}
+	r.cfg.Restarts.keep(seen)
+	return out
 }
 
 // rolloutBusy says why the next step of a pod definition's rollout must

@@ -19,6 +19,10 @@ type Phase string
 //     finished so is Succeeded. Succeeded counts as up: a rollout does not
 //     wait forever for a job that is done (SPEC §3.6), and nothing repairs
 //     it (§3.7 restarts "according to restartPolicy").
+//   - A container that exited while its policy wants it running (Always, or
+//     OnFailure with a non-zero code) is Stopped: cuelet starts it again once
+//     its crash-loop backoff allows (Restarts), as the kubelet does. Under
+//     Never it is Failed and stays so.
 //   - Only a replica whose infra container and every container run serves:
 //     a finished, paused or stopping container takes no traffic, so its
 //     replica gets no endpoints (SPEC §3.10: "a replica that is not running
@@ -58,10 +62,10 @@ const (
 	ContainerWaiting ContainerPhase = "Waiting" // created, never started
 	// ContainerSucceeded: exited 0 under OnFailure or Never; done.
 	ContainerSucceeded ContainerPhase = "Succeeded"
-	// ContainerStopped: exited under Always; cuelet starts it again.
+	// ContainerStopped: exited under Always, or non-zero under OnFailure;
+	// cuelet starts it again, with backoff (Restarts).
 	ContainerStopped ContainerPhase = "Stopped"
-	// ContainerFailed: exited non-zero under OnFailure (podman's on-failure
-	// policy restarts it) or Never (it stays so).
+	// ContainerFailed: exited non-zero under Never; it stays so.
 	ContainerFailed  ContainerPhase = "Failed"
 	ContainerMissing ContainerPhase = "Missing"
 )
@@ -69,6 +73,7 @@ const (
 // ContainerCondition is one container of a replica's spec, as observed.
 type ContainerCondition struct {
 	Name     string // manifest name
+	ID       string // podman's, "" when missing
 	Phase    ContainerPhase
 	State    string // podman's state, "" when missing
 	ExitCode int
@@ -132,7 +137,7 @@ func ReplicaCondition(p ObservedPod) Condition {
 	for _, name := range names {
 		cc := ContainerCondition{Name: name, Phase: ContainerMissing}
 		if oc, ok := observedContainer(p, name); ok {
-			cc.State, cc.ExitCode = oc.State, oc.ExitCode
+			cc.ID, cc.State, cc.ExitCode = oc.ID, oc.State, oc.ExitCode
 			cc.Phase = containerPhase(oc, policy)
 		}
 		c.Containers = append(c.Containers, cc)
@@ -213,6 +218,8 @@ func containerPhase(oc ObservedContainer, policy string) ContainerPhase {
 			return ContainerStopped
 		case oc.ExitCode == 0:
 			return ContainerSucceeded
+		case policy == "OnFailure":
+			return ContainerStopped
 		}
 		return ContainerFailed
 	}

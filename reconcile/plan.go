@@ -96,6 +96,9 @@ type Input struct {
 	NoUnits bool
 	// AllowEmpty permits removing every managed pod when NoUnits is true.
 	AllowEmpty bool
+	// HeldBack are the IDs of exited containers whose crash-loop backoff
+	// has not run out (Restarts): they are not started in this pass.
+	HeldBack map[string]bool
 	// OtherNodes are the pod definitions of valid units whose nodeSelector
 	// does not match this node; their replicas are not in Want, and a
 	// removal says why.
@@ -205,8 +208,14 @@ func Plan(in Input) ([]Action, error) {
 			base.Changes = AppendChange(base.Changes, "pod", o.PodName(), r.Pod.Name)
 			base.Changes = AppendChange(base.Changes, "index", o.Index(), r.Index)
 			g.recreate(base, o)
+		case o.Labels[LabelRestartedBy] != restartedByCuelet:
+			// An older cuelet left restarts to podman, which would restart
+			// the containers without backoff, and behind cuelet's back.
+			base.Kind = Recreate
+			base.Reasons = []string{"restarts move from podman to cuelet"}
+			g.recreate(base, o)
 		default:
-			if a, ok := repair(base, o); ok && a.Kind == Recreate {
+			if a, ok := repair(base, o, in.HeldBack); ok && a.Kind == Recreate {
 				g.recreate(a, o)
 			} else if ok {
 				g.changes = append(g.changes, a)
@@ -290,11 +299,13 @@ type removal struct {
 	index int
 }
 
-// repair finds what was changed by hand in a pod whose spec is current: a
-// missing container needs a new replica; a stopped pod, a stopped
-// container that should always run, or one that never started, only
-// needs a start. ReplicaCondition says which is which.
-func repair(a Action, o *ObservedPod) (Action, bool) {
+// repair finds what was changed by hand, or what exited, in a pod whose
+// spec is current: a missing container needs a new replica; a stopped pod,
+// a container that exited although its restart policy wants it running,
+// or one that never started, only needs a start. ReplicaCondition says
+// which is which; an exited container held back by its crash-loop backoff
+// waits for a later pass.
+func repair(a Action, o *ObservedPod, held map[string]bool) (Action, bool) {
 	cond := ReplicaCondition(*o)
 	var missing, stopped, why []string
 	var states []Change // each container that is not running, → running
@@ -304,6 +315,9 @@ func repair(a Action, o *ObservedPod) (Action, bool) {
 			missing = append(missing, c.Name)
 			states = append(states, Change{Field: "containers." + c.Name + ".state", Old: "missing", New: "running"})
 		case ContainerStopped:
+			if held[c.ID] {
+				continue
+			}
 			stopped = append(stopped, c.Name)
 			why = append(why, "container "+c.Name+" stopped")
 			states = append(states, Change{Field: "containers." + c.Name + ".state", Old: "stopped", New: "running"})

@@ -95,11 +95,21 @@ func TestPlan(t *testing.T) {
 	neverStarted[0].Containers[0].State = "created"
 	crashed := observedAll(unit("a.cue", onFailure))
 	crashed[0].Containers[0].State, crashed[0].Containers[0].ExitCode = "exited", 1
+	doneOnFailure := observedAll(unit("a.cue", onFailure))
+	doneOnFailure[0].Containers[0].State = "exited"
+	failedJob := observedAll(unit("a.cue", neverPod))
+	failedJob[0].Containers[0].State, failedJob[0].Containers[0].ExitCode = "exited", 1
+	olderCuelet := observedAll(unit("a.cue", web, db))
+	delete(olderCuelet[0].Labels, LabelRestartedBy) // web; db stays current
+	olderCueletDown := observedAll(unit("a.cue", web))
+	delete(olderCueletDown[0].Labels, LabelRestartedBy)
+	olderCueletDown[0].Containers[0].State = "exited"
 
 	tests := []struct {
 		name  string
 		have  []ObservedPod
 		units []*manifests.Unit
+		held  map[string]bool // Input.HeldBack
 		want  string
 	}{
 		{
@@ -196,9 +206,45 @@ func TestPlan(t *testing.T) {
 			want:  "~ pod job (container app not started)",
 		},
 		{
-			name:  "container_that_failed_under_OnFailure_is_left_to_podman_s_restart_policy",
+			name:  "container_that_failed_under_OnFailure_is_restarted_by_cuelet",
 			have:  crashed,
 			units: []*manifests.Unit{unit("a.cue", onFailure)},
+			want:  "~ pod job (container app stopped)",
+		},
+		{
+			name:  "container_that_exited_0_under_OnFailure_is_done_and_left_alone",
+			have:  doneOnFailure,
+			units: []*manifests.Unit{unit("a.cue", onFailure)},
+		},
+		{
+			name:  "container_that_failed_under_Never_is_left_alone",
+			have:  failedJob,
+			units: []*manifests.Unit{unit("a.cue", neverPod)},
+		},
+		{
+			name:  "exited_container_held_back_by_its_crash_loop_backoff_waits_for_a_later_pass",
+			have:  stoppedApp,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			held:  map[string]bool{stoppedApp[0].Containers[0].ID: true},
+		},
+		{
+			name:  "container_that_never_started_is_started_even_when_held_back",
+			have:  neverStarted,
+			units: []*manifests.Unit{unit("a.cue", onFailure)},
+			held:  map[string]bool{neverStarted[0].Containers[0].ID: true},
+			want:  "~ pod job (container app not started)",
+		},
+		{
+			name:  "pod_of_an_older_cuelet_that_left_restarts_to_podman_is_recreated_once_as_a_rollout",
+			have:  olderCuelet,
+			units: []*manifests.Unit{unit("a.cue", web, db)},
+			want:  "~ pod web (restarts move from podman to cuelet)",
+		},
+		{
+			name:  "pod_of_an_older_cuelet_that_is_down_is_recreated_rather_than_started",
+			have:  olderCueletDown,
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "~ pod web (restarts move from podman to cuelet)",
 		},
 		{
 			name:  "pod_moved_to_another_unit_is_recreated",
@@ -226,7 +272,9 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			actions, err := Plan(input(tt.have, tt.units...))
+			in := input(tt.have, tt.units...)
+			in.HeldBack = tt.held
+			actions, err := Plan(in)
 			if err != nil {
 				t.Fatal(err)
 			}

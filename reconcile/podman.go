@@ -51,6 +51,13 @@ const (
 	LabelVolType   = "io.cuelet.volume-type"
 )
 
+// LabelRestartedBy is "cuelet" on pods whose containers podman does not
+// restart (podman's restart policy "no"): cuelet restarts them, with
+// backoff (SPEC §9). A pod without it comes from an older cuelet, whose
+// containers podman restarts behind cuelet's back: it is recreated once.
+// Pod only; not in the spec hash, which says what the manifest asks for.
+const LabelRestartedBy = "io.cuelet.restarted-by"
+
 // ObservedPod is a pod as podman reports it.
 type ObservedPod struct {
 	Name       string
@@ -72,7 +79,8 @@ type ObservedContainer struct {
 	State        string // created, running, exited, stopped, paused, …
 	ExitCode     int
 	StartedAt    time.Time
-	RestartCount int
+	FinishedAt   time.Time // last exit; zero while it runs, or when podman does not say
+	RestartCount int       // podman's own restarts (its restart policy), not cuelet's
 }
 
 // Managed reports whether cuelet owns the pod.
@@ -161,7 +169,7 @@ type ContainerSpec struct {
 	Env           map[string]string // service variables overridden by the container's env
 	MemoryBytes   int64             // 0: unlimited
 	CPUs          float64           // 0: unlimited
-	RestartPolicy string            // podman's: "always" | "on-failure" | "no"
+	RestartPolicy string            // podman's: "no", since cuelet restarts containers itself
 	Mounts        []Mount
 }
 

@@ -234,6 +234,9 @@ func filesDir(runDir, replica, volume string) string {
 	return filepath.Join(runDir, "files", replica, volume)
 }
 
+// restartedByCuelet is the value of LabelRestartedBy.
+const restartedByCuelet = "cuelet"
+
 // envMountPath is where a replica's podDir is mounted in every container.
 const envMountPath = "/run/cuelet"
 
@@ -251,6 +254,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 	podLabels := copyMap(labels)
 	podLabels[LabelSpec] = s.json()
 	podLabels[LabelGrace] = strconv.Itoa(r.Pod.TerminationGracePeriodSeconds)
+	podLabels[LabelRestartedBy] = restartedByCuelet
 	ps := PodSpec{Name: r.Name, Labels: podLabels, SharePID: r.Pod.ShareProcessNamespace, DNS: r.Pod.DNS, GracePeriod: gracePeriod(r.Pod)}
 
 	type source struct {
@@ -305,7 +309,7 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 			Image: c.Image, PullPolicy: c.ImagePullPolicy,
 			Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir, Env: ce,
 			MemoryBytes: sc.MemoryBytes, CPUs: c.Resources.CPUs,
-			RestartPolicy: podmanRestartPolicy(r.Pod.RestartPolicy),
+			RestartPolicy: "no", // cuelet restarts, with backoff (restarts.go)
 		}
 		for _, m := range c.VolumeMounts {
 			src, ok := sources[m.Name]
@@ -331,16 +335,6 @@ func isFilesVolume(p *manifests.Pod, name string) bool {
 		}
 	}
 	return false
-}
-
-func podmanRestartPolicy(p string) string {
-	switch p {
-	case "OnFailure":
-		return "on-failure"
-	case "Never":
-		return "no"
-	}
-	return "always"
 }
 
 func parseEnv(kv []string) map[string]string {

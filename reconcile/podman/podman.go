@@ -134,6 +134,7 @@ type inspected struct {
 	startedAt    int64
 	restartCount int
 	ip           string
+	finishedAt   time.Time // to the nanosecond; the listing has seconds
 }
 
 // New returns a client for podman at url (empty: DefaultURL). It does not
@@ -379,10 +380,14 @@ func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 			continue
 		}
 		if !ct.IsInfra {
-			p.Containers = append(p.Containers, reconcile.ObservedContainer{
+			oc := reconcile.ObservedContainer{
 				Name: firstName(ct.Names), ID: ct.ID, Labels: ct.Labels, State: ct.State,
 				ExitCode: int(ct.ExitCode), StartedAt: time.Unix(ct.StartedAt, 0),
-			})
+			}
+			if (ct.State == "exited" || ct.State == "stopped") && ct.ExitedAt > 0 {
+				oc.FinishedAt = time.Unix(ct.ExitedAt, 0)
+			}
+			p.Containers = append(p.Containers, oc)
 		}
 		if !p.Managed() {
 			continue
@@ -413,6 +418,11 @@ func (c *Client) listPods(ctx context.Context) ([]reconcile.ObservedPod, error) 
 		for j := range p.Containers {
 			if in, ok := c.inspects[p.Containers[j].ID]; ok {
 				p.Containers[j].RestartCount = in.restartCount
+				if !p.Containers[j].FinishedAt.IsZero() && in.finishedAt.Unix() == p.Containers[j].FinishedAt.Unix() {
+					// The same exit: a backoff counted from it ends on time,
+					// not up to a second early.
+					p.Containers[j].FinishedAt = in.finishedAt
+				}
 			}
 		}
 		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
@@ -474,6 +484,7 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 			if data.State != nil {
 				in.pid = data.State.Pid
 				in.startedAt = data.State.StartedAt.Unix()
+				in.finishedAt = data.State.FinishedAt
 			}
 			if ns := data.NetworkSettings; ns != nil {
 				in.ip = ns.IPAddress
