@@ -206,6 +206,19 @@ func (p *Podman) terminate() {
 	}
 }
 
+// CrashService kills the service process with SIGKILL, as the OOM killer
+// or a crash does: containers keep running under their conmon, the socket
+// file stays and refuses connections. StartService brings the service back
+// (podman replaces the stale socket); Close works in either state.
+func (p *Podman) CrashService() error {
+	p.stopped = true
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-p.exited
+	return nil
+}
+
 // PauseService freezes the service process (SIGSTOP): the socket still
 // accepts connections but nothing answers, as with a podman that hangs.
 // ResumeService thaws it; call it before Close.
