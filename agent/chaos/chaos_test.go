@@ -59,7 +59,7 @@ var (
 		podmanKills: 2, pauses: 1, pause: 8 * time.Second,
 		diskFulls:  2,
 		swapBursts: 1, swaps: 100, swapSpan: 10 * time.Second,
-		junkFiles:     60,
+		junkFiles:     100,
 		rolloutRounds: 1,
 	}
 	full = scale{name: "full",
@@ -126,6 +126,17 @@ func (f *fault) after(problems []string) {
 	defer tally.Unlock()
 	if len(problems) == 0 {
 		f.survived++
+	}
+	f.lost += len(problems)
+}
+
+// afterMany counts the outcome of the checks after a batch of count
+// injections: all survived, or none.
+func (f *fault) afterMany(count int, problems []string) {
+	tally.Lock()
+	defer tally.Unlock()
+	if len(problems) == 0 {
+		f.survived += count
 	}
 	f.lost += len(problems)
 }
