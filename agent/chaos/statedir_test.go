@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/agent/agenttest"
 	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
@@ -60,22 +61,33 @@ func TestChaos_state_dir_that_fills_up(t *testing.T) {
 			problems = append(problems, p)
 		}
 
+		// The change: extra added, then edited and broken, then removed.
 		at := time.Now()
-		added := round%2 == 0
-		if added {
-			n.Write("extra.cue", podUnit(fmt.Sprint(round), "extra")+`
-services: extra: {
-	selector: app: "extra"
-	ports: [{port: 80}]
-}
-`)
+		kind := round % 3
+		var broken agenttest.PodState
+		switch kind {
+		case 0, 1:
+			n.Write("extra.cue", extraUnit(fmt.Sprint(round)))
 			n.want["extra"] = []string{"side", "app"}
-		} else {
+		case 2:
 			n.Remove("extra.cue")
 			delete(n.want, "extra")
 		}
 		if err := n.fullDiskReported(at); err != nil {
 			add("%v", err)
+		}
+		if kind == 1 {
+			// The edit whose last good copy cannot be saved, then the
+			// unit broken: extra's pod stays as it is (SPEC §3.2), not
+			// rolled back to an older copy, now or after a restart.
+			broken = n.State("extra")
+			brk := n.Write("extra.cue", "pods: extra: {\n")
+			if err := n.unitInvalid(brk, "extra.cue"); err != nil {
+				add("%v", err)
+			}
+			if d := broken.Diff(n.State("extra")); len(d) > 0 {
+				add("the broken unit's pod changed: %v", d)
+			}
 		}
 		if err := n.answers(); err != nil {
 			add("portals with the state dir full: %v", err)
@@ -85,7 +97,10 @@ services: extra: {
 		n.a.Kill()
 		restart := time.Now()
 		n.restart()
-		if err := n.fullDiskReported(restart); err != nil {
+		if err := n.fullDiskReported(restart); err != nil && kind != 1 {
+			add("after a restart on the full disk: %v", err)
+		}
+		if err := n.unitInvalid(restart, ""); err != nil {
 			add("after a restart on the full disk: %v", err)
 		}
 		if p := n.portalProblems(); len(p) > 0 {
@@ -93,6 +108,11 @@ services: extra: {
 		}
 		if d := before.Diff(n.State(base...)); len(d) > 0 {
 			add("the base pods changed: %v", d)
+		}
+		if broken != nil {
+			if d := broken.Diff(n.State("extra")); len(d) > 0 {
+				add("after a restart on the full disk the broken unit's pod changed: %v", d)
+			}
 		}
 		for _, p := range tornStateFiles(snap, stateFiles(t, n.StateDir)) {
 			add("%s", p)
@@ -122,7 +142,7 @@ services: extra: {
 			t.Logf("round %d: a clean pass %v after the space came back", round, time.Since(freed).Round(time.Millisecond))
 		}
 		problems = append(problems, n.check()...)
-		if added {
+		if kind == 0 {
 			if err := n.portalAllocated("extra"); err != nil {
 				add("once space is back: %v", err)
 			}
@@ -132,6 +152,39 @@ services: extra: {
 	if d := before.Diff(n.State(base...)); len(d) > 0 {
 		t.Errorf("the base pods changed: %v", d)
 	}
+}
+
+// extraUnit is pod extra at version and a service in front of it.
+func extraUnit(version string) string {
+	return podUnit(version, "extra") + `
+services: extra: {
+	selector: app: "extra"
+	ports: [{port: 80}]
+}
+`
+}
+
+// unitInvalid waits for a finished pass started after since; with id, that
+// pass must find the unit invalid.
+func (n *node) unitInvalid(since time.Time, id string) error {
+	return poll(time.Minute, func() error {
+		rep, err := n.Status()
+		if err != nil {
+			return err
+		}
+		if rep.Partial || rep.Time.Before(since) {
+			return errors.New("no pass since the change yet")
+		}
+		if id == "" {
+			return nil
+		}
+		for _, u := range rep.Units {
+			if u.ID == id && !u.Valid {
+				return nil
+			}
+		}
+		return fmt.Errorf("unit %s is not reported invalid: %+v", id, rep.Units)
+	})
 }
 
 // fill writes a file until the file system has no space left, then goes
