@@ -487,7 +487,7 @@ func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaV
 		if !ok {
 			continue // going away, or its unit is invalid without a last good copy
 		}
-		targets := probeTargets(def, p)
+		targets := n.probes.targetsFor(def, p)
 		all = append(all, targets...)
 		out = append(out, replicaView{def: def, pod: p, targets: targets})
 	}
