@@ -47,8 +47,10 @@ type scale struct {
 	swapSpan          time.Duration
 	// Random and truncated .cue files dropped in.
 	junkFiles int
-	// Rounds of the three kinds of bad rollout.
+	// Rounds of bad rollouts; allKinds runs the three kinds in each,
+	// else one kind at random (each takes minutes on a busy machine).
 	rolloutRounds int
+	allKinds      bool
 }
 
 // short is what `go test` runs, within `make test`'s time; full is
@@ -68,7 +70,7 @@ var (
 		diskFulls:  12,
 		swapBursts: 5, swaps: 100, swapSpan: 10 * time.Second,
 		junkFiles:     1000,
-		rolloutRounds: 3,
+		rolloutRounds: 3, allKinds: true,
 	}
 )
 
