@@ -474,7 +474,9 @@ func (p *Podman) Close() error {
 func (p *Podman) close() error {
 	var errs []error
 	if p.cmd != nil && p.cmd.Process != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		// Generous: at a load of 60 and more on two cores, removing a
+		// dozen pods took longer than a minute.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		// With the service stopped (StopService) the containers still
 		// run: remove them with podman itself on the same storage. A
 		// service that died otherwise (reaped) left nothing to remove.
