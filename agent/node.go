@@ -182,6 +182,47 @@ func (n *Node) load(ctx context.Context) (*desired, error) {
 	if err != nil {
 		return nil, err
 	}
+	return n.desiredFrom(found), nil
+}
+
+// loadRecorded is load for a pass that applies: it saves every unit that
+// will be applied as its last good version first. A unit whose copy
+// cannot be saved (a full state dir) is not applied in this version but
+// kept as it was, like an invalid unit, with the reason as its problem:
+// applied, it would leave an older copy on disk that its next invalid edit,
+// or an agent restarted meanwhile, rolls its pods back to (SPEC §3.2).
+// The errors are the failed saves.
+func (n *Node) loadRecorded(ctx context.Context) (*desired, []error, error) {
+	found, err := n.units.LoadDir(ctx, n.cfg.ManifestDir, n.cfg.Options)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := n.desiredFrom(found)
+	var errs []error
+	found = slices.Clone(found) // the cache's slice stays as it is
+	for i, e := range d.units { // d.units[i] is found[i]'s
+		if !e.found.Valid() {
+			continue
+		}
+		if err := n.lastGood.Save(e.found.ID, e.found.Source); err != nil {
+			errs = append(errs, err)
+			unsaved := e.found.Clone()
+			unsaved.Problems = append(unsaved.Problems, manifests.Problem{
+				File: unsaved.Files[0], Line: 1, Column: 1,
+				Message: "not applied: " + err.Error(),
+			})
+			unsaved.Pods, unsaved.Services = nil, nil
+			found[i] = unsaved
+		}
+	}
+	if len(errs) > 0 {
+		d = n.desiredFrom(found)
+	}
+	return d, errs, nil
+}
+
+// desiredFrom builds the desired state from the units found.
+func (n *Node) desiredFrom(found []*manifests.Unit) *desired {
 	d := &desired{units: desiredState(found, n.lastGood, n.cfg.Options, n.cfg.Log)}
 	d.applied = appliedUnits(d.units)
 	for _, u := range d.applied {
@@ -190,7 +231,7 @@ func (n *Node) load(ctx context.Context) (*desired, error) {
 		}
 	}
 	slices.SortFunc(d.services, func(a, b ownedService) int { return strings.Compare(a.svc.Name, b.svc.Name) })
-	return d, nil
+	return d
 }
 
 // wantPortals is the allocator's input: each service's fixed portal, or the
@@ -255,7 +296,7 @@ func reconcileDesired(d *desired, alloc portal.Allocation) reconcile.Desired {
 // proxies serving from the last view, a bad unit still lets others apply.
 func (n *Node) Sync(ctx context.Context) *Report {
 	rep := &Report{}
-	d, err := n.load(ctx)
+	d, saveErrs, err := n.loadRecorded(ctx)
 	if err != nil {
 		// SPEC §3.3 and §7: a missing or unreadable manifest directory
 		// changes nothing; what runs keeps running.
@@ -268,13 +309,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		}
 	}
 	rep.Units = unitStatuses(d.units)
-	for _, e := range d.units {
-		if e.found.Valid() {
-			if err := n.lastGood.Save(e.found.ID, e.found.Source); err != nil {
-				rep.Errors = append(rep.Errors, err)
-			}
-		}
-	}
+	rep.Errors = append(rep.Errors, saveErrs...)
 
 	alloc, err := n.portals.Allocate(d.wantPortals())
 	if err != nil {
@@ -481,7 +516,7 @@ func (n *Node) replicaViews(d *desired, have []reconcile.ObservedPod) []replicaV
 		if !ok {
 			continue // going away, or its unit is invalid without a last good copy
 		}
-		targets := probeTargets(def, p)
+		targets := n.probes.targetsFor(def, p)
 		all = append(all, targets...)
 		out = append(out, replicaView{def: def, pod: p, targets: targets})
 	}

@@ -34,7 +34,8 @@ type probes struct {
 type probeRun struct {
 	worker *probe.Worker
 	cancel context.CancelFunc
-	spec   string // the probe and target it was made for
+	spec   string       // the probe and target it was made for
+	config probe.Config // the same, as the worker got it
 }
 
 // probeTarget is one container that has a readiness probe.
@@ -90,6 +91,28 @@ func probeTargets(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
 	return out
 }
 
+// targetsFor is probeTargets for a replica of def as it runs now. A replica
+// created from an older spec of def (a rollout has yet to replace it) goes
+// on with the probes it was started with: judged by the new spec's probe,
+// which may never pass on the old containers, every old replica would leave
+// its services at once, where a rollout may cost one (SPEC §9). A replica
+// of an older spec that has no probe running yet (an agent restarted
+// during a rollout) gets def's.
+func (m *probes) targetsFor(def *manifests.Pod, pod reconcile.ObservedPod) []probeTarget {
+	targets := probeTargets(def, pod)
+	if pod.Labels[reconcile.LabelSpecHash] == reconcile.SpecHash(def) {
+		return targets
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, t := range targets {
+		if r, ok := m.workers[t.id]; ok {
+			targets[i].config, targets[i].spec = r.config, r.spec
+		}
+	}
+	return targets
+}
+
 // resolvePort turns a probe's named port into the container's number; an
 // unknown name gives 0, a probe that always fails.
 func resolvePort(c *manifests.Container, ref manifests.PortRef) int {
@@ -130,7 +153,7 @@ func (m *probes) ensure(targets []probeTarget) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(m.base)
-		m.workers[t.id] = &probeRun{worker: w, cancel: cancel, spec: t.spec}
+		m.workers[t.id] = &probeRun{worker: w, cancel: cancel, spec: t.spec, config: t.config}
 		go w.Run(ctx)
 	}
 }

@@ -153,3 +153,61 @@ func TestReadyRecord_keeps_the_ready_containers_across_agents(t *testing.T) {
 		t.Fatalf("a broken file: %v, %v; want an error and an empty record", got, err)
 	}
 }
+
+// passOnTrue is an Execer whose command "true" succeeds and any other fails.
+type passOnTrue struct{}
+
+func (passOnTrue) Exec(_ context.Context, _ string, cmd []string) (int, error) {
+	if len(cmd) == 1 && cmd[0] == "true" {
+		return 0, nil
+	}
+	return 1, nil
+}
+
+// A rollout that changes the readiness probe judges only the replaced
+// replicas by the new probe: a replica of the older spec keeps the probe
+// it runs, so a new probe that never passes costs the one replica the
+// rollout replaces, not every replica's place in its services (SPEC §9).
+func TestProbes_a_replica_of_an_older_spec_keeps_its_probe_when_the_probe_changes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := newProbes(ctx, passOnTrue{}, func() {}, zerolog.Nop())
+	withProbe := func(version, command string) *manifests.Pod {
+		return &manifests.Pod{Name: "web", Containers: []manifests.Container{{
+			Name: "httpd",
+			Env:  map[string]string{"VERSION": version},
+			ReadinessProbe: &manifests.Probe{
+				Exec:          &manifests.ExecAction{Command: []string{command}},
+				PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 1,
+			},
+		}}}
+	}
+	oldDef, newDef := withProbe("1", "true"), withProbe("2", "false")
+	replica := func(name, id string, def *manifests.Pod) reconcile.ObservedPod {
+		return reconcile.ObservedPod{
+			Name: name, IP: "10.88.0.5",
+			Labels: map[string]string{reconcile.LabelSpecHash: reconcile.SpecHash(def)},
+			Containers: []reconcile.ObservedContainer{
+				{Name: name + "-httpd", ID: id, State: "running", Labels: map[string]string{reconcile.LabelContainer: "httpd"}},
+			},
+		}
+	}
+	old := replica("web-1", "c0ffee", oldDef)
+	m.sync(m.targetsFor(oldDef, old))
+	testenv.Eventually(t, 5*time.Second, testenv.True("web-1 ready", func() bool { return m.ready(m.targetsFor(oldDef, old)) }))
+
+	// The spec changes: web-1 still runs the old one.
+	targets := m.targetsFor(newDef, old)
+	m.sync(targets)
+	if !m.ready(targets) {
+		t.Error("web-1, of the older spec, lost its readiness when the new spec's probe came: its worker was replaced")
+	}
+	if want := probeTargets(oldDef, old)[0].spec; targets[0].spec != want {
+		t.Errorf("web-1 is probed with %s, want its own probe %s", targets[0].spec, want)
+	}
+	// A replica of the new spec is probed with the new probe.
+	replaced := replica("web", "beef", newDef)
+	if got, want := m.targetsFor(newDef, replaced)[0].spec, probeTargets(newDef, replaced)[0].spec; got != want {
+		t.Errorf("the replaced replica is probed with %s, want the new probe %s", got, want)
+	}
+}

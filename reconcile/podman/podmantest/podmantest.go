@@ -206,6 +206,19 @@ func (p *Podman) terminate() {
 	}
 }
 
+// CrashService kills the service process with SIGKILL, as the OOM killer
+// or a crash does: containers keep running under their conmon, the socket
+// file stays and refuses connections. StartService brings the service back
+// (podman replaces the stale socket); Close works in either state.
+func (p *Podman) CrashService() error {
+	p.stopped = true
+	if err := p.cmd.Process.Kill(); err != nil {
+		return err
+	}
+	<-p.exited
+	return nil
+}
+
 // PauseService freezes the service process (SIGSTOP): the socket still
 // accepts connections but nothing answers, as with a podman that hangs.
 // ResumeService thaws it; call it before Close.
@@ -461,7 +474,9 @@ func (p *Podman) Close() error {
 func (p *Podman) close() error {
 	var errs []error
 	if p.cmd != nil && p.cmd.Process != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		// Generous: at a load of 60 and more on two cores, removing a
+		// dozen pods took longer than a minute.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		// With the service stopped (StopService) the containers still
 		// run: remove them with podman itself on the same storage. A
 		// service that died otherwise (reaped) left nothing to remove.
