@@ -36,10 +36,22 @@ func loadBoth(t *testing.T, c *Cache, dir string) []*Unit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(withoutPlaces(got), withoutPlaces(want)) {
 		t.Fatalf("through the cache:\n%+v\nwithout:\n%+v", got, want)
 	}
 	return got
+}
+
+// withoutPlaces copies units without their places, which index the files
+// only when a problem first needs a position, so two equal units may be
+// at different stages of it.
+func withoutPlaces(units []*Unit) []*Unit {
+	out := make([]*Unit, len(units))
+	for i, u := range units {
+		out[i] = u.Clone()
+		out[i].places = nil
+	}
+	return out
 }
 
 func TestCacheChecksOnlyTheUnitsWhoseFilesChanged(t *testing.T) {
