@@ -296,3 +296,108 @@ func syncPasses(b *testing.B, a *agenttest.Agent) int {
 	}
 	return n
 }
+
+// farUnit is a valid one-pod unit whose pod is for another node (its
+// nodeSelector matches no label of this one): the agent loads, checks and
+// plans it on every pass but runs nothing for it.
+func farUnit(name string) string {
+	return fmt.Sprintf(`pods: %q: {
+	nodeSelector: "bench.cuelet.io/node": "elsewhere"
+	labels: app: %q
+	containers: app: {
+		image: %q
+		command: %s
+		env: VERSION: "1"
+	}
+}
+`, name, name, podmantest.Image, cueList(sleeper))
+}
+
+// BenchmarkOneOf1000Units is an agent with 1,000 valid units, 100 of
+// them with a pod on this node (the other 900 select another node): once
+// all 100 run and a pass finds nothing to do, it watches the agent at
+// rest for $CUELET_BENCH_IDLE ("rss-MiB", goal ≤ 80; "cpu-%"), then each
+// iteration writes one new one-pod unit and takes the time from just
+// before the write to podman's create event of its pod ("first-call-ms",
+// goal ≤ 100: the debounce window, one pass that checks only the new
+// unit, and the pull check before the create) and to its container's
+// start ("write-ms"), then removes the unit and waits for the pod to go.
+// Medians over the iterations; every iteration is logged.
+func BenchmarkOneOf1000Units(b *testing.B) {
+	window := 60 * time.Second
+	if v := os.Getenv("CUELET_BENCH_IDLE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("CUELET_BENCH_IDLE: %v", err)
+		}
+		window = d
+	}
+	n := agenttest.NewNode(b)
+	for i := range 900 {
+		n.Write(fmt.Sprintf("far-%03d.cue", i), farUnit(fmt.Sprintf("far-%03d", i)))
+	}
+	for i := range 100 {
+		n.Write(fmt.Sprintf("near-%03d.cue", i), podUnit(fmt.Sprintf("near-%03d", i)))
+	}
+	start := time.Now()
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(15*time.Minute, start, func(rep *agent.Report) error {
+		running := 0
+		for _, p := range rep.Pods {
+			if p.State == "Running" {
+				running++
+			}
+		}
+		if len(rep.Units) != 1000 || running != 100 || len(rep.Actions) > 0 || len(rep.Errors) > 0 || rep.Partial {
+			return fmt.Errorf("%d units, %d of 100 pods running, last pass: %d actions, errors %v", len(rep.Units), running, len(rep.Actions), rep.Errors)
+		}
+		return nil
+	})
+	b.Logf("1,000 units, 100 pods running and a quiet pass %v after the start", ms(time.Since(start)))
+
+	cpu0, err := cpuTime(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	time.Sleep(window) // the agent is left alone
+	cpu1, err := cpuTime(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(t0)
+	rss, peak, err := memory(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := 100 * float64(cpu1-cpu0) / float64(elapsed)
+	b.Logf("at rest over %v: CPU %v (%.2f%% of a core); RSS %.1f MiB, peak %.1f MiB", ms(elapsed), ms(cpu1-cpu0), cpu, rss, peak)
+
+	wait := func(since time.Time, match func(agenttest.Event) bool) agenttest.Event {
+		b.Helper()
+		ev, err := n.Events.Wait(since, time.Minute, match)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return ev
+	}
+	var firsts, writes []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		name := fmt.Sprintf("one-%d", i)
+		at := n.Write(name+".cue", podUnit(name))
+		call := wait(at, agenttest.PodEvent(name, "create"))
+		up := wait(at, agenttest.ContainerEvent(name+"-app", "start"))
+		gone := n.Remove(name + ".cue")
+		wait(gone, agenttest.PodEvent(name, "remove"))
+		firsts, writes = append(firsts, call.Time.Sub(at)), append(writes, up.Time.Sub(at))
+		b.Logf("iteration %d: write→create %v, write→running %v", i, ms(call.Time.Sub(at)), ms(up.Time.Sub(at)))
+	}
+	b.StopTimer()
+	b.ReportMetric(median(firsts), "first-call-ms")
+	b.ReportMetric(median(writes), "write-ms")
+	b.ReportMetric(median(firsts)/100, "first-call/goal")
+	b.ReportMetric(rss, "rss-MiB")
+	b.ReportMetric(peak, "peak-rss-MiB")
+	b.ReportMetric(cpu, "cpu-%")
+}
