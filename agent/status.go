@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,6 +40,12 @@ func serveStatus(ctx context.Context, runDir string, latest func() *Report) erro
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)
 	})
+	// Go's profiles, for a node whose agent uses more memory or CPU than
+	// it should: `curl --unix-socket <run-dir>/cuelet.sock
+	// http://cuelet/debug/pprof/heap > heap.out`. Here rather than on the
+	// metrics address: the socket is root's alone.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	return serve(ctx, ln, mux, func() { os.Remove(sock) })
 }
 

@@ -1,11 +1,18 @@
 package agent
 
 import (
+	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // The status socket's mode must not come from changing the process umask:
@@ -80,5 +87,43 @@ func TestListenPrivate_makes_a_0600_socket_without_touching_the_modes_of_other_f
 			names = append(names, e.Name())
 		}
 		t.Errorf("run dir holds %q, want only %s", names, SocketName)
+	}
+}
+
+// The status socket serves Go's profiles, so that a node's agent that
+// uses too much memory can be looked into without restarting it.
+func TestStatusSocket_serves_a_heap_profile(t *testing.T) {
+	run := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveStatus(ctx, run, func() *Report { return nil }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(run, SocketName))
+		},
+	}}
+	var resp *http.Response
+	testenv.Eventually(t, time.Minute, func() error {
+		var err error
+		resp, err = client.Get("http://cuelet/debug/pprof/heap")
+		return err
+	})
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s: %s", resp.Status, body)
+	}
+	// A profile is gzipped protobuf.
+	if len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		t.Fatalf("not a gzipped profile: %q", body[:min(len(body), 40)])
 	}
 }
