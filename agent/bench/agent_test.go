@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -322,7 +325,9 @@ func farUnit(name string) string {
 // goal ≤ 100: the debounce window, one pass that checks only the new
 // unit, and the pull check before the create) and to its container's
 // start ("write-ms"), then removes the unit and waits for the pod to go.
-// Medians over the iterations; every iteration is logged.
+// Medians over the iterations; every iteration is logged. With
+// $CUELET_BENCH_PROFILE set to a folder, the agent's heap profile at rest
+// is saved there (agent-heap-at-rest.pprof).
 func BenchmarkOneOf1000Units(b *testing.B) {
 	window := 60 * time.Second
 	if v := os.Getenv("CUELET_BENCH_IDLE"); v != "" {
@@ -381,9 +386,14 @@ func BenchmarkOneOf1000Units(b *testing.B) {
 		}
 		return ev
 	}
+	if dir := os.Getenv("CUELET_BENCH_PROFILE"); dir != "" {
+		saveHeapProfile(b, n, filepath.Join(dir, "agent-heap-at-rest.pprof"))
+	}
+
 	var firsts, writes []time.Duration
-	b.ResetTimer()
-	for i := range b.N {
+	// b.Loop, not b.N: the benchmark function runs once, so the pods are
+	// made once (b.N would call it again with more iterations).
+	for i := 0; b.Loop(); i++ {
 		name := fmt.Sprintf("one-%d", i)
 		at := n.Write(name+".cue", podUnit(name))
 		call := wait(at, agenttest.PodEvent(name, "create"))
@@ -393,11 +403,33 @@ func BenchmarkOneOf1000Units(b *testing.B) {
 		firsts, writes = append(firsts, call.Time.Sub(at)), append(writes, up.Time.Sub(at))
 		b.Logf("iteration %d: write→create %v, write→running %v", i, ms(call.Time.Sub(at)), ms(up.Time.Sub(at)))
 	}
-	b.StopTimer()
 	b.ReportMetric(median(firsts), "first-call-ms")
 	b.ReportMetric(median(writes), "write-ms")
 	b.ReportMetric(median(firsts)/100, "first-call/goal")
 	b.ReportMetric(rss, "rss-MiB")
 	b.ReportMetric(peak, "peak-rss-MiB")
 	b.ReportMetric(cpu, "cpu-%")
+}
+
+// saveHeapProfile fetches the agent's heap profile from its status socket.
+func saveHeapProfile(b *testing.B, n *agenttest.Node, path string) {
+	b.Helper()
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(n.RunDir, agent.SocketName))
+		},
+	}}
+	resp, err := client.Get("http://cuelet/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("heap profile: %s %v", resp.Status, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("heap profile at rest: %s", path)
 }
