@@ -70,7 +70,7 @@ func (c *Checker) Check(files []File) *Result {
 	if len(r.issues) > 0 {
 		return &Result{Issues: r.sorted(), Places: &Places{}}
 	}
-	r.places = indexFiles(syntax)
+	r.syntax = syntax
 	var first cue.Value
 	for round := 0; round < maxRounds; round++ {
 		user := c.build(syntax)
@@ -99,6 +99,9 @@ func (c *Checker) Check(files []File) *Result {
 		}
 	}
 	r.consequences()
+	if r.places == nil {
+		return &Result{Value: first, Issues: r.sorted(), Places: &Places{files: files}}
+	}
 	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
 }
 

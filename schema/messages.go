@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/token"
 )
@@ -15,7 +16,10 @@ import (
 // report turns CUE's errors into issues: one per broken rule, worded for a
 // person, positioned in the user's file.
 type report struct {
+	// places is the index of the user's syntax, built by positions when
+	// the first issue needs it: a valid unit needs none.
 	places places
+	syntax []*ast.File
 	schema cue.Value // #Manifest
 	user   cue.Value // the user's files alone
 	issues []Issue
@@ -28,6 +32,15 @@ type report struct {
 	// round; removed the paths of fields taken out in earlier rounds.
 	removable map[token.Pos]string
 	removed   []string
+}
+
+// positions indexes the user's syntax on first use. The first issue comes
+// in the first round, before takeOut changes the syntax.
+func (r *report) positions() places {
+	if r.places == nil {
+		r.places = indexFiles(r.syntax)
+	}
+	return r.places
 }
 
 // where an issue points: the value the user wrote, or the label of the
@@ -57,7 +70,7 @@ func (r *report) add(path []string, at anchor, fallback token.Pos, msg string) {
 	}
 	r.seen[key] = true
 	pos := fallback
-	pl, exact := r.places.find(path)
+	pl, exact := r.positions().find(path)
 	if pl.label.IsValid() {
 		pos = pl.label
 		if exact && at == atValue {
@@ -286,7 +299,7 @@ func (r *report) addOne(path []string, c cueErr) {
 		// Only a value the user wrote, like `image: string`: a field
 		// the user left to a default is incomplete because of another
 		// problem (targetPort: *port when port is wrong).
-		if _, exact := r.places.find(path); exact {
+		if _, exact := r.positions().find(path); exact {
 			r.add(path, atValue, fallback, fmt.Sprintf("%s needs a concrete value, not %s", last(path), r.userText(path)))
 		}
 	case strings.HasPrefix(c.msg, "import ") && strings.HasSuffix(c.msg, " not found"):

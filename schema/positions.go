@@ -3,8 +3,10 @@ package schema
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 )
 
@@ -19,21 +21,50 @@ type place struct {
 // positions. A field written twice keeps its first place.
 type places map[string]place
 
-// Places tells where the user wrote the fields of a unit.
-type Places struct{ m places }
+// Places tells where the user wrote the fields of a unit. It is safe for
+// concurrent use.
+//
+// A valid unit's Places holds only the files and indexes them when first
+// asked: few valid units ever need a position (a cross-unit conflict, a
+// node rule), and the index of every field took a third of what a valid
+// unit kept after its check and 3 % of the CPU time of checking it.
+type Places struct {
+	once  sync.Once
+	files []File
+	m     places
+}
+
+// index is p's index, built from its files on first use.
+func (p *Places) index() places {
+	p.once.Do(func() {
+		if p.m != nil {
+			return
+		}
+		syntax := make([]*ast.File, 0, len(p.files))
+		for _, f := range p.files {
+			// The files parsed when they were checked.
+			if x, err := parser.ParseFile(f.Name, f.Data); err == nil {
+				syntax = append(syntax, x)
+			}
+		}
+		p.m = indexFiles(syntax)
+		p.files = nil
+	})
+	return p.m
+}
 
 // Label is the position of the label of the field at path, or of its
 // nearest enclosing field that the user wrote; for a list element, the
 // element's. The zero Position when there is none.
 func (p *Places) Label(path ...string) token.Position {
-	pl, _ := p.m.find(path)
+	pl, _ := p.index().find(path)
 	return pl.label.Position()
 }
 
 // Value is the position of the value of the field at path; when the user
 // did not write that field, the label of the nearest enclosing one.
 func (p *Places) Value(path ...string) token.Position {
-	pl, exact := p.m.find(path)
+	pl, exact := p.index().find(path)
 	if exact {
 		return pl.value.Position()
 	}

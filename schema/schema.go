@@ -35,7 +35,8 @@ func compile(ctx *cue.Context) (cue.Value, error) {
 
 // NewChecker compiles the schema into a cue.Context of its own, which
 // takes some 3 ms. A Checker is for one goroutine, and for a bounded
-// number of units: its context keeps every label it has seen.
+// number of units: its context keeps every value it has built, and every
+// label it has seen, for as long as it lives (cue-lang/cue#2121).
 func NewChecker() (*Checker, error) {
 	ctx := cuecontext.New()
 	m, err := compile(ctx)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -295,4 +298,159 @@ func syncPasses(b *testing.B, a *agenttest.Agent) int {
 		b.Fatal(err)
 	}
 	return n
+}
+
+// farUnit is a valid one-pod unit whose pod is for another node (its
+// nodeSelector matches no label of this one): the agent loads, checks and
+// plans it on every pass but runs nothing for it.
+func farUnit(name string) string {
+	return fmt.Sprintf(`pods: %q: {
+	nodeSelector: "bench.cuelet.io/node": "elsewhere"
+	labels: app: %q
+	containers: app: {
+		image: %q
+		command: %s
+		env: VERSION: "1"
+	}
+}
+`, name, name, podmantest.Image, cueList(sleeper))
+}
+
+// BenchmarkOneOf1000Units is an agent with 1,000 valid units, 100 of
+// them with a pod on this node (the other 900 select another node): once
+// all 100 run and a pass finds nothing to do, it watches the agent at
+// rest for $CUELET_BENCH_IDLE ("rss-MiB", goal ≤ 80; "cpu-%"), then each
+// iteration writes one new one-pod unit and takes the time from just
+// before the write to podman's create event of its pod ("first-call-ms",
+// goal ≤ 100: the debounce window, one pass that checks only the new
+// unit, and the pull check before the create) and to its container's
+// start ("write-ms"), then removes the unit and waits for the pod to go
+// and for a pass with nothing to do.
+// Medians over the iterations; every iteration is logged.
+// $CUELET_BENCH_PODS makes fewer of the units run a pod here. With
+// $CUELET_BENCH_PROFILE set to a folder, the agent's heap profile at rest
+// is saved there (agent-heap-at-rest.pprof).
+func BenchmarkOneOf1000Units(b *testing.B) {
+	window := 60 * time.Second
+	if v := os.Getenv("CUELET_BENCH_IDLE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("CUELET_BENCH_IDLE: %v", err)
+		}
+		window = d
+	}
+	// CUELET_BENCH_PODS: how many of the 1,000 units run a pod here, for
+	// a quicker run on a busy machine (making 100 pods took nine minutes
+	// at load 40).
+	pods := 100
+	if v := os.Getenv("CUELET_BENCH_PODS"); v != "" {
+		var err error
+		if pods, err = strconv.Atoi(v); err != nil || pods < 0 || pods > 1000 {
+			b.Fatalf("CUELET_BENCH_PODS=%q: want 0 to 1000", v)
+		}
+	}
+	n := agenttest.NewNode(b)
+	for i := range 1000 - pods {
+		n.Write(fmt.Sprintf("far-%03d.cue", i), farUnit(fmt.Sprintf("far-%03d", i)))
+	}
+	for i := range pods {
+		n.Write(fmt.Sprintf("near-%03d.cue", i), podUnit(fmt.Sprintf("near-%03d", i)))
+	}
+	start := time.Now()
+	a := n.Start(agenttest.Options{})
+	a.WaitSynced(15*time.Minute, start, func(rep *agent.Report) error {
+		running := 0
+		for _, p := range rep.Pods {
+			if p.State == "Running" {
+				running++
+			}
+		}
+		if len(rep.Units) != 1000 || running != pods || len(rep.Actions) > 0 || len(rep.Errors) > 0 || rep.Partial {
+			return fmt.Errorf("%d units, %d of %d pods running, last pass: %d actions, errors %v", len(rep.Units), running, pods, len(rep.Actions), rep.Errors)
+		}
+		return nil
+	})
+	b.Logf("1,000 units, %d pods running and a quiet pass %v after the start", pods, ms(time.Since(start)))
+
+	cpu0, err := cpuTime(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Now()
+	time.Sleep(window) // the agent is left alone
+	cpu1, err := cpuTime(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(t0)
+	rss, peak, err := memory(a.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := 100 * float64(cpu1-cpu0) / float64(elapsed)
+	b.Logf("at rest over %v: CPU %v (%.2f%% of a core); RSS %.1f MiB, peak %.1f MiB", ms(elapsed), ms(cpu1-cpu0), cpu, rss, peak)
+
+	wait := func(since time.Time, match func(agenttest.Event) bool) agenttest.Event {
+		b.Helper()
+		ev, err := n.Events.Wait(since, time.Minute, match)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return ev
+	}
+	if dir := os.Getenv("CUELET_BENCH_PROFILE"); dir != "" {
+		saveHeapProfile(b, n, filepath.Join(dir, "agent-heap-at-rest.pprof"))
+	}
+
+	var firsts, writes []time.Duration
+	// b.Loop, not b.N: the benchmark function runs once, so the pods are
+	// made once (b.N would call it again with more iterations).
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("one-%d", i)
+		at := n.Write(name+".cue", podUnit(name))
+		call := wait(at, agenttest.PodEvent(name, "create"))
+		up := wait(at, agenttest.ContainerEvent(name+"-app", "start"))
+		gone := n.Remove(name + ".cue")
+		wait(gone, agenttest.PodEvent(name, "remove"))
+		// The next write must find the agent idle, not in the pass that
+		// removes this pod (which goes on after podman's event): wait for
+		// a pass after the removal that had nothing left to do.
+		a.WaitSynced(5*time.Minute, gone, func(rep *agent.Report) error {
+			if len(rep.Actions) > 0 {
+				return fmt.Errorf("a pass with actions %v", rep.Actions)
+			}
+			return nil
+		})
+		firsts, writes = append(firsts, call.Time.Sub(at)), append(writes, up.Time.Sub(at))
+		b.Logf("iteration %d: write→create %v, write→running %v", i, ms(call.Time.Sub(at)), ms(up.Time.Sub(at)))
+	}
+	b.ReportMetric(median(firsts), "first-call-ms")
+	b.ReportMetric(median(writes), "write-ms")
+	b.ReportMetric(median(firsts)/100, "first-call/goal")
+	b.ReportMetric(rss, "rss-MiB")
+	b.ReportMetric(peak, "peak-rss-MiB")
+	b.ReportMetric(cpu, "cpu-%")
+}
+
+// saveHeapProfile fetches the agent's heap profile from its status socket.
+func saveHeapProfile(b *testing.B, n *agenttest.Node, path string) {
+	b.Helper()
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(n.RunDir, agent.SocketName))
+		},
+	}}
+	resp, err := client.Get("http://cuelet/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("heap profile: %s %v", resp.Status, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("heap profile at rest: %s", path)
 }

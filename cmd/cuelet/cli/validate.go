@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -27,10 +28,7 @@ or with --json an array of {file, line, column, path, message} on stdout.
 Exits 1 if anything is invalid.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
-			// A short-lived process whose heap is mostly CUE values:
-			// collecting less often saves a third of the CPU time on
-			// 1,000 units (manifests/bench) for some 200 MB of memory.
-			debug.SetGCPercent(400)
+			defer collectLessOften()()
 			opts, err := rules.Options()
 			if err != nil {
 				return err
@@ -83,4 +81,31 @@ Exits 1 if anything is invalid.`,
 	rules.Register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print problems as a JSON array on stdout")
 	return cmd
+}
+
+// collectLessOften tunes the garbage collector for a validation and
+// returns what restores the settings (the CLI also runs inside tests).
+// Checking allocates about 0.45 MB per unit but keeps little (4 MB for
+// the 1,000 units of manifests/bench once checked): collecting at
+// GOGC=400 takes a third less CPU time than the default. The memory limit
+// keeps the heap small all the same: under 64 MiB the collector runs as
+// GOGC=400 says, near it as often as it must, and the process (30 MB
+// before the heap) stays under 100 MB. GOGC and GOMEMLIMIT in the
+// environment win.
+func collectLessOften() (restore func()) {
+	gc, limit := -2, int64(-1)
+	if os.Getenv("GOGC") == "" {
+		gc = debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit = debug.SetMemoryLimit(64 << 20)
+	}
+	return func() {
+		if gc != -2 {
+			debug.SetGCPercent(gc)
+		}
+		if limit >= 0 {
+			debug.SetMemoryLimit(limit)
+		}
+	}
 }

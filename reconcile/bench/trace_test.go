@@ -1,0 +1,210 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containers/podman/v4/pkg/bindings"
+	"github.com/containers/podman/v4/pkg/bindings/kube"
+	"github.com/rs/zerolog"
+
+	"github.com/cuelet/cuelet/manifests"
+	"github.com/cuelet/cuelet/reconcile"
+	"github.com/cuelet/cuelet/reconcile/podman"
+)
+
+// apiTrace is a socket in front of podman's that records every API call
+// passing through it, to see where a pass's time goes: which calls, how
+// long each took, and how many were in flight at once.
+type apiTrace struct {
+	URL string
+
+	mu    sync.Mutex
+	calls []apiCall
+}
+
+type apiCall struct {
+	op         string // method and path, names and the API version left out
+	start, end time.Time
+}
+
+// startTrace listens on a socket in dir and forwards to podman at target
+// (unix://…) until the benchmark ends.
+func startTrace(b *testing.B, target string) *apiTrace {
+	b.Helper()
+	sock := filepath.Join(b.TempDir(), "trace.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &apiTrace{URL: "unix://" + sock}
+	podmanSock := strings.TrimPrefix(target, "unix://")
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "d"}) },
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", podmanSock)
+			},
+			MaxIdleConnsPerHost: 64,
+		},
+		FlushInterval: -1,
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		proxy.ServeHTTP(w, r)
+		t.mu.Lock()
+		t.calls = append(t.calls, apiCall{op: r.Method + " " + opPath(r.URL.Path), start: start, end: time.Now()})
+		t.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return t
+}
+
+// take returns the calls recorded so far and forgets them.
+func (t *apiTrace) take() []apiCall {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.calls
+	t.calls = nil
+	return c
+}
+
+// opPath is an API path without its version and the names in it:
+// /v4.3.1/libpod/pods/web00/start is /libpod/pods/{name}/start.
+func opPath(p string) string {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	if len(parts) > 0 && strings.HasPrefix(parts[0], "v") && strings.Contains(parts[0], ".") {
+		parts = parts[1:]
+	}
+	for i := 1; i < len(parts); i++ {
+		switch parts[i-1] {
+		case "pods", "containers", "images", "volumes":
+			if parts[i] != "create" && parts[i] != "json" {
+				parts[i] = "{name}"
+			}
+		}
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+// summary is one line per kind of call (count, total, median and longest
+// time) and the calls' span and peak concurrency.
+func summary(calls []apiCall) string {
+	if len(calls) == 0 {
+		return "no calls"
+	}
+	byOp := map[string][]time.Duration{}
+	var ops []string
+	first, last := calls[0].start, calls[0].end
+	type edge struct {
+		at time.Time
+		d  int
+	}
+	var edges []edge
+	for _, c := range calls {
+		if _, ok := byOp[c.op]; !ok {
+			ops = append(ops, c.op)
+		}
+		byOp[c.op] = append(byOp[c.op], c.end.Sub(c.start))
+		first, last = minTime(first, c.start), maxTime(last, c.end)
+		edges = append(edges, edge{c.start, 1}, edge{c.end, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int { return a.at.Compare(b.at) })
+	inFlight, peak := 0, 0
+	for _, e := range edges {
+		inFlight += e.d
+		peak = max(peak, inFlight)
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "%d calls over %v, at most %d in flight\n", len(calls), last.Sub(first).Round(time.Millisecond), peak)
+	for _, op := range ops {
+		ds := byOp[op]
+		var total time.Duration
+		for _, d := range ds {
+			total += d
+		}
+		slices.Sort(ds)
+		fmt.Fprintf(&s, "  %-45s %3d calls, total %8v, median %7v, longest %7v\n", op, len(ds),
+			total.Round(time.Millisecond), ds[len(ds)/2].Round(100*time.Microsecond), ds[len(ds)-1].Round(100*time.Microsecond))
+	}
+	return s.String()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// BenchmarkApply20PodsTraced is BenchmarkApply20PodsVsKubePlay through
+// apiTrace, with the reconciler running 1, 2, 4 (its default) and 8
+// podman operations at once: it logs every pass's calls, which shows what
+// podman does one at a time and what in parallel. The proxy adds a hop
+// to each call (cuelet makes about five per pod, kube play one in all),
+// so its times are for comparing concurrencies, not for the ratio.
+func BenchmarkApply20PodsTraced(b *testing.B) {
+	p := service(b)
+	ctx := context.Background()
+	tr := startTrace(b, p.URL)
+	client, err := podman.Dial(ctx, tr.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := bindings.NewConnection(ctx, tr.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 20
+	yaml := kubeYAML("kube", n)
+	for _, conc := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			var applyTotal, kubeTotal time.Duration
+			for i := 0; i < b.N; i++ {
+				removeAll(b, p)
+				rec, err := reconcile.New(reconcile.Config{Podman: client, RunDir: b.TempDir(), Concurrency: conc, Log: zerolog.Nop()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				tr.take()
+				start := time.Now()
+				res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{sleepingPods("web", n, "app", "side")}})
+				applyTotal += time.Since(start)
+				if err != nil || res.Err() != nil || len(res.Actions) != n {
+					b.Fatalf("apply: %d actions, %v, %v", len(res.Actions), err, res.Err())
+				}
+				b.Logf("cuelet apply, %d at once: %s", conc, summary(tr.take()))
+
+				start = time.Now()
+				rep, err := kube.PlayWithBody(conn, strings.NewReader(yaml), nil)
+				kubeTotal += time.Since(start)
+				if err != nil || len(rep.Pods) != n {
+					b.Fatalf("kube play: %v", err)
+				}
+				b.Logf("kube play: %s", summary(tr.take()))
+			}
+			b.ReportMetric(float64(applyTotal.Milliseconds())/float64(b.N), "apply-ms/op")
+			b.ReportMetric(float64(kubeTotal.Milliseconds())/float64(b.N), "kubeplay-ms/op")
+			b.ReportMetric(float64(applyTotal)/float64(kubeTotal), "ratio")
+		})
+	}
+	removeAll(b, p)
+}
