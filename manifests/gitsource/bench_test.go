@@ -12,7 +12,7 @@ import (
 
 // BenchmarkFetchAndPublishOneChangedUnitOf1000 times what the agent's git
 // source does for a commit that changes one unit of the validate
-// benchmark's 1,000: ask the remote, fetch (depth 1), write the revision's
+// benchmark's 1,000: ask the remote, fetch (shallow), write the revision's
 // folder and swap the symlink. Making the commit is not timed.
 func BenchmarkFetchAndPublishOneChangedUnitOf1000(b *testing.B) {
 	up := newUpstream(b)

@@ -41,8 +41,19 @@ const (
 	// maxPacks bounds the repository's growth: every fetch adds a pack
 	// and a shallow repository is never garbage-collected by go-git, so
 	// past this many the next fetch starts from an empty repository
-	// (depth 1: one commit's objects, no more than the first fetch).
+	// (fetchDepth commits' objects, no more than the first fetch).
 	maxPacks = 64
+	// fetchDepth is 2, not 1, so that the fetch of a commit whose parent
+	// is the live revision brings only what that commit changed. go-git
+	// cannot take thin packs, and without them git's upload-pack, asked
+	// for depth 1, cuts the new commit from its parent and so cannot
+	// leave out the objects the parent already has: every fetch brought
+	// the whole tree again (1,000 blobs for one changed unit). At depth
+	// 2 the parent is inside the walk, our "have" excludes its objects,
+	// and the pack holds the commit, the changed trees and blobs. A push
+	// of several commits, or a force push, costs at most two commits'
+	// objects: still shallow.
+	fetchDepth = 2
 )
 
 // Config says which repository, ref and folder to follow.
@@ -134,8 +145,8 @@ func (s *Source) Revision() Revision {
 }
 
 // Sync asks the remote where the ref points and, when that is not the
-// live revision, fetches that commit (depth 1), writes it into a folder of
-// its own and swaps the symlink to it. Any commit is followed, also one
+// live revision, fetches that commit (shallow: fetchDepth), writes it
+// into a folder of its own and swaps the symlink to it. Any commit is followed, also one
 // that is not a descendant of the live one (a force push). On error the
 // live revision stays as it was. changed reports a new revision.
 func (s *Source) Sync(ctx context.Context) (rev Revision, changed bool, err error) {
@@ -174,7 +185,7 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 		// it, needs no fetch).
 		err := remote.FetchContext(ctx, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{config.RefSpec("+" + name.String() + ":" + fetchedRef)},
-			Depth:    1,
+			Depth:    fetchDepth,
 			Auth:     auth,
 			Tags:     git.NoTags,
 			Force:    true,
