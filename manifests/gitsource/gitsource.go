@@ -103,8 +103,12 @@ func (r Revision) String() string {
 // Source follows one ref of one repository.
 type Source struct {
 	cfg  Config
-	mu   sync.Mutex // one Sync at a time
+	mu   sync.Mutex // one Sync at a time; guards repo
 	live atomic.Pointer[Revision]
+	// repo stays open between syncs: opening it decodes every pack's
+	// index again, and its object cache still holds the live tree that
+	// the next publish compares with.
+	repo *git.Repository
 }
 
 // New returns a source publishing under cfg.Dir. A revision published by
@@ -154,6 +158,7 @@ func (s *Source) Sync(ctx context.Context) (rev Revision, changed bool, err erro
 	defer s.mu.Unlock()
 	rev, changed, err = s.sync(ctx)
 	if err != nil {
+		s.repo = nil // open it afresh: its files may be what failed
 		return s.Revision(), false, fmt.Errorf("git %s %s: %w", redact(s.cfg.URL), s.cfg.Ref, err)
 	}
 	return rev, changed, nil
@@ -214,24 +219,31 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 	return rev, true, nil
 }
 
-// openRepo opens the bare repository under Dir, or makes it. One that
-// cannot be opened (a half-written first run) or has grown past maxPacks
+// openRepo returns the repository the last sync used, or opens the bare
+// repository under Dir, or makes it. One that cannot be opened (a half-written first run) or has grown past maxPacks
 // is made anew: it holds nothing the remote does not, and the published
 // folders do not depend on it.
 func (s *Source) openRepo() (*git.Repository, error) {
 	dir := filepath.Join(s.cfg.Dir, repoDir)
 	packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
-	repo, err := git.PlainOpen(dir)
-	if err == nil && len(packs) <= maxPacks {
-		return repo, nil
+	if len(packs) <= maxPacks {
+		if s.repo != nil {
+			return s.repo, nil
+		}
+		if repo, err := git.PlainOpen(dir); err == nil {
+			s.repo = repo
+			return repo, nil
+		}
 	}
+	s.repo = nil
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("reset repository: %w", err)
 	}
-	repo, err = git.PlainInit(dir, true)
+	repo, err := git.PlainInit(dir, true)
 	if err != nil {
 		return nil, fmt.Errorf("init repository %s: %w", dir, err)
 	}
+	s.repo = repo
 	return repo, nil
 }
 

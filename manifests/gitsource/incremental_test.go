@@ -60,3 +60,18 @@ func storedObjects(t *testing.T, s *Source) int {
 	}
 	return n
 }
+
+func TestARepositoryDeletedBetweenSyncsIsMadeAnew(t *testing.T) {
+	up := newUpstream(t)
+	s := newSource(t, Config{URL: up.Bare})
+	mustSync(t, s, up.Commit(t, "one", map[string]string{"web.cue": "a\n"}))
+	// The source keeps the repository open between syncs: that must not
+	// make it trust files someone removed.
+	if err := os.RemoveAll(filepath.Join(s.cfg.Dir, repoDir)); err != nil {
+		t.Fatal(err)
+	}
+
+	head := up.Commit(t, "two", map[string]string{"web.cue": "b\n"})
+	mustSync(t, s, head)
+	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "b\n"})
+}
