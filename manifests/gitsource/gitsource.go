@@ -41,8 +41,19 @@ const (
 	// maxPacks bounds the repository's growth: every fetch adds a pack
 	// and a shallow repository is never garbage-collected by go-git, so
 	// past this many the next fetch starts from an empty repository
-	// (depth 1: one commit's objects, no more than the first fetch).
+	// (fetchDepth commits' objects, no more than the first fetch).
 	maxPacks = 64
+	// fetchDepth is 2, not 1, so that the fetch of a commit whose parent
+	// is the live revision brings only what that commit changed. go-git
+	// cannot take thin packs, and without them git's upload-pack, asked
+	// for depth 1, cuts the new commit from its parent and so cannot
+	// leave out the objects the parent already has: every fetch brought
+	// the whole tree again (1,000 blobs for one changed unit). At depth
+	// 2 the parent is inside the walk, our "have" excludes its objects,
+	// and the pack holds the commit, the changed trees and blobs. A push
+	// of several commits, or a force push, costs at most two commits'
+	// objects: still shallow.
+	fetchDepth = 2
 )
 
 // Config says which repository, ref and folder to follow.
@@ -92,8 +103,12 @@ func (r Revision) String() string {
 // Source follows one ref of one repository.
 type Source struct {
 	cfg  Config
-	mu   sync.Mutex // one Sync at a time
+	mu   sync.Mutex // one Sync at a time; guards repo
 	live atomic.Pointer[Revision]
+	// repo stays open between syncs: opening it decodes every pack's
+	// index again, and its object cache still holds the live tree that
+	// the next publish compares with.
+	repo *git.Repository
 }
 
 // New returns a source publishing under cfg.Dir. A revision published by
@@ -134,8 +149,8 @@ func (s *Source) Revision() Revision {
 }
 
 // Sync asks the remote where the ref points and, when that is not the
-// live revision, fetches that commit (depth 1), writes it into a folder of
-// its own and swaps the symlink to it. Any commit is followed, also one
+// live revision, fetches that commit (shallow: fetchDepth), writes it
+// into a folder of its own and swaps the symlink to it. Any commit is followed, also one
 // that is not a descendant of the live one (a force push). On error the
 // live revision stays as it was. changed reports a new revision.
 func (s *Source) Sync(ctx context.Context) (rev Revision, changed bool, err error) {
@@ -143,6 +158,7 @@ func (s *Source) Sync(ctx context.Context) (rev Revision, changed bool, err erro
 	defer s.mu.Unlock()
 	rev, changed, err = s.sync(ctx)
 	if err != nil {
+		s.repo = nil // open it afresh: its files may be what failed
 		return s.Revision(), false, fmt.Errorf("git %s %s: %w", redact(s.cfg.URL), s.cfg.Ref, err)
 	}
 	return rev, changed, nil
@@ -174,7 +190,7 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 		// it, needs no fetch).
 		err := remote.FetchContext(ctx, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{config.RefSpec("+" + name.String() + ":" + fetchedRef)},
-			Depth:    1,
+			Depth:    fetchDepth,
 			Auth:     auth,
 			Tags:     git.NoTags,
 			Force:    true,
@@ -203,24 +219,31 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 	return rev, true, nil
 }
 
-// openRepo opens the bare repository under Dir, or makes it. One that
-// cannot be opened (a half-written first run) or has grown past maxPacks
+// openRepo returns the repository the last sync used, or opens the bare
+// repository under Dir, or makes it. One that cannot be opened (a half-written first run) or has grown past maxPacks
 // is made anew: it holds nothing the remote does not, and the published
 // folders do not depend on it.
 func (s *Source) openRepo() (*git.Repository, error) {
 	dir := filepath.Join(s.cfg.Dir, repoDir)
 	packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
-	repo, err := git.PlainOpen(dir)
-	if err == nil && len(packs) <= maxPacks {
-		return repo, nil
+	if len(packs) <= maxPacks {
+		if s.repo != nil {
+			return s.repo, nil
+		}
+		if repo, err := git.PlainOpen(dir); err == nil {
+			s.repo = repo
+			return repo, nil
+		}
 	}
+	s.repo = nil
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("reset repository: %w", err)
 	}
-	repo, err = git.PlainInit(dir, true)
+	repo, err := git.PlainInit(dir, true)
 	if err != nil {
 		return nil, fmt.Errorf("init repository %s: %w", dir, err)
 	}
+	s.repo = repo
 	return repo, nil
 }
 

@@ -116,11 +116,12 @@ func TestForcePushedHistoryIsFollowed(t *testing.T) {
 	up := newUpstream(t)
 	first := up.Commit(t, "one", map[string]string{"web.cue": "a\n"})
 	second := up.Commit(t, "two", map[string]string{"web.cue": "b\n"})
+	up.Commit(t, "three", map[string]string{"web.cue": "d\n"})
 	s := newSource(t, Config{URL: up.Bare})
-	mustSync(t, s, second)
+	mustSync(t, s, strings.TrimSpace(up.Git(t, "rev-parse", "HEAD")))
 
-	// Back to a commit the source had never fetched (depth 1 gave it the
-	// tip only).
+	// Back to a commit the source had never fetched (the shallow fetch
+	// gave it the tip and its parent only).
 	up.ForcePush(t, first)
 	mustSync(t, s, first)
 	wantFiles(t, s.ManifestDir(), map[string]string{"web.cue": "a\n"})
