@@ -30,35 +30,114 @@ func benchServices() []Service {
 	return services
 }
 
-// BenchmarkServerUDP is a load generator: 1,000 services, clients that
-// each keep one query in flight over UDP on loopback (one socket per
-// client, as resolvers in many pods would), asking for the A record of a
-// service in turn. It reports queries per second and the p99 latency.
-// BenchmarkCoreDNSUDP runs the same load against CoreDNS, the peer.
-//
-//	go test -run '^$' -bench 'UDP$' -benchtime 5s ./netproxy/dns
-func BenchmarkServerUDP(b *testing.B) {
-	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
+// TestMain doubles as the benchmark's server process: with
+// CUELET_DNS_BENCH_SERVER=ADDR set, the test binary is the agent's DNS
+// server for benchServices on ADDR (UDP and TCP) until killed, so that
+// the server has a process of its own, as in the agent and as CoreDNS,
+// instead of sharing a scheduler and a heap with the load generator.
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("CUELET_DNS_BENCH_SERVER"); addr != "" {
+		os.Exit(benchServer(addr))
 	}
-	s.Update(benchServices())
-	pc, l := loopback(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx, pc, l)
-	queryLoad(b, pc.LocalAddr().String())
+	os.Exit(m.Run())
 }
 
-// BenchmarkCoreDNSUDP serves the same 1,000 names from CoreDNS's hosts
-// plugin on loopback and puts the same load on it. It needs a coredns
-// binary: $COREDNS, else coredns on PATH or in $(go env GOPATH)/bin
-// (`make bench-dns` installs it with go install); without one it skips.
-func BenchmarkCoreDNSUDP(b *testing.B) {
+func benchServer(addr string) int {
+	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s.Update(benchServices())
+	if err := s.Run(context.Background(), netip.MustParseAddrPort(addr)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// BenchmarkServerUDP is a load generator against two servers of the same
+// 1,000 names on loopback, each in its own process: the agent's server
+// (this test binary re-executed, see TestMain) and CoreDNS's hosts plugin,
+// the peer. Clients each keep one query in flight over UDP (one socket per
+// client, as resolvers in many pods would), asking for the A record of a
+// service in turn, for 1, 16 and 64 clients. The two servers take turns,
+// round by round (DNS_BENCH_ROUNDS, default 5; DNS_BENCH_ROUND, default
+// 2s each), so that a load that changes on a shared machine falls on both;
+// it reports each one's median qps and p99 over the rounds and the median
+// of the per-round qps ratios (cuelet/CoreDNS). b.N is not used: run with
+// -benchtime 1x.
+//
+//	go test -run '^$' -bench 'UDP$' -benchtime 1x ./netproxy/dns
+//
+// It needs a coredns binary: $COREDNS, else coredns on PATH or in
+// $(go env GOPATH)/bin (`make bench-dns` installs it with go install);
+// without one it skips.
+func BenchmarkServerUDP(b *testing.B) {
 	bin := coreDNSBinary()
 	if bin == "" {
 		b.Skip("no coredns binary: set COREDNS or go install github.com/coredns/coredns")
 	}
+	rounds, round := 5, 2*time.Second
+	if v := os.Getenv("DNS_BENCH_ROUNDS"); v != "" {
+		fmt.Sscan(v, &rounds)
+	}
+	if v := os.Getenv("DNS_BENCH_ROUND"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		round = d
+	}
+	cuelet := startCuelet(b)
+	coredns := startCoreDNS(b, bin)
+	for _, clients := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			var cq, dq, cp, dp, ratio []float64
+			for range rounds {
+				q, p := queryLoad(b, cuelet, clients, round)
+				cq, cp = append(cq, q), append(cp, p)
+				q, p = queryLoad(b, coredns, clients, round)
+				dq, dp = append(dq, q), append(dp, p)
+				ratio = append(ratio, cq[len(cq)-1]/dq[len(dq)-1])
+			}
+			b.ReportMetric(median(cq), "cuelet-qps")
+			b.ReportMetric(median(dq), "coredns-qps")
+			b.ReportMetric(median(ratio), "qps-ratio")
+			b.ReportMetric(median(cp), "cuelet-p99-µs")
+			b.ReportMetric(median(dp), "coredns-p99-µs")
+			b.ReportMetric(0, "ns/op") // b.N is not the measure
+		})
+	}
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// startCuelet runs the agent's server in a child process (see TestMain)
+// and returns its address once it answers.
+func startCuelet(b *testing.B) string {
+	addr := freeUDPAddr(b)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CUELET_DNS_BENCH_SERVER="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitAnswer(b, addr)
+	return addr
+}
+
+// startCoreDNS serves benchServices from CoreDNS's hosts plugin and
+// returns its address once it answers.
+func startCoreDNS(b *testing.B, bin string) string {
 	dir := b.TempDir()
 	var hosts strings.Builder
 	for _, s := range benchServices() {
@@ -86,62 +165,57 @@ func BenchmarkCoreDNSUDP(b *testing.B) {
 		cmd.Wait()
 	})
 	waitAnswer(b, addr)
-	queryLoad(b, addr)
+	return addr
 }
 
-// queryLoad runs the load of the benchmarks against addr, for 1, 16 and
-// 64 clients, and reports qps and p99-µs.
-func queryLoad(b *testing.B, addr string) {
-	for _, clients := range []int{1, 16, 64} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			var (
-				mu   sync.Mutex
-				lats []time.Duration
-				wg   sync.WaitGroup
-			)
-			per := max(b.N/clients, 1)
-			start := time.Now()
-			for c := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					conn, err := (&mdns.Client{Net: "udp", Timeout: 2 * time.Second}).Dial(addr)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer conn.Close()
-					mine := make([]time.Duration, 0, per)
-					m := new(mdns.Msg)
-					for i := range per {
-						m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", (c*per+i)%1000), mdns.TypeA)
-						t0 := time.Now()
-						if err := conn.WriteMsg(m); err != nil {
-							b.Error(err)
-							return
-						}
-						r, err := conn.ReadMsg()
-						if err != nil || len(r.Answer) != 1 {
-							b.Errorf("query: %v %v", err, r)
-							return
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					mu.Lock()
-					lats = append(lats, mine...)
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			if len(lats) == 0 {
+// queryLoad keeps clients queries in flight against addr for d and
+// returns the queries answered per second and the p99 latency in µs.
+func queryLoad(b *testing.B, addr string, clients int, d time.Duration) (qps, p99 float64) {
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	stop := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := (&mdns.Client{Net: "udp", Timeout: 2 * time.Second}).Dial(addr)
+			if err != nil {
+				b.Error(err)
 				return
 			}
-			slices.Sort(lats)
-			b.ReportMetric(float64(len(lats))/elapsed.Seconds(), "qps")
-			b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
-		})
+			defer conn.Close()
+			var mine []time.Duration
+			m := new(mdns.Msg)
+			for i := 0; time.Now().Before(stop); i++ {
+				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", (c*7919+i)%1000), mdns.TypeA)
+				t0 := time.Now()
+				if err := conn.WriteMsg(m); err != nil {
+					b.Error(err)
+					return
+				}
+				r, err := conn.ReadMsg()
+				if err != nil || len(r.Answer) != 1 {
+					b.Errorf("query: %v %v", err, r)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(lats) == 0 {
+		b.Fatalf("%s answered nothing", addr)
+	}
+	slices.Sort(lats)
+	return float64(len(lats)) / elapsed.Seconds(), float64(lats[len(lats)*99/100].Microseconds())
 }
 
 // coreDNSBinary finds the peer's binary, or "".

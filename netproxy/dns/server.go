@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,18 +41,28 @@ type Server struct {
 	cfg     Config
 	zone    atomic.Pointer[zone]
 	queries *prometheus.CounterVec
-	log     zerolog.Logger
+	// counters caches the children of queries by type index (see
+	// queryTypes) and result: WithLabelValues hashes its labels and takes
+	// a lock on every call, which a query should not pay. Filled on first
+	// use, so that /metrics shows only the series that happened.
+	counters [len(typeNames)][numResults]atomic.Pointer[prometheus.Counter]
+	log      zerolog.Logger
 }
 
 // Results counted in cuelet_dns_queries_total.
+type result int
+
 const (
-	resultAnswer    = "answer"    // a service's records
-	resultNoData    = "nodata"    // a name of ours, no record of that type
-	resultNXDomain  = "nxdomain"  // under svc.<domain>, no such name
-	resultForwarded = "forwarded" // an upstream answered (any rcode)
-	resultServFail  = "servfail"  // no upstream answered
-	resultRefused   = "refused"   // not a query we serve (opcode, no question)
+	resultAnswer    result = iota // a service's records
+	resultNoData                  // a name of ours, no record of that type
+	resultNXDomain                // under svc.<domain>, no such name
+	resultForwarded               // an upstream answered (any rcode)
+	resultServFail                // no upstream answered
+	resultRefused                 // not a query we serve (opcode, no question)
+	numResults
 )
+
+var resultNames = [numResults]string{"answer", "nodata", "nxdomain", "forwarded", "servfail", "refused"}
 
 // New returns a server that answers no service yet.
 func New(cfg Config) (*Server, error) {
@@ -92,26 +103,55 @@ func (s *Server) Update(services []Service) {
 
 // Run listens on addr with UDP and TCP and serves until ctx is done. The
 // sockets use IP_FREEBIND, so they open before the address is on the
-// node (the agent's first pass puts it there).
+// node (the agent's first pass puts it there). UDP gets one socket per
+// GOMAXPROCS, bound together with SO_REUSEPORT, each with its own read
+// loop: the kernel spreads the clients over them by their address, so
+// that a single read loop does not become the queue every query waits in
+// (CoreDNS's multisocket does the same).
 func (s *Server) Run(ctx context.Context, addr netip.AddrPort) error {
 	lc := net.ListenConfig{Control: freebind}
-	pc, err := lc.ListenPacket(ctx, "udp4", addr.String())
-	if err != nil {
-		return fmt.Errorf("dns: listen udp %s: %w", addr, err)
+	var pcs []net.PacketConn
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+	}
+	n := runtime.GOMAXPROCS(0)
+	for range n {
+		ulc := lc
+		if n > 1 {
+			ulc.Control = freebindReusePort
+		}
+		pc, err := ulc.ListenPacket(ctx, "udp4", addr.String())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns: listen udp %s: %w", addr, err)
+		}
+		pcs = append(pcs, pc)
 	}
 	l, err := lc.Listen(ctx, "tcp4", addr.String())
 	if err != nil {
-		pc.Close()
+		closeAll()
 		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
 	}
-	s.log.Info().Str("action", "listen").Stringer("address", addr).Msg("serving service names")
-	return s.Serve(ctx, pc, l)
+	s.log.Info().Str("action", "listen").Stringer("address", addr).Int("udp_sockets", n).Msg("serving service names")
+	return s.serve(ctx, pcs, l)
 }
 
 // Serve answers on pc (UDP) and l (TCP) until ctx is done, and closes them.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
+	return s.serve(ctx, []net.PacketConn{pc}, l)
+}
+
+// serve answers on every socket of pcs (UDP) and on l (TCP) until ctx is
+// done, and closes them.
+func (s *Server) serve(ctx context.Context, pcs []net.PacketConn, l net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: s}, {Listener: l, Handler: s}} {
+	srvs := []*mdns.Server{{Listener: l, Handler: s}}
+	for _, pc := range pcs {
+		srvs = append(srvs, &mdns.Server{PacketConn: pc, Handler: s})
+	}
+	for _, srv := range srvs {
 		var started atomic.Bool
 		srv.NotifyStartedFunc = func() { started.Store(true) }
 		g.Go(func() error {
@@ -125,7 +165,10 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 			if !started.Load() {
 				// It failed at once (reported above), or never began:
 				// close the socket it would have closed.
-				return errors.Join(closeIf(pc, srv.PacketConn != nil), closeIf(l, srv.Listener != nil))
+				if srv.PacketConn != nil {
+					return closeIf(srv.PacketConn, true)
+				}
+				return closeIf(srv.Listener, true)
 			}
 			// A fresh bounded context: ctx is already done.
 			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -167,15 +210,15 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	m.Authoritative = true
 	m.RecursionAvailable = true
 	m.Answer, m.Extra = ans, extra
-	result := resultAnswer
+	res := resultAnswer
 	switch {
 	case verdict == nxdomain:
 		m.Rcode = mdns.RcodeNameError
 		m.Ns = []mdns.RR{s.zone.Load().soa()}
-		result = resultNXDomain
+		res = resultNXDomain
 	case len(ans) == 0:
 		m.Ns = []mdns.RR{s.zone.Load().soa()}
-		result = resultNoData
+		res = resultNoData
 	}
 	if opt := r.IsEdns0(); opt != nil {
 		// RFC 6891: a request with OPT gets an OPT back.
@@ -184,7 +227,7 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	if isUDP(w) {
 		m.Truncate(udpSize(r))
 	}
-	s.count(r, result)
+	s.count(r, res)
 	w.WriteMsg(m)
 }
 
@@ -225,22 +268,34 @@ func (s *Server) forward(w mdns.ResponseWriter, r *mdns.Msg) {
 	w.WriteMsg(m)
 }
 
-// queryTypes are the types counted by name; the rest are "other", so that
-// a client cannot grow the metric without bound.
-var queryTypes = map[uint16]string{
-	mdns.TypeA: "A", mdns.TypeAAAA: "AAAA", mdns.TypeSRV: "SRV", mdns.TypePTR: "PTR",
-	mdns.TypeTXT: "TXT", mdns.TypeMX: "MX", mdns.TypeCNAME: "CNAME", mdns.TypeNS: "NS",
-	mdns.TypeSOA: "SOA", mdns.TypeANY: "ANY", mdns.TypeHTTPS: "HTTPS", mdns.TypeSVCB: "SVCB",
+// typeNames are the types counted by name; the rest are "other" (the
+// last), so that a client cannot grow the metric without bound.
+var typeNames = [...]string{"A", "AAAA", "SRV", "PTR", "TXT", "MX", "CNAME", "NS", "SOA", "ANY", "HTTPS", "SVCB", "other"}
+
+// queryTypes maps a query type to its index in typeNames.
+var queryTypes = map[uint16]int{
+	mdns.TypeA: 0, mdns.TypeAAAA: 1, mdns.TypeSRV: 2, mdns.TypePTR: 3,
+	mdns.TypeTXT: 4, mdns.TypeMX: 5, mdns.TypeCNAME: 6, mdns.TypeNS: 7,
+	mdns.TypeSOA: 8, mdns.TypeANY: 9, mdns.TypeHTTPS: 10, mdns.TypeSVCB: 11,
 }
 
-func (s *Server) count(r *mdns.Msg, result string) {
-	t := "other"
+func (s *Server) count(r *mdns.Msg, res result) {
+	t := len(typeNames) - 1
 	if len(r.Question) > 0 {
-		if name, ok := queryTypes[r.Question[0].Qtype]; ok {
-			t = name
+		if i, ok := queryTypes[r.Question[0].Qtype]; ok {
+			t = i
 		}
 	}
-	s.queries.WithLabelValues(t, result).Inc()
+	slot := &s.counters[t][res]
+	c := slot.Load()
+	if c == nil {
+		// Two first queries may both get here: the vec returns the same
+		// child to both, so either store is right.
+		child := s.queries.WithLabelValues(typeNames[t], resultNames[res])
+		c = &child
+		slot.Store(c)
+	}
+	(*c).Inc()
 }
 
 func isUDP(w mdns.ResponseWriter) bool {
@@ -261,6 +316,18 @@ func freebind(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+// freebindReusePort is freebind with SO_REUSEPORT, for the UDP sockets
+// that share the address.
+func freebindReusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
 	})
 	return errors.Join(err, serr)
 }

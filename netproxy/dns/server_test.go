@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -448,5 +449,56 @@ func TestResolvConfSkipsTheServersOwnAddressAndFollowsChanges(t *testing.T) {
 	os.Remove(path)
 	if got, want := ups(), []string{"127.0.0.54:53"}; !slices.Equal(got, want) {
 		t.Errorf("with the file gone: %q, want the last list %q", got, want)
+	}
+}
+
+func TestRunAnswersOnEachOfItsUDPSocketsAndASecondRunOnTheAddressFails(t *testing.T) {
+	// Four read loops, whatever the machine: clients land on each by the
+	// kernel's hash of their address.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update([]Service{{Name: "web", Addr: netip.MustParseAddr("10.96.0.7")}})
+	l, err := net.Listen("tcp4", "127.0.0.1:0") // a port free for TCP; UDP is checked by Run
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(l.Addr().String())
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, addr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	m := new(mdns.Msg)
+	m.SetQuestion("web.svc.cluster.local.", mdns.TypeA)
+	c := &mdns.Client{Net: "udp", Timeout: time.Second}
+	for r, _, err := c.Exchange(m, addr.String()); err != nil || len(r.Answer) != 1; r, _, err = c.Exchange(m, addr.String()) {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("run ended: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// 32 clients, 32 source ports: with four sockets each is all but
+	// certain to get some; every client must be answered.
+	for i := range 32 {
+		r, _, err := c.Exchange(m, addr.String())
+		if err != nil || len(r.Answer) != 1 {
+			t.Fatalf("client %d: %v %v", i, err, r)
+		}
+	}
+	// SO_REUSEPORT lets the UDP sockets share the address; the TCP
+	// listener does not, so a second server there fails instead of
+	// quietly taking a share of the queries.
+	if err := s.Run(ctx, addr); err == nil || !strings.Contains(err.Error(), "listen tcp") {
+		t.Errorf("second Run on %s: %v, want a listen tcp error", addr, err)
 	}
 }
