@@ -524,3 +524,23 @@ func TestKernelProxy_turns_hairpin_on_for_a_new_bridge_port_though_no_rule_chang
 		t.Fatalf("hairpin after the port changed: %q, %v", g, err)
 	}
 }
+
+// Fixed endpoints on the host itself (127.0.0.1, or an address of the
+// host) are reached through lo: their external ports need no
+// route_localnet anywhere, and above all not on the interface of the
+// default route, which the main table would name for 127.0.0.1
+// (CVE-2020-8558's exposure of localhost services to the network).
+func TestKernelProxy_turns_no_route_localnet_on_for_endpoints_on_the_host_itself(t *testing.T) {
+	tn := newTestNode(t, "10.96.45.0/24")
+	mustInNS(t, tn.node, func() error {
+		// The uplink: a default route through the bridge.
+		return netlink.RouteAdd(&netlink.Route{Gw: clientAddr.AsSlice()})
+	})
+	p := tn.newProxy(t)
+	local := webService(tn.portal(10), "TCP", netip.MustParseAddr("127.0.0.1"), nodeAddr)
+	local.Ports[0].ExternalPort = 30081
+	tn.serve(t, p, local)
+	if got := tweaksOf(t, tn); got != "route_localnet=0 hairpin=0" {
+		t.Fatalf("after fixed endpoints on the host: %s, want route_localnet=0 hairpin=0", got)
+	}
+}

@@ -39,6 +39,27 @@ func outLink(routes []netlink.Route, addr netip.Addr) int {
 	return best
 }
 
+// leavesHost tells whether traffic to addr leaves through an interface of
+// the host: not for loopback addresses nor for the host's own (local).
+func leavesHost(addr netip.Addr, local map[netip.Addr]bool) bool {
+	return !addr.IsLoopback() && !local[addr]
+}
+
+// localAddrs are the host's own IPv4 addresses.
+func (p *Proxy) localAddrs() (map[netip.Addr]bool, error) {
+	addrs, err := p.nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	local := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			local[ip] = true
+		}
+	}
+	return local, nil
+}
+
 // tweaks are the interface settings the data path turned on, by name of
 // interface. They are kept in the table itself (the sets svc_tweak_*), so
 // that whichever agent removes the data path later, after any number of
@@ -139,9 +160,20 @@ func (p *Proxy) ensureTweaks(rs *ruleset, recorded tweaks) (tweaks, error) {
 	if err != nil {
 		return out, fmt.Errorf("list routes: %w", err)
 	}
+	local, err := p.localAddrs()
+	if err != nil {
+		return out, err
+	}
 	var errs []error
 	for _, port := range rs.ports {
 		for _, ep := range port.endpoints {
+			if !leavesHost(ep.Addr(), local) {
+				// The host's own addresses are reached through lo, not
+				// the link the main table would pick (for 127.0.0.1 none
+				// matches, and the default route's would get
+				// route_localnet: CVE-2020-8558's exposure).
+				continue
+			}
 			link := byIndex[outLink(routes, ep.Addr())]
 			if link == nil || link.Attrs().Flags&unix.IFF_LOOPBACK != 0 {
 				continue
