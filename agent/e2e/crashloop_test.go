@@ -110,8 +110,12 @@ func TestACrashLoopBacksOffAndAFinishedOnFailureContainerStaysDone(t *testing.T)
 	}
 
 	stdout, _, code := n.CLI("status", "--run-dir", n.RunDir)
-	if code != 0 || !strings.Contains(stdout, "CrashLoopBackOff, next try") {
+	if code != 0 || !strings.Contains(stdout, "CrashLoopBackOff") {
 		t.Errorf("cuelet status (exit %d) does not show the backoff:\n%s", code, stdout)
+	}
+	stdout, _, code = n.CLI("describe", "crash", "--run-dir", n.RunDir)
+	if code != 0 || !strings.Contains(stdout, "Next restart:") {
+		t.Errorf("cuelet describe crash (exit %d) does not show the next try:\n%s", code, stdout)
 	}
 	_, metrics, err := a.HTTPGet("/metrics")
 	if err != nil {

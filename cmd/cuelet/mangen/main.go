@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -69,6 +70,29 @@ func write(dir string, date time.Time) error {
 	}
 	if err := doc.GenManTree(root, header, dir); err != nil {
 		return fmt.Errorf("write man pages: %w", err)
+	}
+	return troffGlyphs(dir)
+}
+
+// glyphs are the characters of the help text beyond ASCII, as troff names
+// them: groff reads its input as Latin-1, so UTF-8 bytes would print as
+// garbage ("old → new" in plan's help).
+var glyphs = strings.NewReplacer("→", `\(->`, "×", `\(mu`, "…", "...", "—", `\(em`, "–", `\(en`, "§", `\(sc`)
+
+// troffGlyphs rewrites the pages in dir with glyphs.
+func troffGlyphs(dir string) error {
+	pages, err := filepath.Glob(filepath.Join(dir, "*.1"))
+	if err != nil {
+		return err
+	}
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(page, []byte(glyphs.Replace(string(b))), 0o644); err != nil {
+			return fmt.Errorf("write man pages: %w", err)
+		}
 	}
 	return nil
 }
