@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -13,64 +12,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
-
-// newNetNS creates a network namespace that lives as long as the test
-// holds its handle; closing the handle at cleanup destroys it together
-// with every link and rule inside, so a failed test leaves nothing behind.
-func newNetNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	var ns netns.NsHandle
-	err := inNewThread(func() error {
-		var err error
-		ns, err = netns.New() // moves this (discarded) thread into it
-		return err
-	})
-	if err != nil {
-		t.Fatalf("create network namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	if err := inNS(ns, func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	}); err != nil {
-		t.Fatalf("set lo up: %v", err)
-	}
-	return ns
-}
-
-// inNewThread runs f on an OS thread of its own that is thrown away
-// afterwards (the goroutine exits while locked), so a namespace switch in
-// f never leaks to other goroutines.
-func inNewThread(f func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked on purpose
-		done <- f()
-	}()
-	return <-done
-}
-
-// inNS runs f inside ns. Sockets f creates stay in ns when used later from
-// other threads.
-func inNS(ns netns.NsHandle, f func() error) error {
-	return inNewThread(func() error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter namespace: %w", err)
-		}
-		return f()
-	})
-}
-
-func mustInNS(t *testing.T, ns netns.NsHandle, f func() error) {
-	t.Helper()
-	if err := inNS(ns, f); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // vethPair connects namespaces a and b with a veth pair, addresses the
 // ends a /30, and returns the address of each end.
@@ -78,7 +22,7 @@ func vethPair(t *testing.T, a, b netns.NsHandle, nameA, nameB string, subnet str
 	t.Helper()
 	p := netip.MustParsePrefix(subnet)
 	addrA, addrB := p.Addr().Next(), p.Addr().Next().Next()
-	mustInNS(t, a, func() error {
+	testenv.MustInNS(t, a, func() error {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = nameA
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: nameB, PeerNamespace: netlink.NsFd(b)}); err != nil {
@@ -86,7 +30,7 @@ func vethPair(t *testing.T, a, b netns.NsHandle, nameA, nameB string, subnet str
 		}
 		return setAddrUp(nameA, addrA, p.Bits())
 	})
-	mustInNS(t, b, func() error { return setAddrUp(nameB, addrB, p.Bits()) })
+	testenv.MustInNS(t, b, func() error { return setAddrUp(nameB, addrB, p.Bits()) })
 	return addrA, addrB
 }
 
@@ -108,7 +52,7 @@ func defaultRoute(gw netip.Addr) error {
 // tcpRefused dials addr from ns and returns nil when the dial is refused
 // (reset or ICMP) within one second.
 func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		start := time.Now()
 		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
 		if err == nil {
@@ -139,7 +83,7 @@ func udpBlocked(ns netns.NsHandle, addr netip.AddrPort) error {
 }
 
 func udpCheck(ns netns.NsHandle, addr netip.AddrPort, sendMayFail bool) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return err
@@ -162,7 +106,7 @@ func udpCheck(ns netns.NsHandle, addr netip.AddrPort, sendMayFail bool) error {
 
 // udpReaches sends a datagram from ns and expects the answer want.
 func udpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return err
@@ -183,7 +127,7 @@ func udpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
 
 // tcpReaches dials addr from ns and expects the greeting want.
 func tcpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
 		if err != nil {
 			return fmt.Errorf("dial %s: %w", addr, err)
@@ -209,7 +153,7 @@ func startGreeter(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name str
 	g := &greeter{}
 	var ln net.Listener
 	var pc *net.UDPConn
-	mustInNS(t, ns, func() error {
+	testenv.MustInNS(t, ns, func() error {
 		var err error
 		if ln, err = net.Listen("tcp4", addr.String()); err != nil {
 			return err

@@ -39,20 +39,20 @@ func newTestNode(t *testing.T, cidr string) *testNode {
 	t.Helper()
 	testenv.RequireRoot(t)
 	tn := &testNode{
-		node: newNetNS(t), pod: newNetNS(t), upstream: newNetNS(t),
+		node: testenv.NewNetNS(t), pod: testenv.NewNetNS(t), upstream: testenv.NewNetNS(t),
 		cidr: netip.MustParsePrefix(cidr),
 	}
 	nodePodSide, _ := vethPair(t, tn.node, tn.pod, "cltest-pod0", "cltest-pod1", "10.235.1.0/30")
 	nodeUpSide, upAddr := vethPair(t, tn.node, tn.upstream, "cltest-up0", "cltest-up1", "10.235.2.0/30")
-	mustInNS(t, tn.pod, func() error { return defaultRoute(nodePodSide) })
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.pod, func() error { return defaultRoute(nodePodSide) })
+	testenv.MustInNS(t, tn.node, func() error {
 		if err := defaultRoute(upAddr); err != nil {
 			return err
 		}
 		// A podman host forwards (podman turns it on); so does this one.
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
 	})
-	mustInNS(t, tn.upstream, func() error {
+	testenv.MustInNS(t, tn.upstream, func() error {
 		if err := defaultRoute(nodeUpSide); err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ func TestNodeGuardRejectsTheRangeWithoutTheLocalRoute(t *testing.T) {
 	}
 	// Someone deletes the range route: without the nftables guard the
 	// range would now be routed to the upstream.
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		link, err := netlink.LinkByName("cltest0")
 		if err != nil {
 			return err
@@ -338,7 +338,7 @@ func TestNodeCleanupRemovesLinkAndTable(t *testing.T) {
 	if err := tn.n.Cleanup(); err != nil {
 		t.Fatalf("second Cleanup: %v", err)
 	}
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		if _, err := netlink.LinkByName("cltest0"); err == nil {
 			return fmt.Errorf("link cltest0 still there")
 		}
@@ -361,7 +361,7 @@ func TestNodeCleanupRemovesLinkAndTable(t *testing.T) {
 
 func TestNodeRefusesToTakeOverAForeignLink(t *testing.T) {
 	tn := newTestNode(t, "10.234.12.0/24")
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "cltest0"
 		return netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "cltest0p"})
@@ -391,7 +391,7 @@ func TestNodeGuardLeavesOtherChainsOfItsTableAlone(t *testing.T) {
 	// The kernel data path's chain in the same table, and a guard rule
 	// deleted by hand, which makes the next Sync rewrite the guard.
 	table := &nftables.Table{Name: "cuelet_test_0", Family: nftables.TableFamilyIPv4}
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		conn, err := nftables.New()
 		if err != nil {
 			return err
@@ -409,7 +409,7 @@ func TestNodeGuardLeavesOtherChainsOfItsTableAlone(t *testing.T) {
 	if err := tn.n.Sync(portals(tn.addr(10))); err != nil {
 		t.Fatal(err)
 	}
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		conn, err := nftables.New()
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 // genID reads the nftables ruleset generation of ns, which every
@@ -19,7 +20,7 @@ import (
 func genID(tb testing.TB, ns netns.NsHandle) uint32 {
 	tb.Helper()
 	var id uint32
-	mustInNS(tb, ns, func() error {
+	testenv.MustInNS(tb, ns, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/cuelet/cuelet/netproxy"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 )
 
 func twoBackends(t *testing.T, tn *testNode) {
@@ -405,7 +406,7 @@ func tweaksOf(t *testing.T, tn *testNode) string {
 	t.Helper()
 	var localnet string
 	hairpin := 0
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/conf/kt-br/route_localnet")
 		if err != nil {
 			return err
@@ -435,7 +436,7 @@ func tweaksOf(t *testing.T, tn *testNode) string {
 func TestKernelProxy_leaves_an_established_tcp_connection_to_an_endpoint_that_left(t *testing.T) {
 	tn := newTestNode(t, "10.96.50.0/24")
 	var ln net.Listener
-	mustInNS(t, tn.a, func() error {
+	testenv.MustInNS(t, tn.a, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", netip.AddrPortFrom(backendA, backendPort).String())
 		return err
@@ -453,7 +454,7 @@ func TestKernelProxy_leaves_an_established_tcp_connection_to_an_endpoint_that_le
 	p := tn.newProxy(t)
 	tn.serve(t, p, webService(tn.portal(10), "TCP", backendA))
 	var c net.Conn
-	mustInNS(t, tn.client, func() error {
+	testenv.MustInNS(t, tn.client, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(tn.portal(10), 80).String(), 3*time.Second)
 		return err
@@ -511,7 +512,7 @@ func TestKernelProxy_turns_hairpin_on_for_a_new_bridge_port_though_no_rule_chang
 	tn.serve(t, p, web)
 	// Pod a is recreated with its old address: a new bridge port, with
 	// hairpin mode off.
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		l, err := netlink.LinkByName("kt-veth1")
 		if err != nil {
 			return err
@@ -532,7 +533,7 @@ func TestKernelProxy_turns_hairpin_on_for_a_new_bridge_port_though_no_rule_chang
 // (CVE-2020-8558's exposure of localhost services to the network).
 func TestKernelProxy_turns_no_route_localnet_on_for_endpoints_on_the_host_itself(t *testing.T) {
 	tn := newTestNode(t, "10.96.45.0/24")
-	mustInNS(t, tn.node, func() error {
+	testenv.MustInNS(t, tn.node, func() error {
 		// The uplink: a default route through the bridge.
 		return netlink.RouteAdd(&netlink.Route{Gw: clientAddr.AsSlice()})
 	})

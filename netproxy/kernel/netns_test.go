@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -51,8 +50,8 @@ const (
 func newTestNode(t testing.TB, cidr string) *testNode {
 	t.Helper()
 	testenv.RequireRoot(t)
-	tn := &testNode{node: newNetNS(t), client: newNetNS(t), a: newNetNS(t), b: newNetNS(t), cidr: netip.MustParsePrefix(cidr)}
-	mustInNS(t, tn.node, func() error {
+	tn := &testNode{node: testenv.NewNetNS(t), client: testenv.NewNetNS(t), a: testenv.NewNetNS(t), b: testenv.NewNetNS(t), cidr: netip.MustParsePrefix(cidr)}
+	testenv.MustInNS(t, tn.node, func() error {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "kt-br"
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
@@ -79,7 +78,7 @@ func newTestNode(t testing.TB, cidr string) *testNode {
 		addr netip.Addr
 	}{{tn.client, clientAddr}, {tn.a, backendA}, {tn.b, backendB}} {
 		host, peer := fmt.Sprintf("kt-veth%d", i), fmt.Sprintf("kt-pod%d", i)
-		mustInNS(t, tn.node, func() error {
+		testenv.MustInNS(t, tn.node, func() error {
 			attrs := netlink.NewLinkAttrs()
 			attrs.Name = host
 			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: peer, PeerNamespace: netlink.NsFd(pod.ns)}); err != nil {
@@ -98,7 +97,7 @@ func newTestNode(t testing.TB, cidr string) *testNode {
 			}
 			return netlink.LinkSetUp(link)
 		})
-		mustInNS(t, pod.ns, func() error {
+		testenv.MustInNS(t, pod.ns, func() error {
 			if err := setAddrUp(peer, pod.addr); err != nil {
 				return err
 			}
@@ -161,7 +160,7 @@ func nft(t testing.TB, ns netns.NsHandle, args ...string) string {
 	t.Helper()
 	path := testenv.RequireCommand(t, "nft")
 	var out []byte
-	mustInNS(t, ns, func() error {
+	testenv.MustInNS(t, ns, func() error {
 		var err error
 		out, err = exec.Command(path, args...).CombinedOutput()
 		if err != nil {
@@ -170,58 +169,6 @@ func nft(t testing.TB, ns netns.NsHandle, args ...string) string {
 		return nil
 	})
 	return string(out)
-}
-
-// newNetNS creates a network namespace that lives as long as the test
-// holds its handle.
-func newNetNS(t testing.TB) netns.NsHandle {
-	t.Helper()
-	var ns netns.NsHandle
-	err := inNewThread(func() error {
-		var err error
-		ns, err = netns.New() // moves this (discarded) thread into it
-		if err != nil {
-			return err
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	})
-	if err != nil {
-		t.Fatalf("create network namespace: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-// inNewThread runs f on an OS thread of its own that is thrown away
-// afterwards, so a namespace switch in f never leaks to other goroutines.
-func inNewThread(f func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked on purpose
-		done <- f()
-	}()
-	return <-done
-}
-
-// inNS runs f inside ns. Sockets f creates stay in ns.
-func inNS(ns netns.NsHandle, f func() error) error {
-	return inNewThread(func() error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter namespace: %w", err)
-		}
-		return f()
-	})
-}
-
-func mustInNS(t testing.TB, ns netns.NsHandle, f func() error) {
-	t.Helper()
-	if err := inNS(ns, f); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func setAddrUp(name string, a netip.Addr) error {
@@ -244,7 +191,7 @@ func startGreeter(t testing.TB, ns netns.NsHandle, addr netip.AddrPort, name str
 	g := &greeter{}
 	var ln net.Listener
 	var pc *net.UDPConn
-	mustInNS(t, ns, func() error {
+	testenv.MustInNS(t, ns, func() error {
 		var err error
 		if ln, err = net.Listen("tcp4", addr.String()); err != nil {
 			return err
@@ -283,7 +230,7 @@ func startGreeter(t testing.TB, ns netns.NsHandle, addr netip.AddrPort, name str
 // returns the greeting.
 func tcpGreeting(ns netns.NsHandle, src netip.Addr, addr netip.AddrPort) (string, error) {
 	var got string
-	err := inNS(ns, func() error {
+	err := testenv.InNS(ns, func() error {
 		d := net.Dialer{Timeout: 3 * time.Second}
 		if src.IsValid() {
 			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
@@ -309,7 +256,7 @@ func tcpGreeting(ns netns.NsHandle, src netip.Addr, addr netip.AddrPort) (string
 // non-zero) and returns the answer.
 func udpGreeting(ns netns.NsHandle, srcPort int, addr netip.AddrPort) (string, error) {
 	var got string
-	err := inNS(ns, func() error {
+	err := testenv.InNS(ns, func() error {
 		c, err := net.DialUDP("udp4", &net.UDPAddr{Port: srcPort}, net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return err
@@ -333,7 +280,7 @@ func udpGreeting(ns netns.NsHandle, srcPort int, addr netip.AddrPort) (string, e
 // tcpRefused dials addr from ns and returns nil when the dial is refused
 // (reset or ICMP) within a second.
 func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		c, err := net.DialTimeout("tcp4", addr.String(), 3*time.Second)
 		if err == nil {
 			c.Close()
@@ -352,7 +299,7 @@ func tcpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
 // udpRefused sends a datagram from ns and returns nil when ICMP port
 // unreachable comes back (ECONNREFUSED on read).
 func udpRefused(ns netns.NsHandle, addr netip.AddrPort) error {
-	return inNS(ns, func() error {
+	return testenv.InNS(ns, func() error {
 		c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 		if err != nil {
 			return err
