@@ -269,7 +269,7 @@ func newNode(t *testing.T) *node {
 	}
 	n.Write("store.cue", storeUnit())
 	n.Write("echo.cue", echoUnit())
-	n.Write("db.cue", dbUnit(helloServer(t)))
+	n.Write("db.cue", dbUnit(agenttest.HelloServer(t)))
 	return n
 }
 
@@ -562,28 +562,6 @@ func savedPortals(stateDir string) (map[string]string, error) {
 		return nil, fmt.Errorf("portal allocations damaged: %w: %q", err, b)
 	}
 	return st.Portals, nil
-}
-
-// helloServer accepts TCP connections on 127.0.0.1 and answers each with
-// one line, until the test ends.
-func helloServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "hello")
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // dialHello connects to addr and expects the hello line.

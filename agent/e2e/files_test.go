@@ -247,7 +247,7 @@ func TestAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(
 
 func testAgent_keeps_services_and_portals_when_the_folder_is_emptied_or_removed(t *testing.T, mode agent.ProxyMode) {
 	n := newNode(t, mode)
-	backend := helloServer(t)
+	backend := agenttest.HelloServer(t)
 	n.Write("db.cue", endpointService("db", backend, 5432))
 	a := n.Start(agenttest.Options{})
 	rep := a.WaitSynced(startWithin, time.Time{}, nil)

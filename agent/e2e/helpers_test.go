@@ -72,28 +72,6 @@ func endpointService(name, endpoint string, port int) string {
 `, name, endpoint, port)
 }
 
-// helloServer accepts TCP connections on 127.0.0.1 and answers each with
-// one line, until the test ends.
-func helloServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "hello")
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // dial connects to addr and expects the hello line.
 func dial(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 3*time.Second)

@@ -117,7 +117,7 @@ func TestNftablesPortalsOutliveTheAgent(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, agent.ProxyNftables)
 	ext := freeTCPPort(t)
-	n.Write("web.cue", webUnit(ext, helloServer(t)))
+	n.Write("web.cue", webUnit(ext, agenttest.HelloServer(t)))
 	a := n.Start(agenttest.Options{})
 	rep := a.WaitSynced(startWithin, time.Time{}, endpointsOf("web", 2))
 	web, err := portal(rep, "web")
@@ -305,7 +305,7 @@ func listening(t *testing.T, addr string) string {
 func TestSwitchingProxyModesLeavesNothingOfTheOldMode(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, agent.ProxyNftables)
-	hello := helloServer(t)
+	hello := agenttest.HelloServer(t)
 	n.Write("db.cue", endpointService("db", hello, 5432))
 	start := func(mode agent.ProxyMode) (*agenttest.Agent, string) {
 		t.Helper()

@@ -153,7 +153,7 @@ func TestAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T) {
 
 func testAgentRecoversFromAPodmanRestartAndPortalsKeepServing(t *testing.T, mode agent.ProxyMode) {
 	n := newNode(t, mode)
-	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
+	n.Write("db.cue", endpointService("db", agenttest.HelloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
 	a, rep := startSynced(t, n, "web")
 	db, err := portal(rep, "db")
@@ -232,7 +232,7 @@ func TestRestartWhileAUnitIsInvalidKeepsItsPodsAndServices(t *testing.T) {
 
 func testRestartWhileAUnitIsInvalidKeepsItsPodsAndServices(t *testing.T, mode agent.ProxyMode) {
 	n := newNode(t, mode)
-	app := podUnit("web", 1, "1") + endpointService("db", helloServer(t), 5432) + `
+	app := podUnit("web", 1, "1") + endpointService("db", agenttest.HelloServer(t), 5432) + `
 services: web: {
 	selector: app: "web"
 	ports: [{port: 80, targetPort: 8080}]
@@ -296,7 +296,7 @@ func TestHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T)
 
 func testHungPodmanKeepsPortalsServingAndThePassFinishesAfterwards(t *testing.T, mode agent.ProxyMode) {
 	n := newNode(t, mode)
-	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
+	n.Write("db.cue", endpointService("db", agenttest.HelloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
 	a, rep := startSynced(t, n, "web")
 	db, err := portal(rep, "db")

@@ -18,7 +18,7 @@ import (
 func TestAgent_tells_systemd_ready_status_watchdog_and_reload_and_serves_metrics(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
-	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
+	n.Write("db.cue", endpointService("db", agenttest.HelloServer(t), 5432))
 	n.Write("web.cue", podUnit("web", 1, "1"))
 	n.Write("bad.cue", `pods: bad: replicas: 1000`)
 	start := time.Now()

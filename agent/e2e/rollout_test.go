@@ -44,7 +44,7 @@ func slowReady(delay int) string {
 func TestRolloutWaitingForReadinessHoldsUpNothing(t *testing.T) {
 	t.Parallel()
 	n := agenttest.NewNode(t)
-	n.Write("db.cue", endpointService("db", helloServer(t), 5432))
+	n.Write("db.cue", endpointService("db", agenttest.HelloServer(t), 5432))
 	n.Write("web.cue", slowReady(0))
 	a, rep := startSynced(t, n, "web", "web-1")
 	db, err := portal(rep, "db")
