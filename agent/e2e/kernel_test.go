@@ -25,6 +25,7 @@ import (
 
 	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
+	"github.com/cuelet/cuelet/netproxy/testenv"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -84,17 +85,6 @@ func servedBy(t *testing.T, addr string, count int, while string) map[string]int
 	return seen
 }
 
-// freeTCPPort is a TCP port free on every address right now.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func endpointsOf(service string, want int) func(*agent.Report) error {
 	return func(rep *agent.Report) error {
 		for _, s := range rep.Services {
@@ -116,7 +106,7 @@ func endpointsOf(service string, want int) func(*agent.Report) error {
 func TestNftablesPortalsOutliveTheAgent(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, agent.ProxyNftables)
-	ext := freeTCPPort(t)
+	ext := testenv.FreeTCPPort(t)
 	n.Write("web.cue", webUnit(ext, agenttest.HelloServer(t)))
 	a := n.Start(agenttest.Options{})
 	rep := a.WaitSynced(startWithin, time.Time{}, endpointsOf("web", 2))

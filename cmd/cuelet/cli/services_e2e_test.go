@@ -98,7 +98,7 @@ func TestServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t
 func testServices_get_portals_and_environment_and_a_restarted_agent_keeps_them(t *testing.T, mode agent.ProxyMode) {
 	n := newSvcNode(t, mode, true)
 	bin := n.buildUDPEcho()
-	webExternal := freePort(t)
+	webExternal := testenv.FreeTCPPort(t)
 	redisIP := n.addr(11)
 	n.write("pods.cue", fmt.Sprintf(servicePods, podmantest.Image, bin))
 	n.write("services.cue", fmt.Sprintf(serviceDefs, webExternal, redisIP))
@@ -357,7 +357,7 @@ DNS_PORT_53_UDP_ADDR=%[1]s`, portals["dns"])
 	}
 
 	t.Log("editing a service keeps its portal")
-	addedExternal := freePort(t)
+	addedExternal := testenv.FreeTCPPort(t)
 	n.write("added.cue", fmt.Sprintf(`services: added: {selector: app: "web", ports: [{port: 8082, targetPort: "http", externalPort: %d}]}`, addedExternal))
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if m := missingLines(n.envFile("client"), "ADDED_SERVICE_PORT=8082"); len(m) > 0 {
@@ -567,7 +567,7 @@ func testServices_with_fixed_endpoints_serve_without_podman(t *testing.T, mode a
 	}
 	defer taken.Close()
 	takenPort := taken.Addr().(*net.TCPAddr).Port
-	freeExt := freePort(t)
+	freeExt := testenv.FreeTCPPort(t)
 	n.write("fixed.cue", fmt.Sprintf(`
 services: fixed: {
 	endpoints: [%q, %q, %q]
@@ -610,7 +610,7 @@ services: blocked: {
 	}
 
 	t.Log("a service added while podman is away is served within 2s")
-	later := freePort(t)
+	later := testenv.FreeTCPPort(t)
 	start := time.Now()
 	n.write("later.cue", fmt.Sprintf(`services: later: {endpoints: [%q], ports: [{port: 8082, externalPort: %d}]}`, backends[2], later))
 	testenv.Eventually(t, 10*time.Second, func() error {

@@ -602,17 +602,6 @@ func udpRefused(addr netip.AddrPort) error {
 	return nil
 }
 
-// freePort is a TCP port free on every address right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // counts tallies lines.
 func counts(lines []string) map[string]int {
 	out := map[string]int{}
