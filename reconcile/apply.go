@@ -74,7 +74,8 @@ type Config struct {
 
 // Reconciler plans and applies pods against one podman.
 type Reconciler struct {
-	cfg Config
+	cfg    Config
+	starts failedStarts
 }
 
 // New checks the configuration and returns a Reconciler.
@@ -206,11 +207,15 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 			in.HeldBack[c.id] = true
 		}
 	}
+	in.StartFailed = r.starts.current(have)
 	actions, err := Plan(in)
 	if err != nil {
 		return Result{}, err
 	}
-	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}, restartable: restartable}
+	p := &pass{r: r, env: d.ServiceEnv, res: Result{Actions: actions}, wanted: map[string]*manifests.Replica{}, restartable: restartable, have: map[string]ObservedPod{}}
+	for _, o := range have {
+		p.have[o.Name] = o
+	}
 	want := inNameOrder(in.Want)
 	for i := range want {
 		if _, dup := p.wanted[want[i].Name]; !dup { // the first keeps a name, as in Plan
@@ -235,6 +240,8 @@ type pass struct {
 	// restartable are the exited containers that their restart policy
 	// wants running, by podman name: starting one is a restart.
 	restartable map[string]exitedContainer
+	// have are the pods podman showed at the start of the pass, by name.
+	have map[string]ObservedPod
 
 	mu  sync.Mutex
 	res Result
@@ -406,9 +413,13 @@ func (p *pass) task(a Action) func(context.Context) {
 	return func(ctx context.Context) {
 		if err := p.r.do(ctx, a, p.env); err != nil {
 			p.fail(a.Name, a.Unit, err)
+			if a.Kind == Start && ctx.Err() == nil {
+				p.r.starts.failed(p.have[a.Name], err)
+			}
 			return
 		}
 		if a.Kind == Start {
+			p.r.starts.forget(a.Name)
 			p.restarted(a)
 		}
 	}

@@ -733,6 +733,55 @@ func TestE2EStateChangedByHandIsPutBack(t *testing.T) {
 	}
 }
 
+// A podman killed while it starts a container can leave it "initialized"
+// with its runtime process gone: every later start fails ("runc start ...
+// failed: exit status 1", seen in the chaos campaign). The pass after the
+// failed start makes the replica anew.
+func TestE2EAContainerThatCannotStartIsMadeAnewThePassAfter(t *testing.T) {
+	e := newEnv(t)
+	d := desired(unit("a.cue", simplePod("web", 1)))
+	e.apply(d)
+
+	// Break web-app as a killed podman does: created and initialized in
+	// runc, then its conmon and its runc init die.
+	e.podman("stop", "--time", "0", "web-app")
+	e.podman("init", "web-app")
+	for _, f := range []string{"{{.State.ConmonPid}}", "{{.State.Pid}}"} {
+		pid, err := strconv.Atoi(e.podman("inspect", "--format", f, "web-app"))
+		if err != nil || pid <= 0 {
+			t.Fatalf("inspect %s: %d %v", f, pid, err)
+		}
+		if err := killPID(pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := e.ids("web")
+
+	res, err := e.rec.Apply(e.ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Err() == nil {
+		t.Fatal("the start of the broken container went through; the test no longer breaks it")
+	}
+	if got, want := e.plan(d), "~ pod web (container app not started)"; got != want {
+		t.Errorf("plan, which does not know of the failed start:\n%s\nwant:\n%s", got, want)
+	}
+	res = e.apply(d)
+	if got := res.Actions; len(got) != 1 || got[0].String() != "~ pod web (start failed)" {
+		t.Errorf("pass after the failed start: %v, want the replica made anew", got)
+	}
+	if now := e.ids("web"); now[0] == old[0] || now[1] == old[1] {
+		t.Errorf("web not made anew: %v, was %v", now, old)
+	}
+	if got := e.pods()["web"].Containers[0].State; got != "running" {
+		t.Errorf("web-app is %s, want running", got)
+	}
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan after the repair:\n%s", got)
+	}
+}
+
 func TestE2E_service_variables_reach_containers_and_env_file_without_recreating_pods(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)

@@ -99,6 +99,11 @@ type Input struct {
 	// HeldBack are the IDs of exited containers whose crash-loop backoff
 	// has not run out (Restarts): they are not started in this pass.
 	HeldBack map[string]bool
+	// StartFailed are the replicas whose last start failed although podman
+	// answered (a container left half-made by a podman killed while
+	// starting it, say): they are made anew instead of started again, as
+	// the kubelet replaces a container it cannot start.
+	StartFailed map[string]bool
 	// OtherNodes are the pod definitions of valid units whose nodeSelector
 	// does not match this node; their replicas are not in Want, and a
 	// removal says why.
@@ -215,7 +220,7 @@ func Plan(in Input) ([]Action, error) {
 			base.Reasons = []string{"restarts move from podman to cuelet"}
 			g.recreate(base, o)
 		default:
-			if a, ok := repair(base, o, in.HeldBack); ok && a.Kind == Recreate {
+			if a, ok := repair(base, o, in.HeldBack, in.StartFailed[o.Name]); ok && a.Kind == Recreate {
 				g.recreate(a, o)
 			} else if ok {
 				g.changes = append(g.changes, a)
@@ -304,8 +309,9 @@ type removal struct {
 // a container that exited although its restart policy wants it running,
 // or one that never started, only needs a start. ReplicaCondition says
 // which is which; an exited container held back by its crash-loop backoff
-// waits for a later pass.
-func repair(a Action, o *ObservedPod, held map[string]bool) (Action, bool) {
+// waits for a later pass. When the last start of the replica failed
+// (startFailed), what would be a start is a recreate.
+func repair(a Action, o *ObservedPod, held map[string]bool, startFailed bool) (Action, bool) {
 	cond := ReplicaCondition(*o)
 	var missing, stopped, why []string
 	var states []Change // each container that is not running, → running
@@ -342,6 +348,11 @@ func repair(a Action, o *ObservedPod, held map[string]bool) (Action, bool) {
 				a.Changes = append(a.Changes, c)
 			}
 		}
+		return a, true
+	case startFailed && (!cond.InfraUp || len(stopped) > 0):
+		a.Kind = Recreate
+		a.Reasons = []string{"start failed"}
+		a.Changes = []Change{{Field: "state", Old: "cannot start", New: "running"}}
 		return a, true
 	case !cond.InfraUp:
 		a.Kind = Start

@@ -110,7 +110,9 @@ func TestPlan(t *testing.T) {
 		have  []ObservedPod
 		units []*manifests.Unit
 		held  map[string]bool // Input.HeldBack
-		want  string
+		// failed is Input.StartFailed
+		failed map[string]bool
+		want   string
 	}{
 		{
 			name:  "new_pod_is_created",
@@ -235,6 +237,33 @@ func TestPlan(t *testing.T) {
 			want:  "~ pod job (container app not started)",
 		},
 		{
+			name:   "container_whose_last_start_failed_is_made_anew_rather_than_started_again",
+			have:   neverStarted,
+			units:  []*manifests.Unit{unit("a.cue", onFailure)},
+			failed: map[string]bool{"job": true},
+			want:   "~ pod job (start failed)",
+		},
+		{
+			name:   "stopped_pod_whose_last_start_failed_is_made_anew",
+			have:   stoppedPod,
+			units:  []*manifests.Unit{unit("a.cue", web)},
+			failed: map[string]bool{"web": true},
+			want:   "~ pod web (start failed)",
+		},
+		{
+			name:   "failed_start_of_a_container_now_held_back_waits_for_its_backoff",
+			have:   stoppedApp,
+			units:  []*manifests.Unit{unit("a.cue", web)},
+			held:   map[string]bool{stoppedApp[0].Containers[0].ID: true},
+			failed: map[string]bool{"web": true},
+		},
+		{
+			name:   "failed_start_of_a_pod_that_runs_again_changes_nothing",
+			have:   observedAll(unit("a.cue", web)),
+			units:  []*manifests.Unit{unit("a.cue", web)},
+			failed: map[string]bool{"web": true},
+		},
+		{
 			name:  "pod_of_an_older_cuelet_that_left_restarts_to_podman_is_recreated_once_as_a_rollout",
 			have:  olderCuelet,
 			units: []*manifests.Unit{unit("a.cue", web, db)},
@@ -274,6 +303,7 @@ func TestPlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := input(tt.have, tt.units...)
 			in.HeldBack = tt.held
+			in.StartFailed = tt.failed
 			actions, err := Plan(in)
 			if err != nil {
 				t.Fatal(err)
