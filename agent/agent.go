@@ -61,7 +61,9 @@ type Config struct {
 	PodmanVersion func() string
 	// ProxyMode is stamped on every report, for `cuelet status`.
 	ProxyMode ProxyMode
-	Log       zerolog.Logger
+	// DNS is stamped on every report too; nil without a DNS server.
+	DNS *DNSStatus
+	Log zerolog.Logger
 }
 
 // Agent is the long-running loop of `cuelet run`.
@@ -167,7 +169,7 @@ func (a *Agent) Progress(rep *Report) {
 	r := *rep
 	r.Partial = true
 	r.Time = time.Now()
-	r.ProxyMode = a.cfg.ProxyMode
+	r.ProxyMode, r.DNS = a.cfg.ProxyMode, a.cfg.DNS
 	a.latest.Store(&r)
 }
 
@@ -222,7 +224,7 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 	source := a.source() // before the pass: the revision its reads start from
 	rep := syncer.Sync(ctx)
 	rep.Source = source
-	rep.ProxyMode = a.cfg.ProxyMode
+	rep.ProxyMode, rep.DNS = a.cfg.ProxyMode, a.cfg.DNS
 	a.passStart.Store(0)
 	if ctx.Err() != nil {
 		return // stopping: a pass cut short says nothing about the node

@@ -46,6 +46,9 @@ type Report struct {
 	// ProxyMode is the data path serving the portals (SPEC §8): whether
 	// they keep serving while the agent is away. Empty from apply.
 	ProxyMode ProxyMode `json:"proxyMode,omitempty"`
+	// DNS is where the agent answers service names (SPEC §10); nil when
+	// it serves none (--dns-address=none, or apply).
+	DNS *DNSStatus `json:"dns,omitempty"`
 	// Restarted are the containers the pass restarted, for the metrics.
 	Restarted []reconcile.RestartedContainer `json:"-"`
 }
@@ -99,6 +102,13 @@ type SourceStatus struct {
 	Revision gitsource.Revision `json:"revision"`
 	// FetchError is the last fetch's error: Revision is the one kept.
 	FetchError string `json:"fetchError,omitempty"`
+}
+
+// DNSStatus is the agent's DNS server: what a pod's resolv.conf names,
+// and the domain its services answer under.
+type DNSStatus struct {
+	Address string `json:"address"` // ip:port
+	Domain  string `json:"domain"`  // services are <name>.svc.<domain>
 }
 
 // PodStatus is one managed pod replica.

@@ -162,7 +162,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	components := []func(context.Context) error{proxy.Run, git.Run}
 	var names Names
+	var dnsStatus *DNSStatus
 	if o.Manifests.DNSAddress.IsValid() {
+		dnsStatus = &DNSStatus{Address: netip.AddrPortFrom(o.Manifests.DNSAddress, 53).String(), Domain: o.Manifests.ClusterDomain}
 		server, serve, err := NewDNS(DNSConfig{
 			Address: o.Manifests.DNSAddress, Domain: o.Manifests.ClusterDomain, ResolvConf: o.ResolvConf, Registerer: registry, Log: o.Log,
 		})
@@ -186,6 +188,7 @@ func Run(ctx context.Context, o Options) error {
 		Version:        o.Version,
 		PodmanVersion:  pm.APIVersion,
 		ProxyMode:      o.ProxyMode,
+		DNS:            dnsStatus,
 		Log:            o.Log,
 	}, pm)
 	cfg := o.nodeConfig(pm)

@@ -102,8 +102,12 @@ func TestAgent_tells_systemd_ready_status_watchdog_and_reload_and_serves_metrics
 	for range 10 {
 		dnsAddr = dnsAddr.Next()
 	}
+	// Status says where the server is (SPEC §10), and the lookup goes there.
+	if rep.DNS == nil || rep.DNS.Address != net.JoinHostPort(dnsAddr.String(), "53") || rep.DNS.Domain != "cluster.local" {
+		t.Fatalf("status says DNS %+v, want %s:53 under cluster.local", rep.DNS, dnsAddr)
+	}
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "udp", net.JoinHostPort(dnsAddr.String(), "53"))
+		return (&net.Dialer{}).DialContext(ctx, "udp", rep.DNS.Address)
 	}}
 	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

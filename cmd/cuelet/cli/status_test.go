@@ -234,6 +234,11 @@ func TestPrintStatus_the_proxy_mode_heads_the_tables_and_says_whether_portals_ou
 			want: "REVISION  none yet\nPROXY     nftables (kernel rules: portals keep serving while the agent is away)\n\nNo pods",
 		},
 		{
+			name: "then_the_DNS_server",
+			rep:  agent.Report{ProxyMode: agent.ProxyUserspace, DNS: &agent.DNSStatus{Address: "10.96.0.10:53", Domain: "cluster.local"}},
+			want: "PROXY     userspace (the agent's process: portals stop while it is away)\nDNS       10.96.0.10:53 (<service>.svc.cluster.local)\n\nNo pods",
+		},
+		{
 			name: "an_agent_that_does_not_say",
 			rep:  agent.Report{},
 			want: "No pods",

@@ -135,7 +135,10 @@ func printStatus(w io.Writer, rep *agent.Report, wide bool, now time.Time) {
 	if rep.ProxyMode != "" {
 		fmt.Fprintf(w, "PROXY     %s\n", proxyModeText(rep.ProxyMode))
 	}
-	if rep.Source != nil || rep.ProxyMode != "" {
+	if rep.DNS != nil {
+		fmt.Fprintf(w, "DNS       %s (<service>.svc.%s)\n", rep.DNS.Address, rep.DNS.Domain)
+	}
+	if rep.Source != nil || rep.ProxyMode != "" || rep.DNS != nil {
 		fmt.Fprintln(w)
 	}
 	var tables []func(io.Writer)
