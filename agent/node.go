@@ -474,8 +474,9 @@ func (n *Node) keepLast(rep *Report) *Report {
 	return rep
 }
 
-// observe lists the pods; when podman is away it returns the last list, so
-// that endpoints and status stay as they were.
+// observe lists this node's pods (without those of another node's agent
+// on the same podman, SPEC §11); when podman is away it returns the last
+// list, so that endpoints and status stay as they were.
 func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod {
 	if rep.PodmanDown {
 		// The reconciler found podman away a moment ago; asking again
@@ -493,6 +494,7 @@ func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod
 		rep.Errors = append(rep.Errors, fmt.Errorf("list pods: %w", err))
 		return n.lastHave
 	}
+	have = n.rec.Owned(have)
 	n.lastHave = have
 	return have
 }

@@ -38,7 +38,9 @@ type Config struct {
 	// AllowEmpty is --allow-empty.
 	AllowEmpty bool
 	// NodeLabels are the node's labels: only pods whose nodeSelector
-	// matches them run here (SPEC §11).
+	// matches them run here (SPEC §11). Their kubernetes.io/hostname is
+	// the node's name, which the pods created here carry (LabelNode):
+	// pods of other nodes on the same podman are left alone.
 	NodeLabels map[string]string
 	// Readiness is consulted between the replicas of a rollout; optional.
 	Readiness ReadinessGate
@@ -116,8 +118,15 @@ type Desired struct {
 	ServiceEnv []string
 }
 
+// node is the node's name, "" when it has none.
+func (r *Reconciler) node() string { return r.cfg.NodeLabels[manifests.HostnameLabel] }
+
+// Owned are the pods of have that this node owns: its managed pods,
+// without those another agent on the same podman made (SPEC §11).
+func (r *Reconciler) Owned(have []ObservedPod) []ObservedPod { return OwnedPods(have, r.node()) }
+
 func (r *Reconciler) input(d Desired, have []ObservedPod) Input {
-	in := Input{Have: have, NoUnits: len(d.Units) == 0, AllowEmpty: r.cfg.AllowEmpty}
+	in := Input{Have: have, Node: r.node(), NoUnits: len(d.Units) == 0, AllowEmpty: r.cfg.AllowEmpty}
 	for _, u := range d.Units {
 		if !u.Valid() {
 			in.InvalidUnits = append(in.InvalidUnits, u.ID)
@@ -200,6 +209,9 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) (Result, error) {
 		return Result{}, fmt.Errorf("list pods: %w", err)
 	}
 	in := r.input(d, have)
+	// The plan sees every pod, to report a wanted name that another node
+	// holds; the rest of the pass sees only this node's.
+	have = r.Owned(have)
 	restartable := r.crashLoops(have)
 	in.HeldBack = map[string]bool{}
 	for _, c := range restartable {
@@ -291,7 +303,7 @@ func (p *pass) tasks(have []ObservedPod) []func(context.Context) {
 		case Conflict:
 			err := fmt.Errorf("pod exists: %w", ErrConflict)
 			if len(a.Reasons) > 0 {
-				err = fmt.Errorf("%s: %w", strings.Join(a.Reasons, ", "), ErrConflict)
+				err = conflictError{strings.Join(a.Reasons, ", ")}
 			}
 			p.fail(a.Name, a.Unit, err)
 			p.r.cfg.Log.Error().Str("unit", a.Unit).Str("pod", a.Name).Str("action", "conflict").
@@ -625,7 +637,7 @@ func (r *Reconciler) do(ctx context.Context, a Action, serviceEnv []string) erro
 // create makes a replica; before, when set, runs once the spec is known and
 // before anything is written (a recreate removes the old replica there).
 func (r *Reconciler) create(ctx context.Context, a Action, serviceEnv []string, before func(PodSpec) error) error {
-	spec, err := podSpec(*a.Replica, r.cfg.RunDir, r.cfg.AllowedHostPaths, serviceEnv)
+	spec, err := podSpec(*a.Replica, r.node(), r.cfg.RunDir, r.cfg.AllowedHostPaths, serviceEnv)
 	if err != nil {
 		return err
 	}

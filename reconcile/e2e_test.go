@@ -441,6 +441,76 @@ func TestE2EHandMadePodWithAManagedNameIsLeftAlone(t *testing.T) {
 	}
 }
 
+// Agents of two nodes on one podman (SPEC §11): the upgraded agent adopts
+// the pods of a cuelet that wrote no node label without a single podman
+// write; a pod it recreates gets its node's label; then the other node's
+// agent reports a wanted name held by it as a conflict naming the node,
+// touches nothing of it, and neither removes the other's pods.
+func TestE2ENodesOnOnePodmanOwnTheirPodsAndAdoptUnlabelledOnes(t *testing.T) {
+	e := newEnv(t) // a node without a name: pods without io.cuelet.node
+	e.podman("tag", podmantest.Image, "localhost/cuelet-busybox:v2")
+	web := simplePod("web", 1)
+	e.apply(desired(unit("a.cue", web)))
+	before := e.ids("web")
+	if node, ok := e.pods()["web"].Labels[reconcile.LabelNode]; ok {
+		t.Fatalf("a node without a name labelled web with %q", node)
+	}
+	nodeRec := func(name string) (*reconcile.Reconciler, *podman.Client) {
+		c := newClient(t, e)
+		c.StopTimeout = 0
+		rec, err := reconcile.New(reconcile.Config{
+			Podman: c, RunDir: t.TempDir(), NodeLabels: map[string]string{manifests.HostnameLabel: name},
+			Log: zerolog.New(zerolog.NewTestWriter(t)).With().Str("node", name).Logger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, c
+	}
+	recA, clientA := nodeRec("a")
+	res, err := recA.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil || res.Err() != nil || len(res.Actions) != 0 || clientA.Writes() != 0 {
+		t.Fatalf("node a adopting web: actions %v, %d writes, %v %v", res.Actions, clientA.Writes(), err, res.Err())
+	}
+	if got := e.ids("web"); !slices.Equal(got, before) {
+		t.Fatalf("adoption changed web: %v → %v", before, got)
+	}
+
+	web.Containers[0].Image = "localhost/cuelet-busybox:v2"
+	if res, err := recA.Apply(e.ctx, desired(unit("a.cue", web))); err != nil || res.Err() != nil {
+		t.Fatalf("node a recreating web: %v %v", err, res.Err())
+	}
+	if node := e.pods()["web"].Labels[reconcile.LabelNode]; node != "a" {
+		t.Fatalf("web recreated by node a is labelled with node %q", node)
+	}
+	webA := e.ids("web")
+
+	recB, _ := nodeRec("b")
+	d := desired(unit("a.cue", web, simplePod("cache", 1)))
+	actions, err := recB.Plan(e.ctx, d)
+	if got, want := fmt.Sprint(actions), "[+ pod cache ! pod web (conflict: managed by node a)]"; err != nil || got != want {
+		t.Fatalf("plan of node b: %s (%v), want %s", got, err, want)
+	}
+	res, err = recB.Apply(e.ctx, d)
+	if err != nil || len(res.Errors) != 1 || res.Errors[0].Pod != "web" || !errors.Is(res.Errors[0], reconcile.ErrConflict) ||
+		!strings.Contains(res.Errors[0].Error(), "node a") {
+		t.Fatalf("node b: errors %v, %v; want web's conflict naming node a", res.Errors, err)
+	}
+	if got := e.ids("web"); !slices.Equal(got, webA) {
+		t.Errorf("node b touched node a's web: %v → %v", webA, got)
+	}
+	if node := e.pods()["cache"].Labels[reconcile.LabelNode]; node != "b" {
+		t.Errorf("cache of node b labelled with node %q", node)
+	}
+	res, err = recA.Apply(e.ctx, desired(unit("a.cue", web)))
+	if err != nil || res.Err() != nil || len(res.Actions) != 0 {
+		t.Fatalf("node a beside node b's cache: actions %v, %v %v", res.Actions, err, res.Err())
+	}
+	if _, ok := e.pods()["cache"]; !ok {
+		t.Error("node a removed node b's cache")
+	}
+}
+
 func TestE2EPersistentVolumeSurvivesRecreationEmptyDirDoesNot(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("db", 1)

@@ -14,8 +14,10 @@ var (
 	ErrNoUnits = errors.New("no unit found while managed pods exist; nothing deleted (use --allow-empty to delete them)")
 
 	// ErrConflict means a pod of a name cuelet manages exists without the
-	// label io.cuelet.managed=true (cuelet never touches it), or two
-	// replicas of the desired state have the same name.
+	// label io.cuelet.managed=true (cuelet never touches it), or is
+	// managed by another node's agent on the same podman, or two replicas
+	// of the desired state have the same name. The last two are a
+	// conflictError that says which.
 	ErrConflict = errors.New("not managed by cuelet")
 
 	// ErrImageNotPresent means a container's image is missing and its
@@ -30,3 +32,11 @@ var (
 	// ready) in time, so the rollout of its pod stopped there.
 	ErrNotReady = errors.New("replica did not become ready")
 )
+
+// conflictError is a conflict whose plan line gives its own reason (a
+// name defined twice, a pod of another node): the reason is the message,
+// and errors.Is(err, ErrConflict) holds.
+type conflictError struct{ reason string }
+
+func (e conflictError) Error() string        { return e.reason }
+func (e conflictError) Is(target error) bool { return target == ErrConflict }

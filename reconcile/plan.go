@@ -87,8 +87,11 @@ func (a Action) String() string {
 type Input struct {
 	// Want are the replicas of the valid units.
 	Want []manifests.Replica
-	// Have are all pods on the node, managed or not.
+	// Have are all pods on podman, managed or not, of this node or not.
 	Have []ObservedPod
+	// Node is this node's name: managed pods of other nodes (LabelNode)
+	// are not planned over, and hold their names (SPEC §11).
+	Node string
 	// InvalidUnits are the IDs of units that failed validation; pods
 	// labelled with them are left as they are (last known good).
 	InvalidUnits []string
@@ -151,7 +154,7 @@ func Plan(in Input) ([]Action, error) {
 	for i := range in.Have {
 		p := &in.Have[i]
 		have[p.Name] = p
-		if p.Managed() {
+		if p.OwnedBy(in.Node) {
 			managed++
 		}
 	}
@@ -200,6 +203,11 @@ func Plan(in Input) ([]Action, error) {
 		case !o.Managed():
 			base.Kind = Conflict
 			g.changes = append(g.changes, base)
+		case !o.OwnedBy(in.Node):
+			// Another agent shares the podman; its pod is its own.
+			base.Kind = Conflict
+			base.Reasons = []string{"managed by node " + o.Node()}
+			g.changes = append(g.changes, base)
 		case invalid[o.Unit()]:
 			// Last known good: the pod belongs to a unit that is invalid now.
 		case o.Labels[LabelSpecHash] != s.hash():
@@ -231,7 +239,7 @@ func Plan(in Input) ([]Action, error) {
 	var orphans []Action
 	for i := range in.Have {
 		o := &in.Have[i]
-		if !o.Managed() || wanted[o.Name] != nil || invalid[o.Unit()] {
+		if !o.OwnedBy(in.Node) || wanted[o.Name] != nil || invalid[o.Unit()] {
 			continue
 		}
 		a := Action{Kind: Remove, Object: "pod", Name: o.Name, Unit: o.Unit(), Group: o.PodName(), Grace: o.GracePeriod()}

@@ -34,7 +34,7 @@ func invalidUnit(id string) *manifests.Unit {
 // running builds the observed pod that cuelet would have created for r,
 // every container running.
 func observed(r manifests.Replica) ObservedPod {
-	ps, err := podSpec(r, "/run/cuelet", nil, nil)
+	ps, err := podSpec(r, "", "/run/cuelet", nil, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -411,6 +411,118 @@ func TestPlanNodeSelector(t *testing.T) {
 	}
 }
 
+// observedOn is observedAll for pods the agent of the named node made.
+func observedOn(node string, units ...*manifests.Unit) []ObservedPod {
+	out := observedAll(units...)
+	for i := range out {
+		out[i].Labels[LabelNode] = node
+	}
+	return out
+}
+
+// Two agents share one podman (SPEC §11): each plans over its own pods,
+// and adopts as they are the pods of a cuelet that wrote no node label.
+func TestPlanNodeOwnership(t *testing.T) {
+	web := pod("web", 1, "busybox:1")
+	webNew := pod("web", 1, "busybox:2")
+	db := pod("db", 1, "db:1")
+	dbOnB := pod("db", 1, "db:1")
+	dbOnB.NodeSelector = map[string]string{manifests.HostnameLabel: "b"}
+	tests := []struct {
+		name  string
+		have  []ObservedPod
+		units []*manifests.Unit
+		want  string
+	}{
+		{
+			name:  "another_nodes_pod_is_ignored",
+			have:  observedOn("b", unit("b.cue", db)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "+ pod web",
+		},
+		{
+			name:  "another_nodes_pod_of_a_definition_for_that_node_is_ignored",
+			have:  observedOn("b", unit("a.cue", dbOnB)),
+			units: []*manifests.Unit{unit("a.cue", web, dbOnB)},
+			want:  "+ pod web",
+		},
+		{
+			name:  "a_wanted_name_held_by_another_node_is_a_conflict_that_names_the_node",
+			have:  observedOn("b", unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+			want:  "! pod web (conflict: managed by node b)",
+		},
+		{
+			name:  "a_wanted_name_held_by_another_node_on_an_old_spec_is_still_a_conflict",
+			have:  observedOn("b", unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", webNew)},
+			want:  "! pod web (conflict: managed by node b)",
+		},
+		{
+			name:  "this_nodes_pods_are_planned_as_ever",
+			have:  observedOn("a", unit("a.cue", web, db)),
+			units: []*manifests.Unit{unit("a.cue", webNew)},
+			want:  "~ pod web (image changed)\n- pod db",
+		},
+		{
+			name:  "an_unlabelled_pod_of_an_older_cuelet_is_adopted_without_recreate",
+			have:  observedAll(unit("a.cue", web)),
+			units: []*manifests.Unit{unit("a.cue", web)},
+		},
+		{
+			name:  "an_adopted_pod_is_updated_and_removed_as_this_nodes_own",
+			have:  observedAll(unit("a.cue", web, db)),
+			units: []*manifests.Unit{unit("a.cue", webNew)},
+			want:  "~ pod web (image changed)\n- pod db",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Reconciler{cfg: Config{NodeLabels: map[string]string{manifests.HostnameLabel: "a"}}}
+			actions, err := Plan(r.input(Desired{Units: tt.units}, tt.have))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := lines(actions); got != tt.want {
+				t.Errorf("plan:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+	t.Run("another_nodes_pods_do_not_trip_the_empty_directory_guard", func(t *testing.T) {
+		actions, err := Plan(Input{Node: "a", Have: observedOn("b", unit("a.cue", web)), NoUnits: true})
+		if err != nil || len(actions) != 0 {
+			t.Fatalf("got %v, %v; want no action and no error", actions, err)
+		}
+		_, err = Plan(Input{Node: "a", Have: observedAll(unit("a.cue", web)), NoUnits: true})
+		if !errors.Is(err, ErrNoUnits) {
+			t.Fatalf("an adopted pod: err = %v, want ErrNoUnits", err)
+		}
+	})
+}
+
+// The node label says who made a pod, not what it runs: the spec hash,
+// and so the pods of a cuelet from before the label, stay as they are.
+func TestPodSpecLabelsTheNodeOutsideTheSpecHash(t *testing.T) {
+	r := pod("web", 1, "busybox:1").ReplicaList("a.cue")[0]
+	unnamed, err := podSpec(r, "", "/run/cuelet", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := podSpec(r, "edge-1", "/run/cuelet", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := unnamed.Labels[LabelNode]; ok {
+		t.Errorf("a node without a name labelled its pod: %v", unnamed.Labels)
+	}
+	if named.Labels[LabelNode] != "edge-1" || named.Containers[0].Labels[LabelNode] != "edge-1" {
+		t.Errorf("pod labels %v, container labels %v: want %s=edge-1 on both", named.Labels, named.Containers[0].Labels, LabelNode)
+	}
+	if named.Labels[LabelSpecHash] != unnamed.Labels[LabelSpecHash] || named.Labels[LabelSpec] != unnamed.Labels[LabelSpec] {
+		t.Errorf("the node name changed the spec: %s vs %s", named.Labels[LabelSpecHash], unnamed.Labels[LabelSpecHash])
+	}
+}
+
 func TestChangesNameEveryChangedField(t *testing.T) {
 	base := pod("web", 1, "busybox:1")
 	base.Containers[0].Env = map[string]string{"A": "1"}
@@ -580,7 +692,7 @@ func TestSpecHashLeavesOutWhatNeedsNoNewContainer(t *testing.T) {
 	if SpecHash(e) == SpecHash(pod("web", 1, "busybox:1")) {
 		t.Error("DNS settings did not change the hash")
 	}
-	ps, err := podSpec(manifests.Replica{Name: "web", Pod: e}, t.TempDir(), nil, nil)
+	ps, err := podSpec(manifests.Replica{Name: "web", Pod: e}, "", t.TempDir(), nil, nil)
 	if err != nil || !reflect.DeepEqual(ps.DNS, e.DNS) {
 		t.Errorf("podSpec DNS = %+v (%v), want %+v", ps.DNS, err, e.DNS)
 	}
@@ -603,13 +715,13 @@ func TestPodSpec_labels_the_replica_mounts_its_volumes_and_refuses_host_paths_ou
 	r := p.ReplicaList("u.cue")[1]
 	env := []string{"DB_SERVICE_HOST=10.96.0.1", "WEB_SERVICE_HOST=10.96.0.2"}
 
-	if _, err := podSpec(r, "/run/cuelet", []string{"/opt"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
+	if _, err := podSpec(r, "", "/run/cuelet", []string{"/opt"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
 		t.Fatalf("hostPath outside the prefixes: err = %v", err)
 	}
-	if _, err := podSpec(r, "/run/cuelet", []string{"/srv/w"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
+	if _, err := podSpec(r, "", "/run/cuelet", []string{"/srv/w"}, env); !errors.Is(err, ErrHostPathNotAllowed) {
 		t.Fatalf("a prefix is a folder, not a string prefix: err = %v", err)
 	}
-	ps, err := podSpec(r, "/run/cuelet", []string{"/srv"}, env)
+	ps, err := podSpec(r, "", "/run/cuelet", []string{"/srv"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}

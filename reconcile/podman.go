@@ -51,6 +51,15 @@ const (
 	LabelVolType   = "io.cuelet.volume-type"
 )
 
+// LabelNode is the name of the node whose agent created the pod (its
+// kubernetes.io/hostname label, --node-name), on pods, containers and
+// volumes. Several agents may share one podman (SPEC §11): each plans over
+// its own pods only, and a pod of another node is never removed, started
+// or replaced. A pod without it comes from a cuelet that did not write it
+// and is adopted as it is by the agent that lists it (OwnedBy). It is not
+// in the spec hash: a new version of cuelet recreates nothing for it.
+const LabelNode = "io.cuelet.node"
+
 // LabelRestartedBy is "cuelet" on pods whose containers podman does not
 // restart (podman's restart policy "no"): cuelet restarts them, with
 // backoff (SPEC §9). A pod without it comes from an older cuelet, whose
@@ -85,6 +94,29 @@ type ObservedContainer struct {
 
 // Managed reports whether cuelet owns the pod.
 func (p ObservedPod) Managed() bool { return p.Labels[LabelManaged] == "true" }
+
+// Node is the node whose agent created the pod (LabelNode); "" for a pod
+// of a cuelet that did not say.
+func (p ObservedPod) Node() string { return p.Labels[LabelNode] }
+
+// OwnedBy reports whether the agent of the named node owns the pod: a
+// managed pod of that node, or a managed pod that names no node, which
+// the agent adopts without touching it. A pod of another node on the same
+// podman is neither touched nor counted (SPEC §11).
+func (p ObservedPod) OwnedBy(node string) bool {
+	return p.Managed() && (p.Node() == "" || p.Node() == node)
+}
+
+// OwnedPods are the pods of have that the named node owns (OwnedBy).
+func OwnedPods(have []ObservedPod, node string) []ObservedPod {
+	var out []ObservedPod
+	for _, p := range have {
+		if p.OwnedBy(node) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // Unit is the ID of the unit that defined the pod when it was created.
 func (p ObservedPod) Unit() string { return p.Labels[LabelUnit] }

@@ -240,8 +240,9 @@ const restartedByCuelet = "cuelet"
 // envMountPath is where a replica's podDir is mounted in every container.
 const envMountPath = "/run/cuelet"
 
-// podSpec builds what the adapter creates for one replica.
-func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serviceEnv []string) (PodSpec, error) {
+// podSpec builds what the adapter creates for one replica on the named
+// node ("": a node without a name, whose pods carry no LabelNode).
+func podSpec(r manifests.Replica, node, runDir string, allowedHostPaths []string, serviceEnv []string) (PodSpec, error) {
 	s := normalize(r.Pod)
 	labels := map[string]string{
 		LabelManaged:  "true",
@@ -250,6 +251,9 @@ func podSpec(r manifests.Replica, runDir string, allowedHostPaths []string, serv
 		LabelReplica:  r.Name,
 		LabelIndex:    strconv.Itoa(r.Index),
 		LabelSpecHash: s.hash(),
+	}
+	if node != "" {
+		labels[LabelNode] = node
 	}
 	podLabels := copyMap(labels)
 	podLabels[LabelSpec] = s.json()

@@ -62,7 +62,19 @@ type Node struct {
 // names. Everything goes when the test ends, agents first.
 func NewNode(tb testing.TB) *Node {
 	tb.Helper()
-	pm := podmantest.New(tb)
+	return newNode(tb, podmantest.New(tb))
+}
+
+// Beside prepares another node on n's podman, with its own folders,
+// portal range, link and table: two agents that share one podman, as a
+// fleet's nodes may (SPEC §11), each with its own --node-name.
+func (n *Node) Beside() *Node {
+	n.TB.Helper()
+	return newNode(n.TB, n.Podman)
+}
+
+func newNode(tb testing.TB, pm *podmantest.Podman) *Node {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	client, err := podman.Dial(ctx, pm.URL)

@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cuelet/cuelet/agent"
 	"github.com/cuelet/cuelet/agent/agenttest"
 	"github.com/cuelet/cuelet/netproxy/testenv"
+	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -117,4 +121,120 @@ func TestTwoNodesShareOneUnitAndEachRunsItsOwnPods(t *testing.T) {
 			})
 		})
 	}
+}
+
+// fleetUnit has pod alpha for the node named alphaNode, pod beta for node
+// b, both labelled app=hello, and the service hello in front of them.
+func fleetUnit(alphaNode string) string {
+	pod := func(name, node string) string {
+		return fmt.Sprintf(`pods: %q: {
+	nodeSelector: "kubernetes.io/hostname": %q
+	labels: app: "hello"
+	containers: app: {image: %q, command: %s}
+}
+`, name, node, podmantest.Image, sleeper)
+	}
+	return pod("alpha", alphaNode) + pod("beta", "b") + `
+services: hello: {
+	selector: app: "hello"
+	ports: [{port: 80}]
+}
+`
+}
+
+// Two agents, nodes a and b, share one podman (SPEC §11), each with its
+// own folders, portal range and table, and read the same repository: each
+// runs its own pod and leaves the other's alone, both serve the service
+// with their own pod as its endpoint, and a pod whose nodeSelector moves
+// from a to b is removed by a and created by b.
+func TestTwoAgentsOnOnePodmanEachOwnTheirPods(t *testing.T) {
+	t.Parallel()
+	na := agenttest.NewNode(t)
+	nb := na.Beside()
+	write := func(alphaNode string) time.Time {
+		at := na.Write("fleet.cue", fleetUnit(alphaNode))
+		nb.Write("fleet.cue", fleetUnit(alphaNode))
+		return at
+	}
+	nodeArgs := func(name string) []string { return []string{"--node-name", name, "--resync", "1s"} }
+	write("a")
+	a := na.Start(agenttest.Options{Args: nodeArgs("a")})
+	b := nb.Start(agenttest.Options{Args: nodeArgs("b")})
+	a.WaitSynced(startWithin, time.Time{}, nil)
+	b.WaitSynced(startWithin, time.Time{}, nil)
+	waitRunning(t, na, startWithin, "alpha", "beta")
+	nodeOf := func(pod string) string { return na.Pods()[pod].Labels[reconcile.LabelNode] }
+	if nodeOf("alpha") != "a" || nodeOf("beta") != "b" {
+		t.Fatalf("alpha is of node %q, beta of node %q: want a and b", nodeOf("alpha"), nodeOf("beta"))
+	}
+	before := na.State("alpha", "beta")
+
+	// Each serves hello from its own range with its own pod, and sees
+	// only its own pod, over passes that start after both pods ran.
+	since := time.Now()
+	for _, x := range []struct {
+		name  string
+		n     *agenttest.Node
+		agent *agenttest.Agent
+		pod   string
+	}{{"a", na, a, "alpha"}, {"b", nb, b, "beta"}} {
+		x.agent.WaitSynced(changeWithin, since, func(rep *agent.Report) error {
+			return ownsOnly(rep, x.n, x.pod)
+		})
+		stdout, stderr, code := x.n.CLI("plan", "--manifests", x.n.Manifests, "--podman-url", x.n.Podman.URL,
+			"--state-dir", x.n.StateDir, "--run-dir", x.n.RunDir, "--portal-cidr", x.n.PortalCIDR.String(), "--node-name", x.name)
+		if code != 0 {
+			t.Errorf("plan of node %s (exit %d, want 0: in sync):\n%s%s", x.name, code, stdout, stderr)
+		}
+	}
+	if d := before.Diff(na.State("alpha", "beta")); len(d) > 0 {
+		t.Errorf("pods changed although nothing did: %v", d)
+	}
+
+	// alpha moves to b: a removes it, b creates it, beta stays.
+	betaBefore := na.State("beta")
+	at := write("b")
+	testenv.Eventually(t, changeWithin, func() error {
+		p, ok := na.Pods()["alpha"]
+		switch {
+		case !ok:
+			return errors.New("alpha missing")
+		case p.Labels[reconcile.LabelNode] != "b":
+			return fmt.Errorf("alpha still of node %q", p.Labels[reconcile.LabelNode])
+		}
+		return na.Running("alpha")
+	})
+	waitEvent(t, na, at, changeWithin, agenttest.PodEvent("alpha", "remove"))
+	b.WaitSynced(changeWithin, time.Now(), func(rep *agent.Report) error { return ownsOnly(rep, nb, "alpha", "beta") })
+	a.WaitSynced(changeWithin, time.Now(), func(rep *agent.Report) error { return ownsOnly(rep, na) })
+	if d := betaBefore.Diff(na.State("beta")); len(d) > 0 {
+		t.Errorf("beta changed when alpha moved: %v", d)
+	}
+}
+
+// ownsOnly says whether the report of n's agent has exactly pods (as
+// replicas) and the service hello in n's portal range with one endpoint
+// per pod.
+func ownsOnly(rep *agent.Report, n *agenttest.Node, pods ...string) error {
+	var got []string
+	for _, p := range rep.Pods {
+		got = append(got, p.Replica)
+	}
+	if !slices.Equal(got, pods) {
+		return fmt.Errorf("pods %v, want %v", got, pods)
+	}
+	for _, s := range rep.Services {
+		if s.Name != "hello" {
+			continue
+		}
+		ip, err := netip.ParseAddr(s.PortalIP)
+		if err != nil || !n.PortalCIDR.Contains(ip) {
+			return fmt.Errorf("service hello at %q, not in the node's range %s", s.PortalIP, n.PortalCIDR)
+		}
+		if len(s.Ports) != 1 || len(s.Ports[0].Endpoints) != len(pods) {
+			return fmt.Errorf("service hello: %+v, want %d endpoints", s.Ports, len(pods))
+		}
+		return nil
+	}
+	return fmt.Errorf("no service hello: %+v", rep.Services)
 }
