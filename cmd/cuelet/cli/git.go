@@ -21,7 +21,7 @@ import (
 const defaultGitPeriod = 30 * time.Second
 
 // GitFlags make a git repository the manifest directory (SPEC §12):
-// `run` follows it, validate, plan and apply read it once.
+// `run` follows it, validate, plan, apply and export read it once.
 type GitFlags struct {
 	URL, Ref, Path  string
 	Period          time.Duration
@@ -66,7 +66,7 @@ func (g *GitFlags) config(dir string) gitsource.Config {
 }
 
 // fetchOnce reads the repository into a temporary folder for a one-shot
-// command (validate, plan, apply), so that CI can check a branch. dir is
+// command (validate, plan, apply, export), so that CI can check a branch. dir is
 // "" without --git-url; cleanup removes the folder.
 func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Revision, cleanup func(), err error) {
 	cleanup = func() {}
@@ -90,15 +90,40 @@ func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Rev
 	return src.ManifestDir(), rev, cleanup, nil
 }
 
-// repoPaths rewrites the problems' files from the temporary folder to
-// paths in the repository, which is what a CI log should point at.
-func (g *GitFlags) repoPaths(dir string, problems []manifests.Problem) {
+// repoPaths rewrites the units' files and IDs from the temporary folder
+// dir to paths in the repository, as export or validate of --git-path
+// from the repository's root would name them: a CI log should point at
+// the repository, and export's cuelet.io/unit annotations must not name
+// a folder that is gone.
+func (g *GitFlags) repoPaths(dir string, units []*manifests.Unit) {
 	if dir == "" {
 		return
 	}
-	for i, p := range problems {
-		if rel, ok := strings.CutPrefix(p.File, dir+string(filepath.Separator)); ok {
-			problems[i].File = path.Join(g.Path, filepath.ToSlash(rel))
+	root := g.Path
+	if root == "" {
+		root = "."
+	}
+	repo := func(p string) string {
+		if rel, ok := strings.CutPrefix(p, dir+string(filepath.Separator)); ok {
+			return path.Join(root, filepath.ToSlash(rel))
+		}
+		if pkg, ok := strings.CutPrefix(p, dir+":"); ok { // a package unit in the root
+			return root + ":" + pkg
+		}
+		return p
+	}
+	for _, u := range units {
+		u.ID = repo(u.ID)
+		for i, f := range u.Files {
+			u.Files[i] = repo(f)
+		}
+		source := make(map[string][]byte, len(u.Source))
+		for f, b := range u.Source {
+			source[repo(f)] = b
+		}
+		u.Source = source
+		for i, p := range u.Problems {
+			u.Problems[i].File = repo(p.File)
 		}
 	}
 }
