@@ -2,14 +2,18 @@ package kube
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/netip"
 	"regexp"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	yamlv2 "go.yaml.in/yaml/v2"
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,27 +66,54 @@ type Object struct {
 
 // Export writes the Kubernetes objects of the units to w as YAML
 // documents separated by "---", each preceded by its notes as comments.
+// Nothing is written if an object cannot be encoded.
+//
+// The units are encoded on every CPU, each into its own buffer, and
+// written in their order: encoding is most of what export adds to the
+// validation, which already runs on every CPU.
 func Export(w io.Writer, units []*manifests.Unit) error {
-	var buf bytes.Buffer
-	first := true
-	for _, u := range units {
-		for _, o := range Convert(u) {
-			b, err := marshal(o.Object)
-			if err != nil {
-				return fmt.Errorf("encode %s: %w", describe(o.Object), err)
+	docs := make([][]byte, len(units))
+	errs := make([]error, len(units))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(goruntime.GOMAXPROCS(0), len(units)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(units); i = int(next.Add(1)) - 1 {
+				docs[i], errs[i] = exportUnit(units[i])
 			}
-			if !first {
-				buf.WriteString("---\n")
-			}
-			first = false
-			for _, n := range o.Notes {
-				buf.WriteString("# " + n + "\n")
-			}
-			buf.Write(b)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var out [][]byte
+	for _, d := range docs {
+		if len(d) > 0 {
+			out = append(out, d)
 		}
 	}
-	_, err := w.Write(buf.Bytes())
+	_, err := w.Write(bytes.Join(out, []byte("---\n")))
 	return err
+}
+
+// exportUnit returns the documents of one unit, "---" between them.
+func exportUnit(u *manifests.Unit) ([]byte, error) {
+	var buf bytes.Buffer
+	for i, o := range Convert(u) {
+		b, err := marshal(o.Object)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", describe(o.Object), err)
+		}
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		for _, n := range o.Notes {
+			buf.WriteString("# " + n + "\n")
+		}
+		buf.Write(b)
+	}
+	return buf.Bytes(), nil
 }
 
 // marshal writes the object as sigs.k8s.io/yaml.Marshal does, without
