@@ -200,6 +200,7 @@ func convertPod(unit string, p manifests.Pod) []Object {
 		RestartPolicy:                 corev1.RestartPolicyAlways,
 		ShareProcessNamespace:         boolPtr(p.ShareProcessNamespace),
 		NodeSelector:                  p.NodeSelector,
+		DNSConfig:                     dnsConfig(p.DNSConfig),
 	}
 	var claims []corev1.PersistentVolumeClaim
 	for _, v := range p.Volumes {
@@ -257,6 +258,20 @@ func convertPod(unit string, p manifests.Pod) []Object {
 		}
 	}
 	return append(out, Object{Notes: notes, Object: workload})
+}
+
+// dnsConfig is the pod's dnsConfig, which has Kubernetes' shape and
+// meaning: with the default dnsPolicy (ClusterFirst) it adds to the
+// cluster's DNS settings as it adds to the node's under cuelet.
+func dnsConfig(c *manifests.PodDNSConfig) *corev1.PodDNSConfig {
+	if c == nil {
+		return nil
+	}
+	out := &corev1.PodDNSConfig{Nameservers: c.Nameservers, Searches: c.Searches}
+	for _, o := range c.Options {
+		out.Options = append(out.Options, corev1.PodDNSConfigOption{Name: o.Name, Value: o.Value})
+	}
+	return out
 }
 
 // The schema's defaults of the pod fields that Kubernetes has too.
