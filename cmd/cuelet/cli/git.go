@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/cuelet/cuelet/agent"
@@ -128,6 +129,18 @@ func (g *GitFlags) repoPaths(dir string, units []*manifests.Unit) {
 	}
 }
 
+// inRepo names the problems the agent found by their path in the
+// repository, as validate and export name them: the agent names them
+// relative to its manifest folder, which with --git-url is --git-path.
+func (g *GitFlags) inRepo(problems []manifests.Problem) {
+	if g.URL == "" || g.Path == "" {
+		return
+	}
+	for i, p := range problems {
+		problems[i].File = path.Join(g.Path, filepath.ToSlash(p.File))
+	}
+}
+
 // agentConfig is the git source of `cuelet run`, publishing under
 // <state-dir>/git; nil without --git-url.
 func (g *GitFlags) agentConfig(stateDir string) (*agent.GitOptions, error) {
@@ -138,13 +151,19 @@ func (g *GitFlags) agentConfig(stateDir string) (*agent.GitOptions, error) {
 	return &agent.GitOptions{Source: g.config(filepath.Join(stateDir, "git")), Period: g.Period}, nil
 }
 
-// fetchGit points f.Manifests at a one-shot fetch of --git-url, if given.
-func (a *AgentFlags) fetchGit(ctx context.Context) (cleanup func(), err error) {
+// oneShotOptions are the options of plan and apply: the agent flags, and
+// with --git-url the manifest folder of a one-shot fetch, which cleanup
+// removes. The flags are checked first, so that a bad one costs no fetch.
+func (a *AgentFlags) oneShotOptions(ctx context.Context, log zerolog.Logger) (o agent.Options, cleanup func(), err error) {
+	o, err = a.options(log)
+	if err != nil {
+		return o, func() {}, err
+	}
 	dir, _, cleanup, err := a.Git.fetchOnce(ctx)
 	if dir != "" {
-		a.Manifests = dir
+		o.ManifestDir = dir
 	}
-	return cleanup, err
+	return o, cleanup, err
 }
 
 // printSource writes the git revision lines of `cuelet status`.

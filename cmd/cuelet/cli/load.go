@@ -21,7 +21,8 @@ type loaded struct {
 // the same answer from both: the node's rules, then the manifests from
 // --git-url (a one-shot fetch, removed once read) or from paths (default
 // dir), loaded and checked. plan and apply fetch through
-// AgentFlags.fetchGit instead, because the agent loads the units itself.
+// AgentFlags.oneShotOptions instead, because the agent loads the units
+// itself.
 func loadUnits(ctx context.Context, rules *NodeRules, git *GitFlags, dir string, paths []string) (loaded, error) {
 	var l loaded
 	opts, err := rules.Options()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
 	"github.com/cuelet/cuelet/manifests/gitsource/gittest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
 // node a's units: a pod with a files volume and a service with an external
@@ -108,4 +109,28 @@ func cuelet(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
 	code = cli.Run(context.Background(), &cli.Env{Stdout: &o, Stderr: &e, Getenv: os.Getenv}, args)
 	return o.String(), e.String(), code
+}
+
+// TestPlan_with_git_names_files_as_validate_does: plan reads --git-url
+// through the agent, which names files relative to --git-path; a CI log
+// must point at the same file whichever command it ran. Against a real
+// podman (podmantest), which plan needs before it validates.
+func TestPlan_with_git_names_files_as_validate_does(t *testing.T) {
+	p := podmantest.New(t)
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "too many", map[string]string{"nodes/a/web.cue": "pods: web: {replicas: 200, containers: app: image: \"nginx\"}\n"})
+	git := []string{"--git-url", up.Bare, "--git-path", "nodes/a"}
+	_, want, code := cuelet(t, append([]string{"validate"}, git...)...)
+	if code != 1 || !strings.HasPrefix(want, "nodes/a/web.cue:") {
+		t.Fatalf("validate: exit %d, stderr %q", code, want)
+	}
+	agentFlags := []string{"--podman-url", p.URL, "--state-dir", t.TempDir(), "--run-dir", t.TempDir()}
+	_, got, code := cuelet(t, append(append([]string{"plan"}, git...), agentFlags...)...)
+	if code != 1 || got != want {
+		t.Errorf("plan: exit %d, stderr\n%swant 1 and validate's\n%s", code, got, want)
+	}
+	out, _, _ := cuelet(t, append(append([]string{"plan", "--json"}, git...), agentFlags...)...)
+	if !strings.Contains(out, `"file": "nodes/a/web.cue"`) {
+		t.Errorf("plan --json names the file otherwise:\n%s", out)
+	}
 }
