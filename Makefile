@@ -31,7 +31,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help deps build man demo test chaos lint install bench bench-validate bench-agent bench-pods bench-proxy bench-dns goflags clean
+.PHONY: help deps build man demo test chaos lint install bench bench-validate bench-export bench-agent bench-pods bench-proxy bench-dns goflags clean
 
 # What building, running and testing cuelet need on Debian 12: podman with
 # runc (podman would otherwise pull in crun, which fails on cgroups
@@ -128,10 +128,13 @@ install: build man ## install binary, man pages, systemd unit, its settings file
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
 	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
-bench: bench-validate bench-pods bench-agent bench-proxy bench-dns ## every benchmark below
+bench: bench-validate bench-export bench-pods bench-agent bench-proxy bench-dns ## every benchmark below
 
 bench-validate: build ## time cuelet validate against cue vet on 1,000 units (needs hyperfine)
 	manifests/bench/run.sh
+
+bench-export: ## time cuelet export and import of 1,000 units against cuelet validate of the same units, 3 runs, medians and ratios
+	manifests/kube/bench/run.sh
 
 bench-agent: ## time the running agent: a file write's overhead over podman, idle memory and CPU with 100 pods (root, podman)
 	agent/bench/run.sh

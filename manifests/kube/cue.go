@@ -147,6 +147,27 @@ func podCUE(p manifests.Pod) fields {
 		f.add("terminationGracePeriodSeconds", p.TerminationGracePeriodSeconds)
 	}
 	addIf(&f, "progressDeadlineSeconds", p.ProgressDeadlineSeconds, defaultProgressDeadline)
+	if c := p.DNSConfig; c != nil {
+		var df fields
+		if c.Nameservers != nil {
+			df.add("nameservers", c.Nameservers)
+		}
+		if c.Searches != nil {
+			df.add("searches", c.Searches)
+		}
+		if c.Options != nil {
+			var opts []any
+			for _, o := range c.Options {
+				of := fields{{"name", o.Name}}
+				if o.Value != nil {
+					of.add("value", *o.Value)
+				}
+				opts = append(opts, of)
+			}
+			df.add("options", opts)
+		}
+		f.add("dnsConfig", df)
+	}
 	var cs fields
 	for _, c := range p.Containers {
 		cs.add(c.Name, containerCUE(c))

@@ -377,6 +377,12 @@ func importPod(d *doc, s corev1.PodSpec, at []any, labels map[string]string, con
 	if len(s.NodeSelector) > 0 {
 		p.NodeSelector = maps.Clone(s.NodeSelector)
 	}
+	if c := s.DNSConfig; c != nil && (len(c.Nameservers) > 0 || len(c.Searches) > 0 || len(c.Options) > 0) {
+		p.DNSConfig = &manifests.PodDNSConfig{Nameservers: c.Nameservers, Searches: c.Searches}
+		for _, o := range c.Options {
+			p.DNSConfig.Options = append(p.DNSConfig.Options, manifests.PodDNSOption{Name: o.Name, Value: o.Value})
+		}
+	}
 	for _, c := range s.Containers {
 		p.Containers = append(p.Containers, importContainer(c))
 	}

@@ -170,6 +170,11 @@ var (
 		"configMap":             obj(map[string]*shape{"name": leaf}),
 		"persistentVolumeClaim": obj(map[string]*shape{"claimName": leaf}),
 	})
+	dnsConfigShape = obj(map[string]*shape{
+		"nameservers": leaf,
+		"searches":    leaf,
+		"options":     list(obj(map[string]*shape{"name": leaf, "value": leaf})),
+	})
 	// podSpecShape: restartPolicy is admitted here for Pods; the
 	// workloads' template takes only Always (see templateShape).
 	podSpecShape = obj(map[string]*shape{
@@ -179,6 +184,7 @@ var (
 		"shareProcessNamespace":         leaf,
 		"nodeSelector":                  leaf,
 		"terminationGracePeriodSeconds": leaf,
+		"dnsConfig":                     dnsConfigShape,
 	})
 	templateShape = obj(map[string]*shape{
 		"metadata": obj(map[string]*shape{"labels": leaf}),
@@ -189,6 +195,7 @@ var (
 			"shareProcessNamespace":         leaf,
 			"nodeSelector":                  leaf,
 			"terminationGracePeriodSeconds": leaf,
+			"dnsConfig":                     dnsConfigShape,
 		}),
 	})
 	selectorShape = obj(map[string]*shape{"matchLabels": leaf})

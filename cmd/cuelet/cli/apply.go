@@ -19,18 +19,17 @@ node, write the env files and make podman's pods what the valid units say.
 Prints what it did; exits 1 if a unit is invalid or anything failed. The
 portals are served only while 'cuelet run' runs.`,
 	}, nil, func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
-		o, err := f.options(log)
-		if err != nil {
-			return err
-		}
-		cleanup, err := f.fetchGit(ctx)
-		if err != nil {
-			return err
-		}
+		o, cleanup, err := f.oneShotOptions(ctx, log)
 		defer cleanup()
+		if err != nil {
+			return err
+		}
 		rep, err := agent.Apply(ctx, o)
 		if err != nil {
 			return err
+		}
+		for _, u := range rep.Units {
+			f.Git.inRepo(u.Problems)
 		}
 		for _, a := range rep.Actions {
 			fmt.Fprintln(env.Stdout, a)

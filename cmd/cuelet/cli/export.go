@@ -13,6 +13,7 @@ func exportCommand(env *Env) *cobra.Command {
 	var (
 		dir   string
 		rules NodeRules
+		git   GitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "export [PATH...]",
@@ -25,32 +26,23 @@ comment above its object. Invalid input: the problems validate prints, on
 stderr, nothing on stdout, exit 1. With --node-name or --node-labels only
 the pods whose nodeSelector matches that node are exported (services all
 are), so that CI can see what each node would run; without them, every
-pod, its nodeSelector carried over.`,
+pod, its nodeSelector carried over. With --git-url, the units of that
+repository's --git-ref (a one-shot shallow fetch), as validate reads them.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			ctx := cmd.Context()
-			if len(paths) == 0 {
-				paths = []string{dir}
-			}
-			opts, err := rules.Options()
+			defer collectLessOften()()
+			l, err := loadUnits(cmd.Context(), &rules, &git, dir, paths)
 			if err != nil {
 				return err
 			}
-			units, err := manifests.Load(ctx, paths, opts)
-			if err != nil {
-				return err
+			for _, p := range l.problems {
+				fmt.Fprintln(env.Stderr, p)
 			}
-			invalid := false
-			for _, u := range units {
-				for _, p := range u.Problems {
-					fmt.Fprintln(env.Stderr, p)
-					invalid = true
-				}
-			}
-			if invalid {
+			if len(l.problems) > 0 {
 				return errInvalid
 			}
+			units := l.units
 			if rules.nodeGiven() {
-				units = forNode(units, opts.NodeLabels)
+				units = forNode(units, l.opts.NodeLabels)
 			}
 			if err := kube.Export(env.Stdout, units); err != nil {
 				return fmt.Errorf("write: %w", err)
@@ -60,6 +52,7 @@ pod, its nodeSelector carried over.`,
 	}
 	fs := flagsOf(cmd)
 	registerManifests(fs, &dir)
+	git.Register(fs)
 	rules.Register(fs)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
 	"github.com/cuelet/cuelet/agent"
@@ -21,7 +22,7 @@ import (
 const defaultGitPeriod = 30 * time.Second
 
 // GitFlags make a git repository the manifest directory (SPEC §12):
-// `run` follows it, validate, plan and apply read it once.
+// `run` follows it, validate, plan, apply and export read it once.
 type GitFlags struct {
 	URL, Ref, Path  string
 	Period          time.Duration
@@ -66,7 +67,7 @@ func (g *GitFlags) config(dir string) gitsource.Config {
 }
 
 // fetchOnce reads the repository into a temporary folder for a one-shot
-// command (validate, plan, apply), so that CI can check a branch. dir is
+// command (validate, plan, apply, export), so that CI can check a branch. dir is
 // "" without --git-url; cleanup removes the folder.
 func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Revision, cleanup func(), err error) {
 	cleanup = func() {}
@@ -90,16 +91,53 @@ func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Rev
 	return src.ManifestDir(), rev, cleanup, nil
 }
 
-// repoPaths rewrites the problems' files from the temporary folder to
-// paths in the repository, which is what a CI log should point at.
-func (g *GitFlags) repoPaths(dir string, problems []manifests.Problem) {
+// repoPaths rewrites the units' files and IDs from the temporary folder
+// dir to paths in the repository, as export or validate of --git-path
+// from the repository's root would name them: a CI log should point at
+// the repository, and export's cuelet.io/unit annotations must not name
+// a folder that is gone.
+func (g *GitFlags) repoPaths(dir string, units []*manifests.Unit) {
 	if dir == "" {
 		return
 	}
-	for i, p := range problems {
-		if rel, ok := strings.CutPrefix(p.File, dir+string(filepath.Separator)); ok {
-			problems[i].File = path.Join(g.Path, filepath.ToSlash(rel))
+	root := g.Path
+	if root == "" {
+		root = "."
+	}
+	repo := func(p string) string {
+		if rel, ok := strings.CutPrefix(p, dir+string(filepath.Separator)); ok {
+			return path.Join(root, filepath.ToSlash(rel))
 		}
+		if pkg, ok := strings.CutPrefix(p, dir+":"); ok { // a package unit in the root
+			return root + ":" + pkg
+		}
+		return p
+	}
+	for _, u := range units {
+		u.ID = repo(u.ID)
+		for i, f := range u.Files {
+			u.Files[i] = repo(f)
+		}
+		source := make(map[string][]byte, len(u.Source))
+		for f, b := range u.Source {
+			source[repo(f)] = b
+		}
+		u.Source = source
+		for i, p := range u.Problems {
+			u.Problems[i].File = repo(p.File)
+		}
+	}
+}
+
+// inRepo names the problems the agent found by their path in the
+// repository, as validate and export name them: the agent names them
+// relative to its manifest folder, which with --git-url is --git-path.
+func (g *GitFlags) inRepo(problems []manifests.Problem) {
+	if g.URL == "" || g.Path == "" {
+		return
+	}
+	for i, p := range problems {
+		problems[i].File = path.Join(g.Path, filepath.ToSlash(p.File))
 	}
 }
 
@@ -113,13 +151,19 @@ func (g *GitFlags) agentConfig(stateDir string) (*agent.GitOptions, error) {
 	return &agent.GitOptions{Source: g.config(filepath.Join(stateDir, "git")), Period: g.Period}, nil
 }
 
-// fetchGit points f.Manifests at a one-shot fetch of --git-url, if given.
-func (a *AgentFlags) fetchGit(ctx context.Context) (cleanup func(), err error) {
+// oneShotOptions are the options of plan and apply: the agent flags, and
+// with --git-url the manifest folder of a one-shot fetch, which cleanup
+// removes. The flags are checked first, so that a bad one costs no fetch.
+func (a *AgentFlags) oneShotOptions(ctx context.Context, log zerolog.Logger) (o agent.Options, cleanup func(), err error) {
+	o, err = a.options(log)
+	if err != nil {
+		return o, func() {}, err
+	}
 	dir, _, cleanup, err := a.Git.fetchOnce(ctx)
 	if dir != "" {
-		a.Manifests = dir
+		o.ManifestDir = dir
 	}
-	return cleanup, err
+	return o, cleanup, err
 }
 
 // printSource writes the git revision lines of `cuelet status`.

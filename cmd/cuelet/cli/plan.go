@@ -30,18 +30,18 @@ cannot be reached.`,
 	}, func(fs *pflag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the plan and the problems as JSON on stdout")
 	}, func(ctx context.Context, f *AgentFlags, env *Env, log zerolog.Logger) error {
-		o, err := f.options(log)
-		if err != nil {
-			return err
-		}
-		cleanup, err := f.fetchGit(ctx)
-		if err != nil {
-			return err
-		}
+		o, cleanup, err := f.oneShotOptions(ctx, log)
 		defer cleanup()
+		if err != nil {
+			return err
+		}
 		res, err := agent.Plan(ctx, o)
 		if err != nil {
 			return err
+		}
+		f.Git.inRepo(res.Problems)
+		for _, u := range res.Invalid {
+			f.Git.inRepo(u.Problems)
 		}
 		invalid := len(res.Invalid) > 0
 		if asJSON {

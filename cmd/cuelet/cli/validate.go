@@ -7,8 +7,6 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
-
-	"github.com/cuelet/cuelet/manifests"
 )
 
 func validateCommand(env *Env) *cobra.Command {
@@ -29,35 +27,11 @@ Exits 1 if anything is invalid.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
 			defer collectLessOften()()
-			opts, err := rules.Options()
+			l, err := loadUnits(ctx, &rules, &git, dir, paths)
 			if err != nil {
 				return err
 			}
-			gitDir, _, cleanup, err := git.fetchOnce(ctx)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			switch {
-			case gitDir != "" && len(paths) > 0:
-				return fmt.Errorf("--git-url takes no paths (--git-path picks a folder), got %q", paths)
-			case gitDir != "":
-				paths = []string{gitDir}
-			case len(paths) == 0:
-				paths = []string{dir}
-			}
-			if _, err := rules.DNSAddr(); err != nil {
-				return err
-			}
-			units, err := manifests.Load(ctx, paths, opts)
-			if err != nil {
-				return err
-			}
-			problems := []manifests.Problem{}
-			for _, u := range units {
-				problems = append(problems, u.Problems...)
-			}
-			git.repoPaths(gitDir, problems)
+			problems := l.problems
 			if asJSON {
 				b, err := json.MarshalIndent(problems, "", "  ")
 				if err != nil {

@@ -1,0 +1,136 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cuelet/cuelet/cmd/cuelet/cli"
+	"github.com/cuelet/cuelet/manifests/gitsource/gittest"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
+)
+
+// node a's units: a pod with a files volume and a service with an external
+// port, so that every kind of object is in the export, and a package unit.
+var gitNodeA = map[string]string{
+	"nodes/a/web.cue": `pods: web: {
+	labels: app: "web"
+	containers: app: {
+		image: "localhost/cuelet-busybox:latest"
+		command: ["httpd", "-f", "-p", "8080"]
+		ports: [{name: "http", containerPort: 8080}]
+	}
+	volumes: conf: files: "a.conf": "x\n"
+}
+services: web: {
+	selector: app: "web"
+	ports: [{name: "http", port: 80, targetPort: "http", externalPort: 30080}]
+}
+`,
+	// A package unit in the folder itself: its ID is "<folder>:<package>".
+	"nodes/a/cache.cue": `package node
+
+pods: cache: containers: app: image: "localhost/cuelet-busybox:latest"
+`,
+	"nodes/b/db.cue": `pods: db: containers: app: image: "localhost/cuelet-busybox:latest"
+`,
+}
+
+// TestExport_reads_a_branch_of_a_git_repository_as_validate_does is CI
+// exporting what a branch holds (SPEC §12): --git-url, --git-ref and
+// --git-path give what export of the same folder checked out gives, an
+// invalid commit gives validate's lines with repository paths and nothing
+// on stdout, and the one-shot fetch leaves nothing behind.
+func TestExport_reads_a_branch_of_a_git_repository_as_validate_does(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the one-shot fetch goes
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "two nodes", gitNodeA)
+	up.Git(t, "push", "-q", "origin", "HEAD:refs/heads/stable")
+
+	// The peer: export of the folder as the work tree has it, from its
+	// root, where CI would run it.
+	t.Chdir(up.Work)
+	want, stderr, code := cuelet(t, "export", "nodes/a")
+	if code != 0 || stderr != "" || !strings.Contains(want, "cuelet.io/unit: nodes/a:node") {
+		t.Fatalf("export of the work tree: exit %d\n%s\n%s", code, stderr, want)
+	}
+	got, stderr, code := cuelet(t, "export", "--git-url", up.Bare, "--git-path", "nodes/a")
+	if code != 0 || stderr != "" {
+		t.Fatalf("export --git-url: exit %d, stderr:\n%s", code, stderr)
+	}
+	if got != want {
+		t.Errorf("export --git-url --git-path nodes/a:\n%s\nexport of the checked-out folder:\n%s", got, want)
+	}
+
+	// main moves on to an invalid commit; stable stays where it was.
+	bad := map[string]string{"nodes/a/web.cue": "pods: web: {replicas: 200, containers: app: image: \"nginx\"}\n"}
+	up.Commit(t, "too many", bad)
+	out, stderr, code := cuelet(t, "export", "--git-url", "file://"+up.Bare, "--git-path", "nodes/a")
+	if code != 1 || out != "" {
+		t.Errorf("export of an invalid commit: exit %d, stdout %q; want 1 and nothing", code, out)
+	}
+	if w := "nodes/a/web.cue:1:23: pods.web.replicas: 200 is above the maximum 100\n"; stderr != w {
+		t.Errorf("export of an invalid commit says\n%swant\n%s", stderr, w)
+	}
+	_, vstderr, _ := cuelet(t, "validate", "--git-url", "file://"+up.Bare, "--git-path", "nodes/a")
+	if vstderr != stderr {
+		t.Errorf("export says\n%svalidate says\n%s", stderr, vstderr)
+	}
+	got, stderr, code = cuelet(t, "export", "--git-url", "file://"+up.Bare, "--git-ref", "stable", "--git-path", "nodes/a")
+	if code != 0 || got != want {
+		t.Errorf("export --git-ref stable: exit %d\n%s\n%s\nwant\n%s", code, stderr, got, want)
+	}
+
+	// The flags are checked as validate checks them.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--git-url", up.Bare, "--git-ref", "nope"}, `ref "nope" not found on the remote`},
+		{[]string{"--git-url", up.Bare, "--manifests", up.Work}, "--git-url and --manifests exclude each other"},
+		{[]string{"--git-url", up.Bare, up.Work}, "--git-url takes no paths"},
+	} {
+		out, stderr, code := cuelet(t, append([]string{"export"}, c.args...)...)
+		if code != 1 || out != "" || !strings.Contains(stderr, c.want) {
+			t.Errorf("export %q: exit %d, stdout %q, stderr %q; want 1, nothing, %q", c.args, code, out, stderr, c.want)
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("the one-shot fetches left %d entries in TMPDIR: %v", len(left), left)
+	}
+}
+
+// cuelet runs the command line in-process.
+func cuelet(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = cli.Run(context.Background(), &cli.Env{Stdout: &o, Stderr: &e, Getenv: os.Getenv}, args)
+	return o.String(), e.String(), code
+}
+
+// TestPlan_with_git_names_files_as_validate_does: plan reads --git-url
+// through the agent, which names files relative to --git-path; a CI log
+// must point at the same file whichever command it ran. Against a real
+// podman (podmantest), which plan needs before it validates.
+func TestPlan_with_git_names_files_as_validate_does(t *testing.T) {
+	p := podmantest.New(t)
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "too many", map[string]string{"nodes/a/web.cue": "pods: web: {replicas: 200, containers: app: image: \"nginx\"}\n"})
+	git := []string{"--git-url", up.Bare, "--git-path", "nodes/a"}
+	_, want, code := cuelet(t, append([]string{"validate"}, git...)...)
+	if code != 1 || !strings.HasPrefix(want, "nodes/a/web.cue:") {
+		t.Fatalf("validate: exit %d, stderr %q", code, want)
+	}
+	agentFlags := []string{"--podman-url", p.URL, "--state-dir", t.TempDir(), "--run-dir", t.TempDir()}
+	_, got, code := cuelet(t, append(append([]string{"plan"}, git...), agentFlags...)...)
+	if code != 1 || got != want {
+		t.Errorf("plan: exit %d, stderr\n%swant 1 and validate's\n%s", code, got, want)
+	}
+	out, _, _ := cuelet(t, append(append([]string{"plan", "--json"}, git...), agentFlags...)...)
+	if !strings.Contains(out, `"file": "nodes/a/web.cue"`) {
+		t.Errorf("plan --json names the file otherwise:\n%s", out)
+	}
+}
