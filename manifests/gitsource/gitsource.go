@@ -170,7 +170,8 @@ func (s *Source) OnPublish(fn func(Revision)) {
 }
 
 // LastTimes says how long the steps of the last Sync that published a
-// revision took; zero before one has.
+// revision took; zero before one has. Tidy is zero until that Sync has
+// removed the old folders.
 func (s *Source) LastTimes() Times {
 	if t := s.times.Load(); t != nil {
 		return *t
@@ -257,6 +258,8 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 	}
 	s.live.Store(&rev)
 	t.Publish = time.Since(t.Started) - t.Fetch
+	published := t
+	s.times.Store(&published) // for a reader told by onPublish
 	if s.onPublish != nil {
 		s.onPublish(rev)
 	}
