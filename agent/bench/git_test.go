@@ -56,7 +56,9 @@ import (
 // does not kick the pass, which then waits for the watcher to see the
 // symlink swap and for the debounce window, as before it did:
 // "watch-wait-ms" and "watch-total-ms"; wait-ms, load-ms, plan-ms and
-// total-ms are of the other iterations.
+// total-ms are of the other iterations. "passes/commit" (and
+// "watch-passes/commit") counts the passes from the fetch to the first
+// pass with nothing left to do.
 //
 // The peers, the git command line in the same iterations, against the git
 // source's "fetch+publish-ms": "checkout-ms" is `git fetch --depth 2` and
@@ -146,6 +148,7 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 	unitCheck := checkAlone(b, podUnit("git-0"))
 	var fetches, publishes, tidies, waits, loads, plans, totals, ours, gitsyncs, checkouts []time.Duration
 	var watchWaits, watchTotals []time.Duration
+	var kickPasses, watchPasses int
 	for i := 0; b.Loop(); i++ {
 		watch.Store(i/2%2 == 1)
 		pod := fmt.Sprintf("git-%d", i/2*2)
@@ -166,6 +169,7 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 		pass := rec.last("pass", call)
 		list := rec.first("list", pass)
 		settled(call, head)
+		passes := rec.count("pass", start, time.Now())
 		t := src.LastTimes()
 		if t.Started.Before(start) || t.Swapped().After(call) {
 			b.Fatalf("the call for %s at %s came before the git source published %s (at %s)", pod, call.Format("15:04:05.000"), head, t.Swapped().Format("15:04:05.000"))
@@ -181,15 +185,17 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 		if watch.Load() {
 			mode = "watch"
 		}
-		b.Logf("iteration %d (%s): fetch %v, publish %v (tidy %v), wait %v, load %v, plan %v: total %v; peers: checkout %v, git-sync %v",
-			i, mode, ms(t.Fetch), ms(t.Publish), ms(t.Tidy), ms(pass.Sub(t.Swapped())), ms(list.Sub(pass)), ms(call.Sub(list)), ms(call.Sub(start)), ms(co), ms(gs))
+		b.Logf("iteration %d (%s): fetch %v, publish %v (tidy %v), wait %v, load %v, plan %v: total %v, %d passes; peers: checkout %v, git-sync %v",
+			i, mode, ms(t.Fetch), ms(t.Publish), ms(t.Tidy), ms(pass.Sub(t.Swapped())), ms(list.Sub(pass)), ms(call.Sub(list)), ms(call.Sub(start)), passes, ms(co), ms(gs))
 		// The git source's steps and the peers do not depend on the mode.
 		fetches, publishes, tidies = append(fetches, t.Fetch), append(publishes, t.Publish), append(tidies, t.Tidy)
 		ours, gitsyncs, checkouts = append(ours, t.Fetch+t.Publish), append(gitsyncs, gs), append(checkouts, co)
 		if watch.Load() {
 			watchWaits, watchTotals = append(watchWaits, pass.Sub(t.Swapped())), append(watchTotals, call.Sub(start))
+			watchPasses += passes
 			continue
 		}
+		kickPasses += passes
 		waits, loads, plans = append(waits, pass.Sub(t.Swapped())), append(loads, list.Sub(pass)), append(plans, call.Sub(list))
 		totals = append(totals, call.Sub(start))
 	}
@@ -205,6 +211,8 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 	b.ReportMetric(median(watchWaits), "watch-wait-ms")
 	b.ReportMetric(median(watchTotals), "watch-total-ms")
 	b.ReportMetric(median(totals)/median(watchTotals), "vs-watch")
+	b.ReportMetric(float64(kickPasses)/float64(len(totals)), "passes/commit")
+	b.ReportMetric(float64(watchPasses)/float64(len(watchTotals)), "watch-passes/commit")
 	b.ReportMetric(median(ours), "fetch+publish-ms")
 	b.ReportMetric(median(checkouts), "checkout-ms")
 	b.ReportMetric(median(gitsyncs), "gitsync-ms")
@@ -328,6 +336,19 @@ func (r *recorder) last(what string, t time.Time) time.Time {
 		}
 	}
 	return at
+}
+
+// count is the number of notes of what from t0 to t1.
+func (r *recorder) count(what string, t0, t1 time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		if c.what == what && !c.at.Before(t0) && !c.at.After(t1) {
+			n++
+		}
+	}
+	return n
 }
 
 // first is the time of the first note of what at or after t.
