@@ -31,7 +31,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)'
 
-.PHONY: help deps build man demo test chaos lint install bench bench-validate bench-export bench-agent bench-pods bench-proxy bench-dns goflags clean
+.PHONY: help deps build man demo test chaos lint install bench bench-validate bench-export bench-agent bench-pods bench-proxy bench-dns bench-git goflags clean
 
 # What building, running and testing cuelet need on Debian 12: podman with
 # runc (podman would otherwise pull in crun, which fails on cgroups
@@ -128,7 +128,7 @@ install: build man ## install binary, man pages, systemd unit, its settings file
 	install -m 0644 systemd/cuelet.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cuelet.conf
 	cd manifests/examples && find . -name '*.cue' -exec install -D -m 0644 {} $(DESTDIR)$(DOCDIR)/examples/{} \;
 
-bench: bench-validate bench-export bench-pods bench-agent bench-proxy bench-dns ## every benchmark below
+bench: bench-validate bench-export bench-pods bench-agent bench-proxy bench-dns bench-git ## every benchmark below
 
 bench-validate: build ## time cuelet validate against cue vet on 1,000 units (needs hyperfine)
 	manifests/bench/run.sh
@@ -152,6 +152,12 @@ bench-dns: ## queries per second and p99 of the agent's DNS server against CoreD
 	@command -v coredns >/dev/null || test -x "$$(go env GOPATH)/bin/coredns" || \
 		GOFLAGS= go install github.com/coredns/coredns@$(COREDNS_VERSION)
 	go test -run '^$$' -bench 'UDP$$' -benchtime 1x ./netproxy/dns
+
+bench-git: ## a commit changing one unit of 1,000: git fetch to the agent's first podman call, against git fetch+checkout (root, podman, git)
+	@echo "load before: $$(cut -d' ' -f1-3 /proc/loadavg) on $$(nproc) cores"
+	go test -run '^$$' -bench 'GitCommitToPodman' -benchtime $${ITERATIONS:-20}x -timeout 30m ./agent/bench/
+	go test -run '^$$' -bench 'FetchAndPublish' -benchtime $${ITERATIONS:-20}x -benchmem ./manifests/gitsource
+	@echo "load after: $$(cut -d' ' -f1-3 /proc/loadavg)"
 
 goflags: ## print the GOFLAGS the go commands need (the bench scripts read it)
 	@echo $(GOFLAGS)

@@ -176,6 +176,10 @@ func (a *Agent) Progress(rep *Report) {
 // Kick asks for a sync pass.
 func (a *Agent) Kick() { a.runner.Kick() }
 
+// KickNow asks for a sync pass without the debounce window: for a change
+// that is whole when it comes (a git revision, see OnPublish).
+func (a *Agent) KickNow() { a.runner.KickNow() }
+
 // Run runs the agent, with syncer's passes, until ctx is done. It returns
 // an error only when a part of it cannot start (the metrics address taken,
 // the run dir not writable); a failing sync is reported, not returned.

@@ -24,9 +24,10 @@ type GitConfig struct {
 	Log        zerolog.Logger
 }
 
-// GitSource runs the fetch loop of `cuelet run --git-url`. It only
-// publishes revisions: the agent's watcher sees the symlink swap and
-// starts a pass, as it would for git-sync, so the two stay decoupled.
+// GitSource runs the fetch loop of `cuelet run --git-url`. It publishes
+// revisions and kicks the agent's pass (OnPublish); the agent's watcher
+// sees the symlink swap too, as it would for git-sync, so a pass follows
+// even without the kick.
 type GitSource struct {
 	cfg         GitConfig
 	fetchErrors prometheus.Counter
@@ -53,6 +54,16 @@ func NewGitSource(cfg GitConfig) *GitSource {
 	}
 	g.setInfo(cfg.Source.Revision())
 	return g
+}
+
+// OnPublish makes each new revision call fn right after its symlink swap
+// (before the old revision's folder is removed): the agent's KickNow, so
+// that the pass starts at once rather than when the watcher has seen the
+// swap. Call it before Run; a nil GitSource ignores it.
+func (g *GitSource) OnPublish(fn func()) {
+	if g != nil {
+		g.cfg.Source.OnPublish(func(gitsource.Revision) { fn() })
+	}
 }
 
 // ManifestDir is the folder the agent reads.
@@ -114,7 +125,10 @@ func (g *GitSource) Sync(ctx context.Context) {
 	g.lastErr = ""
 	if changed {
 		g.setInfo(rev)
-		g.cfg.Log.Info().Str("action", "git").Str("hash", rev.Hash).Str("subject", rev.Subject).Msg("new revision published")
+		t := g.cfg.Source.LastTimes()
+		g.cfg.Log.Info().Str("action", "git").Str("hash", rev.Hash).Str("subject", rev.Subject).
+			Stringer("fetch_took", t.Fetch.Round(time.Millisecond)).Stringer("publish_took", t.Publish.Round(time.Millisecond)).
+			Msg("new revision published")
 	}
 }
 

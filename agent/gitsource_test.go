@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests/gitsource"
+	"github.com/cuelet/cuelet/manifests/gitsource/gittest"
 )
 
 func TestGitSource_a_failing_fetch_is_logged_once_counted_every_time_and_keeps_the_revision(t *testing.T) {
@@ -78,11 +79,40 @@ func TestGitSource_a_failing_fetch_is_logged_once_counted_every_time_and_keeps_t
 	}
 }
 
+func TestGitSource_a_new_revision_kicks_the_pass_an_unchanged_ref_does_not(t *testing.T) {
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "first", map[string]string{"web.cue": "pods: {}\n"})
+	src, err := gitsource.New(gitsource.Config{URL: up.Bare, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	g := NewGitSource(GitConfig{Source: src, Period: 1, Log: zerolog.New(&logs)})
+	kicks := 0
+	g.OnPublish(func() { kicks++ })
+	ctx := context.Background()
+
+	g.Sync(ctx)
+	g.Sync(ctx)
+	if kicks != 1 {
+		t.Fatalf("the first revision and an unchanged ref kicked %d times, want once", kicks)
+	}
+	second := up.Commit(t, "second", map[string]string{"web.cue": "pods: {}\n// two\n"})
+	g.Sync(ctx)
+	if kicks != 2 || src.Revision().Hash != second {
+		t.Fatalf("after a new commit: %d kicks, revision %s; want 2 and %s", kicks, src.Revision().Hash, second)
+	}
+	if !strings.Contains(logs.String(), `"fetch_took"`) || !strings.Contains(logs.String(), `"publish_took"`) {
+		t.Errorf("the log of a new revision says nothing of the time it took:\n%s", logs.String())
+	}
+}
+
 func TestGitSource_nil_is_no_source(t *testing.T) {
 	var g *GitSource
 	if g.Status() != nil {
 		t.Fatal("a nil GitSource reported a status")
 	}
+	g.OnPublish(func() {}) // no --git-url: nothing to wire
 	if err := g.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

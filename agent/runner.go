@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type Runner struct {
 	MaxDelay time.Duration
 
 	kick chan struct{}
+	// now is set by KickNow: the next run waits for no quiet time.
+	now atomic.Bool
 	// after is time.After; the tests give a fake clock's, so that they
 	// step through the debounce instead of waiting it out.
 	after func(time.Duration) <-chan time.Time
@@ -36,6 +39,15 @@ func (r *Runner) Kick() {
 	case r.kick <- struct{}{}:
 	default: // a run is already pending; it will see this change too
 	}
+}
+
+// KickNow asks for a run without the quiet wait, for a trigger that is
+// known to be whole rather than the start of a burst (a git revision, a
+// tree swapped in at once). Kicks that come with it join the same run. It
+// never blocks.
+func (r *Runner) KickNow() {
+	r.now.Store(true)
+	r.Kick()
 }
 
 // Run calls fn for every burst of kicks until ctx is done.
@@ -56,7 +68,7 @@ func (r *Runner) Run(ctx context.Context, fn func(context.Context)) error {
 // settle waits until no kick has come for Quiet, or MaxDelay has passed
 // since the first one. It reports false when ctx ended meanwhile.
 func (r *Runner) settle(ctx context.Context) bool {
-	if r.Quiet <= 0 {
+	if r.Quiet <= 0 || r.now.Swap(false) {
 		return ctx.Err() == nil
 	}
 	// A timer that is not waited for any more is collected (Go 1.23), so
@@ -72,6 +84,9 @@ func (r *Runner) settle(ctx context.Context) bool {
 		case <-quiet:
 			return true
 		case <-r.kick:
+			if r.now.Swap(false) {
+				return true
+			}
 			quiet = r.after(r.Quiet)
 		}
 	}

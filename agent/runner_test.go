@@ -182,3 +182,31 @@ func TestRunner_kick_during_run_gives_one_more_run(t *testing.T) {
 		t.Fatalf("runs = %d, want 2", got)
 	}
 }
+
+func TestRunner_kick_now_runs_without_waiting_for_quiet(t *testing.T) {
+	const quiet, maxDelay = 50 * time.Millisecond, time.Second
+	r := NewRunner(quiet, maxDelay)
+	clock, runs := startRunner(t, r)
+	r.KickNow()
+	// The fake clock never moves: only a run that waits for nothing comes.
+	testenv.Eventually(t, 5*time.Second, testenv.True("a run at once", func() bool { return runs.Load() == 1 }))
+
+	// A burst is settling when the kick for a whole change comes: the
+	// burst joins that run, which comes at once.
+	clock.mu.Lock()
+	waits := len(clock.asked)
+	clock.mu.Unlock()
+	r.Kick()
+	clock.waitAsked(t, waits+2) // MaxDelay and Quiet: settling
+	r.KickNow()
+	testenv.Eventually(t, 5*time.Second, testenv.True("a second run at once", func() bool { return runs.Load() == 2 }))
+
+	// Plain kicks wait for the quiet time again.
+	r.Kick()
+	clock.waitAsked(t, waits+4)
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("%d runs: a plain kick after KickNow ran without settling", n)
+	}
+	clock.advance(quiet)
+	testenv.Eventually(t, 5*time.Second, testenv.True("a third run after the quiet time", func() bool { return runs.Load() == 3 }))
+}

@@ -198,6 +198,10 @@ func Run(ctx context.Context, o Options) error {
 	cfg.StepRollouts = true
 	// A probe that changes state changes endpoints: sync at once.
 	cfg.OnProbeChange = a.Kick
+	// A new revision is a whole tree swapped at once: no burst to wait
+	// out (the watcher's kick for the swap only joins this pass, or adds
+	// one that finds nothing to do).
+	git.OnPublish(a.KickNow)
 	cfg.Progress = a.Progress
 	node, err := NewNode(ctx, cfg)
 	if err != nil {

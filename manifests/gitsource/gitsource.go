@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -100,11 +101,29 @@ func (r Revision) String() string {
 	return r.Short() + " " + r.Subject
 }
 
+// Times is how long the steps of the last Sync that published a
+// revision took, for the log and the benchmarks: where the time from a
+// push to the agent's pass goes.
+type Times struct {
+	// Started is when that Sync began.
+	Started time.Time
+	// Fetch is asking the remote where the ref points and fetching the
+	// commit; Publish writing the revision's folder and swapping the
+	// symlink to it; Tidy removing the folders of older revisions.
+	Fetch, Publish, Tidy time.Duration
+}
+
+// Swapped is when the symlink pointed at the new revision.
+func (t Times) Swapped() time.Time { return t.Started.Add(t.Fetch + t.Publish) }
+
 // Source follows one ref of one repository.
 type Source struct {
-	cfg  Config
-	mu   sync.Mutex // one Sync at a time; guards repo
-	live atomic.Pointer[Revision]
+	cfg   Config
+	mu    sync.Mutex // one Sync at a time; guards repo
+	live  atomic.Pointer[Revision]
+	times atomic.Pointer[Times]
+	// onPublish is called after each new revision's swap (OnPublish).
+	onPublish func(Revision)
 	// repo stays open between syncs: opening it decodes every pack's
 	// index again, and its object cache still holds the live tree that
 	// the next publish compares with.
@@ -140,6 +159,26 @@ func New(cfg Config) (*Source, error) {
 // revision replaces. It does not exist before the first Sync succeeds.
 func (s *Source) ManifestDir() string { return filepath.Join(s.cfg.Dir, currentLink) }
 
+// OnPublish makes Sync call fn for each new revision right after its
+// symlink swap, before the old folders are removed: a reader told of the
+// revision then reads it while the removal goes on. Call it before the
+// first Sync.
+func (s *Source) OnPublish(fn func(Revision)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onPublish = fn
+}
+
+// LastTimes says how long the steps of the last Sync that published a
+// revision took; zero before one has. Tidy is zero until that Sync has
+// removed the old folders.
+func (s *Source) LastTimes() Times {
+	if t := s.times.Load(); t != nil {
+		return *t
+	}
+	return Times{}
+}
+
 // Revision is the live revision; its Hash is "" before the first one.
 func (s *Source) Revision() Revision {
 	if r := s.live.Load(); r != nil {
@@ -165,6 +204,7 @@ func (s *Source) Sync(ctx context.Context) (rev Revision, changed bool, err erro
 }
 
 func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
+	t := Times{Started: time.Now()}
 	auth, err := s.auth()
 	if err != nil {
 		return Revision{}, false, err
@@ -212,10 +252,20 @@ func (s *Source) sync(ctx context.Context) (Revision, bool, error) {
 	if live := s.Revision(); live.Hash == rev.Hash && s.published(rev.Hash) {
 		return live, false, nil
 	}
+	t.Fetch = time.Since(t.Started)
 	if err := s.publish(repo.Storer, commit, rev); err != nil {
 		return Revision{}, false, err
 	}
 	s.live.Store(&rev)
+	t.Publish = time.Since(t.Started) - t.Fetch
+	published := t
+	s.times.Store(&published) // for a reader told by onPublish
+	if s.onPublish != nil {
+		s.onPublish(rev)
+	}
+	s.removeOld(revPrefix + rev.Hash)
+	t.Tidy = time.Since(t.Started) - t.Fetch - t.Publish
+	s.times.Store(&t)
 	return rev, true, nil
 }
 
@@ -286,10 +336,10 @@ func subject(msg string) string {
 	return strings.TrimSpace(line)
 }
 
-// publish writes the commit's files below Path into rev-<hash>, swaps the
-// current symlink to it, and then removes the other revisions: the
-// git-sync layout (SPEC §2), so a reader sees the old tree or the new one,
-// never a mix.
+// publish writes the commit's files below Path into rev-<hash> and swaps
+// the current symlink to it (the caller then removes the other
+// revisions): the git-sync layout (SPEC §2), so a reader sees the old
+// tree or the new one, never a mix.
 func (s *Source) publish(st storer.EncodedObjectStorer, commit *object.Commit, rev Revision) error {
 	tree, err := commit.Tree()
 	if err != nil {
@@ -335,7 +385,6 @@ func (s *Source) publish(st storer.EncodedObjectStorer, commit *object.Commit, r
 	if err := renameio.Symlink(final, s.ManifestDir()); err != nil {
 		return fmt.Errorf("publish %s: swap symlink: %w", rev.Short(), err)
 	}
-	s.removeOld(final)
 	return nil
 }
 
@@ -360,8 +409,12 @@ func (s *Source) removeOld(keep string) {
 // content is in another repository).
 // A file that the live revision has with the same content and mode is
 // hard-linked from its folder rather than written again: a commit that
-// changes one unit of 1,000 then reads one blob, not 1,000. The published
-// folders are never written to, so sharing inodes between them is safe.
+// changes one unit of 1,000 then reads one blob, not 1,000. Sharing
+// inodes between revisions is safe because no file is ever changed in
+// place: a revision's folder is written once, under a temporary name, and
+// a changed blob always becomes a new file (a new inode) in the new
+// folder, so the old revision, which a reader may still have open, keeps
+// its content (TestTheLiveRevisionsFilesStayAsTheyAreWhenTheNextOneIsPublished).
 func checkout(st storer.EncodedObjectStorer, tree *object.Tree, dir string, prev prevFiles) error {
 	w := object.NewTreeWalker(tree, true, nil)
 	defer w.Close()
