@@ -3,6 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/reconcile/podman"
 )
 
@@ -32,7 +33,11 @@ replica's spec, named on stderr when the replica has others.`,
 			if len(args) > 1 {
 				container = args[1]
 			}
-			return showLogs(cmd.Context(), podman.New(f.PodmanURL), args[0], container, o, env.Stdout, env.Stderr)
+			labels, err := f.labels()
+			if err != nil {
+				return err
+			}
+			return showLogs(cmd.Context(), podman.New(f.PodmanURL), labels[manifests.HostnameLabel], args[0], container, o, env.Stdout, env.Stderr)
 		},
 	}
 	fs := flagsOf(cmd)

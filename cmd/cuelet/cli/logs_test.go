@@ -35,6 +35,10 @@ func TestShowLogs_picks_the_container_as_kubectl_logs_does(t *testing.T) {
 		{Name: "web-1", Labels: managed, Containers: []reconcile.ObservedContainer{ctr("app"), ctr("log")}},
 		{Name: "db", Labels: managed, Containers: []reconcile.ObservedContainer{{Name: "db-db", Labels: map[string]string{reconcile.LabelContainer: "db"}}}},
 		{Name: "other", Containers: []reconcile.ObservedContainer{{Name: "other-x"}}},
+		{Name: "theirs", Labels: map[string]string{reconcile.LabelManaged: "true", reconcile.LabelNode: "b"},
+			Containers: []reconcile.ObservedContainer{{Name: "theirs-app", Labels: map[string]string{reconcile.LabelContainer: "app"}}}},
+		{Name: "mine", Labels: map[string]string{reconcile.LabelManaged: "true", reconcile.LabelNode: "a"},
+			Containers: []reconcile.ObservedContainer{{Name: "mine-app", Labels: map[string]string{reconcile.LabelContainer: "app"}}}},
 	}
 	tests := []struct {
 		name, replica, container string
@@ -48,12 +52,14 @@ func TestShowLogs_picks_the_container_as_kubectl_logs_does(t *testing.T) {
 		{name: "an_unknown_container_lists_the_others", replica: "web-1", container: "nope",
 			wantErr: `replica web-1 has no container "nope"; it has: app, log`},
 		{name: "an_unmanaged_pod_is_not_a_replica", replica: "other", wantErr: `no replica "other" on this node`},
+		{name: "another_nodes_replica_on_the_same_podman_is_not_this_nodes", replica: "theirs", wantErr: `no replica "theirs" on this node`},
+		{name: "this_nodes_labelled_replica", replica: "mine", wantAsked: "mine-app"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeLogs{pods: pods}
 			var stdout, stderr bytes.Buffer
-			err := showLogs(context.Background(), f, tt.replica, tt.container, podman.LogOptions{Tail: 3}, &stdout, &stderr)
+			err := showLogs(context.Background(), f, "a", tt.replica, tt.container, podman.LogOptions{Tail: 3}, &stdout, &stderr)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)

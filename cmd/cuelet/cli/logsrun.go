@@ -20,15 +20,16 @@ type logReader interface {
 // `kubectl logs POD [CONTAINER]`: without a container name, the first of
 // the replica's spec, said on stderr when there are others (kubectl's
 // "Defaulted container" note), so that a script reading stdout gets only
-// the log.
-func showLogs(ctx context.Context, src logReader, replica, container string, o podman.LogOptions, stdout, stderr io.Writer) error {
+// the log. Only node's replicas count: another agent's on the same podman
+// is not this node's (SPEC §11).
+func showLogs(ctx context.Context, src logReader, node, replica, container string, o podman.LogOptions, stdout, stderr io.Writer) error {
 	pods, err := src.ListPods(ctx)
 	if err != nil {
 		return err
 	}
 	var pod *reconcile.ObservedPod
 	for i := range pods {
-		if pods[i].Managed() && pods[i].Name == replica {
+		if pods[i].OwnedBy(node) && pods[i].Name == replica {
 			pod = &pods[i]
 		}
 	}
