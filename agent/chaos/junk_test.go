@@ -35,11 +35,10 @@ func TestChaos_random_and_truncated_files_touch_nothing_that_runs(t *testing.T) 
 	base := []string{"store", "echo"}
 	before := n.State(base...)
 	start := time.Now()
-	const slots, batch = 6, 20
+	const slots = 6
 	dropped := 0
-	for dropped < sc.junkFiles {
-		size := min(batch, sc.junkFiles-dropped)
-		for range size {
+	for range sc.junkBatches {
+		for range junkBatch {
 			dir := filepath.Join(n.Manifests, "junk", fmt.Sprint(n.rng.IntN(slots)))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
@@ -74,7 +73,7 @@ func TestChaos_random_and_truncated_files_touch_nothing_that_runs(t *testing.T) 
 		// ran before is untouched, portals answer.
 		var problems []string
 		written := time.Now()
-		if err := poll(time.Minute, func() error {
+		if err := poll(startWithin, func() error {
 			rep, err := n.Status()
 			if err == nil && rep.Time.Before(written) {
 				err = errors.New("no pass over the batch yet")
@@ -95,7 +94,7 @@ func TestChaos_random_and_truncated_files_touch_nothing_that_runs(t *testing.T) 
 		for _, p := range problems {
 			t.Error(p)
 		}
-		f.afterMany(size, problems)
+		f.afterMany(junkBatch, problems)
 		if len(problems) > 0 {
 			break
 		}
