@@ -2,9 +2,11 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -163,4 +165,37 @@ func (w *spaceWatch) roomAgain() bool {
 	}
 	w.dir = ""
 	return true
+}
+
+// staleTemp matches the temp file of an atomic write of a state file
+// (".portals.json8293282258575538028"): every state file is JSON.
+var staleTemp = regexp.MustCompile(`^\..+\.json[0-9]+$`)
+
+// removeStaleTemps removes the temp files that writers of the state dir
+// killed in the middle of a write (SIGKILL, a crash) left in it and in its
+// lastgood folder: nothing else ever removes them, and on a small state
+// dir they take the space the next writes need. Only the holder of the
+// state lock may call it: another cuelet's write under way has a temp file
+// too.
+func removeStaleTemps(stateDir string) error {
+	var errs []error
+	for _, dir := range []string{stateDir, filepath.Join(stateDir, "lastgood")} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("state dir: %w", err))
+			continue
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() || !staleTemp.MatchString(e.Name()) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove a temp file of the state dir: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -189,5 +190,39 @@ func TestStateWriteError_names_the_file_not_the_temp_file_renameio_tried(t *test
 				t.Fatalf("%v does not wrap %v", err, c.err)
 			}
 		})
+	}
+}
+
+func TestLockState_removes_the_temp_files_a_killed_writer_left(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]bool{ // name → kept
+		"portals.json":                           true,
+		".portals.json8293282258575538028":       false, // SIGKILLed while writing
+		".services.json42":                       false,
+		"lastgood/e7fa.json":                     true,
+		"lastgood/.e7fa.json3957120596799216147": false,
+		".hidden":                                true, // not a temp file of ours
+		".notes.json.bak1":                       true,
+		"git/.x.json1":                           true, // the git source's own
+	}
+	for name := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release, err := lockState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for name, kept := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if got := err == nil; got != kept {
+			t.Errorf("%s: kept %v, want %v (%v)", name, got, kept, err)
+		}
 	}
 }
