@@ -95,16 +95,23 @@ func tempFiles(err error, out map[string]string) map[string]string {
 	return out
 }
 
-// stateWriteFailed returns the first StateWriteError of a pass's errors,
-// or nil.
+// stateWriteFailed returns a StateWriteError of a pass's errors, one for
+// lack of space if there is one (the space watch wants it), or nil.
 func stateWriteFailed(errs ErrorList) *StateWriteError {
+	var first *StateWriteError
 	for _, err := range errs {
 		var e *StateWriteError
-		if errors.As(err, &e) {
+		if !errors.As(err, &e) {
+			continue
+		}
+		if noSpace(e) {
 			return e
 		}
+		if first == nil {
+			first = e
+		}
 	}
-	return nil
+	return first
 }
 
 // availBytes is the space free to an unprivileged writer on dir's file

@@ -153,6 +153,13 @@ func TestStateWriteError_keeps_the_message_and_the_cause(t *testing.T) {
 	if got := stateWriteFailed(ErrorList{errors.New("x"), fmt.Errorf("pass: %w", err)}); got != e {
 		t.Fatalf("stateWriteFailed found %v, want %v", got, e)
 	}
+	eio := stateWriteError(dir, &fs.PathError{Op: "write", Path: dir + "/services.json", Err: syscall.EIO})
+	if got := stateWriteFailed(ErrorList{eio, err}); got != e {
+		t.Fatalf("stateWriteFailed found %v, want the one for lack of space, %v", got, e)
+	}
+	if got := stateWriteFailed(ErrorList{eio}); got != eio {
+		t.Fatalf("stateWriteFailed found %v, want %v", got, eio)
+	}
 	if got := stateWriteFailed(ErrorList{errors.New("x")}); got != nil {
 		t.Fatalf("stateWriteFailed found %v in a list without one", got)
 	}
