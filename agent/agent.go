@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,8 +82,14 @@ type Agent struct {
 	lastProblems  []string // pass-level errors last logged, to log once per change
 	units         unitLog  // invalid units' problems, logged once per change
 	lastRevision  string   // the git revision of the last pass, to log a new one once
-	retry         backoff
-	history       history // events of the recent passes, for describe
+	// retry spaces the passes while podman is down, stateRetry those
+	// while the state dir cannot be written; retryTimer is the one pass
+	// they scheduled (a pass replaces it, so retries never pile up).
+	retry, stateRetry backoff
+	retryTimer        *time.Timer
+	// space wakes a pass once a full state dir has room again.
+	space   spaceWatch
+	history history // events of the recent passes, for describe
 	// restartTimer wakes a pass when the next crash-looping container may
 	// be started again: no podman event comes then.
 	restartTimer *time.Timer
@@ -118,9 +125,14 @@ func New(cfg Config, events EventWatcher) *Agent {
 		metrics: newMetrics(cfg.Registry, buildInfo{version: cfg.Version, podman: cfg.PodmanVersion}),
 		// Bursts are coalesced, but a change still takes effect well
 		// within the 2 s SPEC §4.4 promises.
-		runner:    NewRunner(cfg.Quiet, time.Second),
-		retry:     backoff{min: time.Second, max: 30 * time.Second},
-		afterFunc: time.AfterFunc,
+		runner: NewRunner(cfg.Quiet, time.Second),
+		retry:  backoff{min: time.Second, max: 30 * time.Second},
+		// A state write that failed is tried again soon: the state
+		// dir's file system may be full for only a moment. The resync
+		// would come anyway, so waiting longer gains nothing.
+		stateRetry: backoff{min: time.Second, max: cmp.Or(cfg.Resync, 30*time.Second)},
+		space:      spaceWatch{avail: availBytes},
+		afterFunc:  time.AfterFunc,
 	}
 	a.metrics.health = a.health
 	return a
@@ -196,6 +208,13 @@ func (a *Agent) Run(ctx context.Context, syncer Syncer) error {
 	if a.cfg.Resync > 0 {
 		g.Go(func() error { return every(ctx, a.cfg.Resync, a.runner.Kick) })
 	}
+	g.Go(func() error {
+		return every(ctx, spaceEvery, func() {
+			if a.space.roomAgain() {
+				a.runner.Kick()
+			}
+		})
+	})
 	if a.events != nil {
 		g.Go(func() error { return a.followEvents(ctx) })
 	}
@@ -249,12 +268,37 @@ func (a *Agent) sync(ctx context.Context, syncer Syncer) {
 		a.cfg.Log.Info().Str("action", "ready").Str("status", rep.Summary()).Stringer("took", rep.Duration.Round(time.Millisecond)).Msg("sync pass done")
 	}
 	a.wakeForRestart(rep)
+	a.scheduleRetry(rep)
+}
+
+// scheduleRetry schedules the next pass after one that could not finish
+// its work: podman down (its events cannot wake us when it is gone) or the
+// state not written (nothing wakes us when space comes back). Each waits
+// longer every time in a row, and the earlier of the two wins.
+func (a *Agent) scheduleRetry(rep *Report) {
+	var after []time.Duration
 	if rep.PodmanDown {
-		// Podman events cannot wake us when podman is gone: retry on our
-		// own, slower each time.
-		a.afterFunc(a.retry.next(), a.runner.Kick)
+		after = append(after, a.retry.next())
 	} else {
 		a.retry.reset()
+	}
+	if e := stateWriteFailed(rep.Errors); e != nil {
+		after = append(after, a.stateRetry.next())
+		if noSpace(e) {
+			a.space.watch(e)
+		} else {
+			a.space.stop()
+		}
+	} else {
+		a.stateRetry.reset()
+		a.space.stop()
+	}
+	if a.retryTimer != nil {
+		a.retryTimer.Stop()
+		a.retryTimer = nil
+	}
+	if len(after) > 0 {
+		a.retryTimer = a.afterFunc(slices.Min(after), a.runner.Kick)
 	}
 }
 

@@ -205,6 +205,7 @@ func (n *Node) loadRecorded(ctx context.Context) (*desired, []error, error) {
 			continue
 		}
 		if err := n.lastGood.Save(e.found.ID, e.found.Source); err != nil {
+			err = stateWriteError(n.cfg.StateDir, err)
 			errs = append(errs, err)
 			unsaved := e.found.Clone()
 			unsaved.Problems = append(unsaved.Problems, manifests.Problem{
@@ -313,7 +314,8 @@ func (n *Node) Sync(ctx context.Context) *Report {
 
 	alloc, err := n.portals.Allocate(d.wantPortals())
 	if err != nil {
-		rep.Errors = append(rep.Errors, err)
+		// Only the state file fails Allocate; memory stays as on disk.
+		rep.Errors = append(rep.Errors, stateWriteError(n.cfg.StateDir, err))
 		alloc = portal.Allocation{Addrs: n.portals.Addrs()}
 	}
 	n.publishNames(d, alloc)
@@ -340,7 +342,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 			keep[e.found.ID] = true
 		}
 		if err := n.lastGood.Forget(keep); err != nil {
-			rep.Errors = append(rep.Errors, err)
+			rep.Errors = append(rep.Errors, stateWriteError(n.cfg.StateDir, err))
 		}
 	}
 	for _, a := range res.Actions {
@@ -348,7 +350,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 	}
 	rep.Restarted = res.Restarted
 	if err := n.restartsSaver.save(n.restarts); err != nil {
-		rep.Errors = append(rep.Errors, err)
+		rep.Errors = append(rep.Errors, stateWriteError(n.cfg.StateDir, err))
 	}
 	for _, ro := range res.Rollouts {
 		rep.Rollouts = append(rep.Rollouts, RolloutStatus{Pod: ro.Pod, Unit: ro.Unit, State: string(ro.State), Reason: ro.Reason})
@@ -369,7 +371,7 @@ func (n *Node) Sync(ctx context.Context) *Report {
 		}
 	}
 	if err := n.applied.save(d.services, alloc.Addrs); err != nil {
-		rep.Errors = append(rep.Errors, err)
+		rep.Errors = append(rep.Errors, stateWriteError(n.cfg.StateDir, err))
 	}
 	n.mu.Lock()
 	n.last = rep

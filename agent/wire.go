@@ -293,7 +293,8 @@ func claimNode(o Options) (network *netproxy.Node, release func(), err error) {
 
 // lockState takes <state-dir>/cuelet.lock, so that two agents (or an agent
 // and an apply) never reconcile one node at once. The lock goes with the
-// process.
+// process; its new holder removes the temp files of writes the last one
+// did not finish (removeStaleTemps).
 func lockState(stateDir string) (release func(), err error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -306,6 +307,10 @@ func lockState(stateDir string) (release func(), err error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: another cuelet works on this node (%v)", p, err)
+	}
+	if err := removeStaleTemps(stateDir); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return func() { f.Close() }, nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,23 +46,25 @@ type scale struct {
 	// Bursts of swaps symlink swaps within swapSpan.
 	swapBursts, swaps int
 	swapSpan          time.Duration
-	// Random and truncated .cue files dropped in.
-	junkFiles int
-	// Rounds of bad rollouts; allKinds runs the three kinds in each,
-	// else one kind at random (each takes minutes on a busy machine).
+	// Batches of junkBatch random and truncated .cue files dropped in.
+	junkBatches int
+	// Rounds of bad rollouts, each kind once a round.
 	rolloutRounds int
-	allKinds      bool
 }
 
-// short is what `go test` runs, within `make test`'s time; full is
-// `make chaos`, the campaign of issue 10 that docs/performance.md reports.
+// junkBatch is how many junk files go in before the node is checked.
+const junkBatch = 20
+
+// short is what `go test` runs, within `make test`'s time: each fault at
+// least once; full is `make chaos`, the campaign of issue 10 that
+// docs/performance.md reports.
 var (
 	short = scale{name: "short",
 		killRounds: 3, killPods: 4,
 		podmanKills: 2, pauses: 1, pause: 8 * time.Second,
 		diskFulls:  3,
 		swapBursts: 1, swaps: 100, swapSpan: 10 * time.Second,
-		junkFiles:     100,
+		junkBatches:   5,
 		rolloutRounds: 1,
 	}
 	full = scale{name: "full",
@@ -69,27 +72,60 @@ var (
 		podmanKills: 10, pauses: 3, pause: 30 * time.Second,
 		diskFulls:  12,
 		swapBursts: 5, swaps: 100, swapSpan: 10 * time.Second,
-		junkFiles:     1000,
-		rolloutRounds: 3, allKinds: true,
+		junkBatches:   50,
+		rolloutRounds: 3,
 	}
 )
 
-// campaign is the scale CUELET_CHAOS asks for: short (the default) or
-// full; off skips the campaign (a quick `make test` on a busy machine).
-func campaign(t *testing.T) scale {
-	t.Helper()
+// rounds is s with every fault's rounds set to n: n SIGKILLs of the agent,
+// n podman kills and n freezes, n disk fills, n bursts of swaps, n batches
+// of junk files, n rounds of each bad rollout; the sizes (pods, freeze
+// time, swaps a burst) stay those of s.
+func (s scale) rounds(n int) scale {
+	s.name = fmt.Sprintf("%s, %d rounds", s.name, n)
+	s.killRounds, s.podmanKills, s.pauses, s.diskFulls = n, n, n, n
+	s.swapBursts, s.junkBatches, s.rolloutRounds = n, n, n
+	return s
+}
+
+// chosenScale is the scale the environment asks for: CUELET_CHAOS short
+// (the default), full or off (ok false: a quick `make test` on a busy
+// machine skips the campaign), and CUELET_CHAOS_ROUNDS, when set, the
+// rounds of every fault (see scale.rounds), to size a run to the time
+// there is.
+func chosenScale() (sc scale, ok bool, err error) {
 	switch v := os.Getenv("CUELET_CHAOS"); v {
 	case "", "short":
-		return short
+		sc = short
 	case "full":
-		return full
+		sc = full
 	case "off":
-		t.Skip("CUELET_CHAOS=off")
-		return scale{}
+		return scale{name: "off"}, false, nil
 	default:
-		t.Fatalf("CUELET_CHAOS=%q: want short, full or off", v)
-		return scale{}
+		return scale{}, false, fmt.Errorf("CUELET_CHAOS=%q: want short, full or off", v)
 	}
+	if v := os.Getenv("CUELET_CHAOS_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return scale{}, false, fmt.Errorf("CUELET_CHAOS_ROUNDS=%q: want a number of rounds, 1 or more", v)
+		}
+		sc = sc.rounds(n)
+	}
+	return sc, true, nil
+}
+
+// campaign is the scale of the run (chosenScale); it skips the test when
+// the campaign is off.
+func campaign(t *testing.T) scale {
+	t.Helper()
+	sc, ok, err := chosenScale()
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case !ok:
+		t.Skip("CUELET_CHAOS=off")
+	}
+	return sc
 }
 
 // Generous bounds, as in agent/e2e: the machines are shared and busy (a
@@ -157,11 +193,8 @@ func printTally(w io.Writer) {
 		return
 	}
 	sort.SliceStable(tally.faults, func(i, j int) bool { return tally.faults[i].name < tally.faults[j].name })
-	scale := os.Getenv("CUELET_CHAOS")
-	if scale == "" {
-		scale = "short"
-	}
-	fmt.Fprintf(w, "\nchaos campaign (%s): fault | injected | survived | lost\n", scale)
+	sc, _, _ := chosenScale()
+	fmt.Fprintf(w, "\nchaos campaign (%s): fault | injected | survived | lost\n", sc.name)
 	var in, ok, lost int
 	for _, f := range tally.faults {
 		fmt.Fprintf(w, "chaos: %s | %d | %d | %d\n", f.name, f.injected, f.survived, f.lost)

@@ -18,6 +18,8 @@
 //
 // `go test ./agent/chaos` (and so `make test`) runs the short form, a few
 // injections of each fault. CUELET_CHAOS=full runs the long form that
-// docs/performance.md reports (`make chaos`). Both print a table of faults
-// injected, survived and lost at the end (go test -v shows it).
+// docs/performance.md reports (`make chaos`); CUELET_CHAOS_ROUNDS=n sets
+// every fault's rounds to n, to fit a run to the time there is. Both print
+// a table of faults injected, survived and lost at the end (go test -v
+// shows it).
 package chaos
