@@ -852,6 +852,34 @@ func TestE2EAContainerThatCannotStartIsMadeAnewThePassAfter(t *testing.T) {
 	}
 }
 
+// A podman killed in the middle of making a pod can leave the pod in its
+// database without an infra container: no listing shows it, and every
+// create of that name failed with "pod already exists" (seen in the chaos
+// campaign). The create clears such a pod when it carries cuelet's labels,
+// and only then.
+func TestE2EAHalfMadePodWithoutInfraIsClearedAndAForeignOneIsNot(t *testing.T) {
+	e := newEnv(t)
+	e.podman("pod", "create", "--infra=false", "--label", reconcile.LabelManaged+"=true", "web")
+	e.podman("pod", "create", "--infra=false", "db")
+	d := desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1)))
+	if got, want := e.plan(d), "+ pod db\n+ pod web"; got != want {
+		t.Fatalf("plan, which cannot see pods without infra:\n%s\nwant:\n%s", got, want)
+	}
+	res, err := e.rec.Apply(e.ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Pod != "db" {
+		t.Errorf("errors %v, want one, for db (a pod cuelet did not make)", res.Err())
+	}
+	if got := e.pods()["web"]; got.InfraState != "running" || len(got.Containers) != 1 || got.Containers[0].State != "running" {
+		t.Errorf("web: %+v, want it made and running", got)
+	}
+	if out := e.podman("pod", "ps", "--filter", "name=^db$", "--format", "{{.Name}} {{.Labels}}"); !strings.HasPrefix(out, "db ") {
+		t.Errorf("the hand-made pod db is gone: %q", out)
+	}
+}
+
 func TestE2E_service_variables_reach_containers_and_env_file_without_recreating_pods(t *testing.T) {
 	e := newEnv(t)
 	p := simplePod("web", 1)

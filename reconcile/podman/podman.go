@@ -544,7 +544,16 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 		pg.DNSSearch, pg.DNSOption = d.Searches, d.Options
 	}
 	c.wrote()
-	if _, err := pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg}); err != nil {
+	_, err = pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg})
+	if isExists(err) {
+		if cleared, cerr := c.clearHalfMadePod(cctx, ps); cerr != nil {
+			return errors.Join(c.wrap(cctx, "create pod", err), cerr)
+		} else if cleared {
+			c.wrote()
+			_, err = pods.CreatePodFromSpec(cctx, &entities.PodSpec{PodSpecGen: *pg})
+		}
+	}
+	if err != nil {
 		return c.wrap(cctx, "create pod", err)
 	}
 	defer func() {
@@ -570,6 +579,43 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 		}
 	}
 	return c.StartPod(ctx, ps.Name, nil)
+}
+
+// isExists reports whether podman refused to make something because its
+// name is taken ("pod already exists", HTTP 409).
+func isExists(err error) bool {
+	var e *errorhandling.ErrorModel
+	if errors.As(err, &e) {
+		return e.ResponseCode == http.StatusConflict || strings.HasSuffix(e.Because, "already exists")
+	}
+	return false
+}
+
+// clearHalfMadePod removes the pod named ps.Name when it is what a podman
+// killed in the middle of making one of this node's pods leaves: the pod
+// in podman's database, with this spec's managed and node labels, but not
+// its infra container. ListPods cannot see such a pod (it finds pods by
+// their infra containers), so the plan creates it every pass and every
+// create fails with "pod already exists"; the chaos campaign met that. A
+// pod with any container, or another's labels, is left alone: the create
+// then fails as a conflict.
+func (c *Client) clearHalfMadePod(ctx context.Context, ps reconcile.PodSpec) (bool, error) {
+	in, err := pods.Inspect(ctx, ps.Name, nil)
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, c.wrap(ctx, "inspect pod "+ps.Name, err)
+	}
+	if in.InfraContainerID != "" || len(in.Containers) > 0 ||
+		in.Labels[reconcile.LabelManaged] != "true" || in.Labels[reconcile.LabelNode] != ps.Labels[reconcile.LabelNode] {
+		return false, nil
+	}
+	c.wrote()
+	if _, err := pods.Remove(ctx, ps.Name, new(pods.RemoveOptions).WithForce(true)); err != nil && !isNotFound(err) {
+		return false, c.wrap(ctx, "remove half-made pod "+ps.Name, err)
+	}
+	return true, nil
 }
 
 func containerSpec(pod string, ct reconcile.ContainerSpec) *specgen.SpecGenerator {
