@@ -22,6 +22,15 @@ type Cache struct {
 	units   map[string]cached // by unit ID
 	checked int
 	reads   reads
+	checker keptChecker
+}
+
+// spare is the Checker the cache keeps for the next load's first worker.
+func (c *Cache) spare() *keptChecker {
+	if c == nil {
+		return nil
+	}
+	return &c.checker
 }
 
 type cached struct {
