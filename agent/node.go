@@ -91,7 +91,8 @@ type Node struct {
 	restartsSaver restartsSaver
 	// units keeps each unit as last checked, so that a pass checks only
 	// the units whose files changed (most of a pass's CPU on a node with
-	// many units and a quiet podman).
+	// many units and a quiet podman), and each file as last read, so that
+	// it reads only the files whose stat changed.
 	units manifests.Cache
 
 	// serving is what serveCurrent last pointed the portals at, for drain;
@@ -162,6 +163,10 @@ func NewNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	}
 	return n, nil
 }
+
+// ReadAll makes the next pass read every manifest file again, not only
+// those whose stat changed (the agent's resync and SIGHUP).
+func (n *Node) ReadAll() { n.units.ReadAll() }
 
 // desired is the state one pass works from.
 type desired struct {
