@@ -33,7 +33,8 @@ func (idlePodman) Exec(context.Context, string, []string, time.Duration) (int, e
 
 // farUnit is a valid unit with one pod and one service whose pod runs on
 // another node (the agent bench's far units, with a service): a pass loads,
-// checks, records and plans it, and asks podman for nothing.
+// checks, records and plans it, gives its service a portal and the
+// service variables, and asks podman for nothing.
 func farUnit(i int) string {
 	return fmt.Sprintf(`pods: "far-%[1]d": {
 	nodeSelector: "bench.cuelet.io/node": "elsewhere"
@@ -44,6 +45,10 @@ func farUnit(i int) string {
 		env: VERSION: "1"
 		ports: [{name: "http", containerPort: 8080}]
 	}
+}
+services: "far-%[1]d": {
+	selector: app: "far-%[1]d"
+	ports: [{name: "http", port: 80, targetPort: "http"}]
 }
 `, i)
 }
@@ -68,7 +73,7 @@ func BenchmarkSyncOneChanged1000(b *testing.B) {
 	}
 	node, err := NewNode(ctx, NodeConfig{
 		ManifestDir: manifestDir,
-		Options:     manifests.Options{PortalCIDR: netip.MustParsePrefix("10.96.0.0/24")},
+		Options:     manifests.Options{PortalCIDR: netip.MustParsePrefix("10.96.0.0/16")},
 		StateDir:    stateDir,
 		RunDir:      filepath.Join(dir, "run"),
 		Podman:      idlePodman{},
@@ -79,9 +84,13 @@ func BenchmarkSyncOneChanged1000(b *testing.B) {
 	}
 	check := func(rep *Report) {
 		b.Helper()
-		if len(rep.Errors) > 0 || len(rep.Actions) > 0 || len(rep.Units) != 1000 {
-			b.Fatalf("%d units, actions %v, errors %v", len(rep.Units), rep.Actions, rep.Errors)
+		if len(rep.Errors) > 0 || len(rep.Actions) > 0 || len(rep.Units) != 1000 || len(rep.Services) != 1000 {
+			b.Fatalf("%d units, %d services, actions %v, errors %v", len(rep.Units), len(rep.Services), rep.Actions, rep.Errors)
 		}
+	}
+	// The first pass gives every service its portal.
+	if rep := node.Sync(ctx); len(rep.Errors) > 0 || len(rep.Units) != 1000 {
+		b.Fatalf("first pass: %d units, errors %v", len(rep.Units), rep.Errors)
 	}
 	check(node.Sync(ctx))
 	name := filepath.Join(manifestDir, "far-007.cue")
