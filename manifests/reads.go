@@ -61,15 +61,15 @@ func stampOf(fi os.FileInfo) (stamp, bool) {
 // that comes after the read within the same tick of the file system's
 // clock, since the write leaves size and times as they were (a rewrite of
 // the same length within a second on a file system that keeps whole
-// seconds, or within a clock tick of a few milliseconds on ext4 and
-// tmpfs, which keep the kernel's coarse clock). So a file whose change
-// time or modification time is less than racyWindow before its read is not
-// trusted: it is read again by the next load, and the next, until one
-// read comes a racyWindow after its last change. A second covers the
-// coarsest timestamps of the file systems Linux mounts read-write for
-// such folders, and costs a re-read of a file just written, which the
-// load must read anyway.
-const racyWindow = time.Second
+// seconds, or within a clock tick of a few milliseconds on ext4, xfs and
+// tmpfs, which take their times from the kernel's coarse clock). So a file
+// whose change time or modification time is less than racyWindow before
+// its read is not trusted: it is read again by the next load, and the
+// next, until one read comes a racyWindow after its last change. Two
+// seconds cover the coarsest steps of the file systems Linux writes (FAT
+// keeps modification times in steps of 2 s, and no change time); the cost
+// is a re-read of a file changed in the last two seconds, which is small.
+const racyWindow = 2 * time.Second
 
 // start begins a load under root (the manifest folder's real path):
 // every file is read again when ReadAll asked for it or when root is not

@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// later makes the cache's reads happen two seconds from now, past the
-// racy window of files just written, so that a stat that did not change
-// is trusted.
+// later makes the cache's reads happen a second after the racy window of
+// files just written has passed, so that a stat that did not change is
+// trusted.
 func later(c *Cache) {
-	c.reads.now = func() time.Time { return time.Now().Add(2 * time.Second) }
+	c.reads.now = func() time.Time { return time.Now().Add(racyWindow + time.Second) }
 }
 
 // readCounter tells how many files the cache read since its last call.
@@ -118,10 +118,10 @@ func TestCacheReadsAgainAFileRewrittenWithTheSameSizeAndModificationTime(t *test
 	}
 }
 
-// A file whose last change came less than a second before it was read may
+// A file whose last change came less than racyWindow before it was read may
 // change again within the same tick of the file system's clock without any
 // stat showing it: it is read by every load until a read finds it settled.
-func TestCacheReadsAgainAFileChangedLessThanASecondBeforeItsRead(t *testing.T) {
+func TestCacheReadsAgainAFileChangedLessThanTwoSecondsBeforeItsRead(t *testing.T) {
 	dir := t.TempDir()
 	writeUnit(t, dir, "a.cue", service("a", 30001))
 	var c Cache
@@ -135,7 +135,7 @@ func TestCacheReadsAgainAFileChangedLessThanASecondBeforeItsRead(t *testing.T) {
 	loadBoth(t, &c, dir) // read again, now settled
 	loadBoth(t, &c, dir)
 	if n := reads.since(); n != 1 {
-		t.Fatalf("two loads a second after the write read a %d times, want 1", n)
+		t.Fatalf("two loads past the racy window read a %d times, want 1", n)
 	}
 }
 
