@@ -22,6 +22,14 @@ type Syncer interface {
 	Sync(ctx context.Context) *Report
 }
 
+// fullReader is a Syncer whose passes read again only the manifest files
+// whose stat changed (Node, through manifests.Cache). ReadAll makes its
+// next pass read every file: the periodic resync and SIGHUP ask for it, so
+// that a change no stat shows is still picked up.
+type fullReader interface {
+	ReadAll()
+}
+
 // EventWatcher follows podman's event stream. WatchEvents calls changed for
 // every event that may need a sync (a container died or started, a pod was
 // removed) and returns when the stream ends or ctx is done.
@@ -202,11 +210,20 @@ func (a *Agent) Run(ctx context.Context, syncer Syncer) error {
 	}
 	defer watcher.Close()
 
+	readAll := func() {}
+	if r, ok := syncer.(fullReader); ok {
+		readAll = r.ReadAll
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.runner.Run(ctx, func(ctx context.Context) { a.sync(ctx, syncer) }) })
 	g.Go(func() error { return watcher.Run(ctx, a.runner.Kick) })
 	if a.cfg.Resync > 0 {
-		g.Go(func() error { return every(ctx, a.cfg.Resync, a.runner.Kick) })
+		g.Go(func() error {
+			return every(ctx, a.cfg.Resync, func() {
+				readAll()
+				a.runner.Kick()
+			})
+		})
 	}
 	g.Go(func() error {
 		return every(ctx, spaceEvery, func() {
@@ -228,7 +245,7 @@ func (a *Agent) Run(ctx context.Context, syncer Syncer) error {
 		g.Go(func() error { return every(ctx, d, a.watchdog) })
 	}
 	if a.cfg.Reload != nil {
-		g.Go(func() error { return a.reloads(ctx) })
+		g.Go(func() error { return a.reloads(ctx, readAll) })
 	}
 	for _, c := range a.cfg.Components {
 		g.Go(func() error { return c(ctx) })
@@ -347,7 +364,7 @@ func (a *Agent) logChanges(rep *Report) {
 }
 
 // reloads turns SIGHUP into a sync bracketed by RELOADING=1 and READY=1.
-func (a *Agent) reloads(ctx context.Context) error {
+func (a *Agent) reloads(ctx context.Context, readAll func()) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -356,6 +373,7 @@ func (a *Agent) reloads(ctx context.Context) error {
 			a.cfg.Log.Info().Str("action", "reload").Msg("SIGHUP: reading everything again")
 			a.notify.Reloading()
 			a.reloadPending.Store(true)
+			readAll()
 			a.runner.Kick()
 		}
 	}

@@ -23,9 +23,10 @@ import (
 
 // fakeSyncer counts passes and returns a report that a test can change.
 type fakeSyncer struct {
-	mu     sync.Mutex
-	passes int
-	report Report
+	mu       sync.Mutex
+	passes   int
+	readAlls int
+	report   Report
 }
 
 func (f *fakeSyncer) Sync(ctx context.Context) *Report {
@@ -34,6 +35,19 @@ func (f *fakeSyncer) Sync(ctx context.Context) *Report {
 	f.passes++
 	r := f.report
 	return &r
+}
+
+// ReadAll counts the requests to read every file (fullReader).
+func (f *fakeSyncer) ReadAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.readAlls++
+}
+
+func (f *fakeSyncer) readAllCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.readAlls
 }
 
 func (f *fakeSyncer) count() int {
@@ -126,6 +140,18 @@ func TestAgent_SIGHUP_reloads_with_RELOADING_and_READY(t *testing.T) {
 	}
 	if s.count() != 2 {
 		t.Fatalf("passes = %d, want 2", s.count())
+	}
+	if n := s.readAllCount(); n != 1 {
+		t.Fatalf("the reload asked %d times to read every file, want once", n)
+	}
+}
+
+func TestAgent_resync_reads_every_file_again(t *testing.T) {
+	s := &fakeSyncer{}
+	startAgent(t, Config{ManifestDir: t.TempDir(), Resync: 50 * time.Millisecond}, s, nil)
+	testenv.Eventually(t, 5*time.Second, testenv.True("two resyncs", func() bool { return s.count() >= 3 }))
+	if n := s.readAllCount(); n < 2 {
+		t.Fatalf("%d passes asked to read every file %d times, want one per resync", s.count(), n)
 	}
 }
 

@@ -64,3 +64,44 @@ func TestLastGood_damaged_file_is_an_error(t *testing.T) {
 		t.Fatalf("no error for a damaged file in %s", filepath.Dir(l.path("a.cue")))
 	}
 }
+
+func TestLastGood_forget_lists_the_folder_again_only_after_a_save_of_a_unit_it_did_not_keep(t *testing.T) {
+	state := t.TempDir()
+	l := NewLastGood(state)
+	files := map[string][]byte{"a.cue": []byte("x: 1\n")}
+	ab := map[string]bool{"a.cue": true, "b.cue": true}
+	for _, id := range []string{"a.cue", "b.cue"} {
+		if err := l.Save(id, files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Forget(ab); err != nil {
+		t.Fatal(err)
+	}
+	// A file the agent did not write (an older agent's) is not seen by
+	// a Forget with the same set: nothing of this process could be there.
+	stray := filepath.Join(state, "lastgood", "stray.json")
+	if err := os.WriteFile(stray, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Forget(ab); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stray); err != nil {
+		t.Fatalf("a Forget with the same set listed the folder: %v", err)
+	}
+	// c is saved (a pass that then failed to apply), then goes: the same
+	// set as before, but c's file must go.
+	if err := l.Save("c.cue", files); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Forget(ab); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.Get("c.cue"); ok {
+		t.Fatal("c.cue kept after Forget")
+	}
+	if _, ok, _ := l.Get("a.cue"); !ok {
+		t.Fatal("a.cue forgotten although kept")
+	}
+}

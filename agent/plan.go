@@ -124,7 +124,7 @@ func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 		res.Problems = append(res.Problems, e.found.Problems...)
 	}
 	alloc := portal.Plan(n.cfg.Options.PortalCIDR, n.portals.Addrs(), d.wantPortals(), n.cfg.Options.DNSAddress)
-	actions, err := n.rec.Plan(ctx, reconcileDesired(d, alloc))
+	actions, err := n.rec.Plan(ctx, n.reconcileDesired(d, alloc))
 	if err != nil {
 		return nil, err
 	}

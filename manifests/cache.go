@@ -13,12 +13,24 @@ import (
 // Each unit is kept under a key made of its files' names and bytes and
 // the Options, everything its check depends on; the cross-unit rules,
 // which depend on the other units, are checked again over all of them on
-// every load. The cache holds the units of the last load only. The zero
-// Cache is ready to use; a nil *Cache keeps nothing.
+// every load. The cache holds the units of the last load only. It also
+// keeps the files the last load read, and reads again only those whose
+// stat changed (see reads). The zero Cache is ready to use; a nil *Cache
+// keeps nothing.
 type Cache struct {
 	mu      sync.Mutex
 	units   map[string]cached // by unit ID
 	checked int
+	reads   reads
+	checker keptChecker
+}
+
+// spare is the Checker the cache keeps for the next load's first worker.
+func (c *Cache) spare() *keptChecker {
+	if c == nil {
+		return nil
+	}
+	return &c.checker
 }
 
 type cached struct {
@@ -35,10 +47,37 @@ func (c *Cache) LoadDir(ctx context.Context, dir string, opts Options) ([]*Unit,
 		defer c.mu.Unlock()
 	}
 	var f finder
+	if c != nil {
+		f.reads = &c.reads
+	}
 	if err := f.find(dir, "."); err != nil {
+		if c != nil {
+			c.reads.all = true // nothing of this walk is kept
+		}
 		return nil, err
 	}
+	if c != nil {
+		c.reads.files = f.next
+	}
 	return f.load(ctx, opts, c)
+}
+
+// ReadAll makes the next load read every file again, whatever its stat
+// says: the agent's periodic resync and SIGHUP, so that a change no stat
+// shows (a clock set back, a file system that keeps no change time) is
+// still picked up in time.
+func (c *Cache) ReadAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads.all = true
+}
+
+// Reads is how many files the cache's loads have read in all, that is,
+// not taken from the last load.
+func (c *Cache) Reads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads.count
 }
 
 // Checked is how many units the cache's loads have checked in all, that

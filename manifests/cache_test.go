@@ -173,12 +173,13 @@ func TestCheckingInParallelGivesWhatCheckingInSequenceGives(t *testing.T) {
 	}
 	ctx := context.Background()
 	seq := make([]*Unit, len(groups))
-	if err := checkAll(ctx, groups, all, seq, cacheOpts, 1, len(all)); err != nil {
+	if err := checkAll(ctx, groups, all, seq, cacheOpts, 1, len(all), nil); err != nil {
 		t.Fatal(err)
 	}
+	var kept keptChecker // the first worker's Checker goes on to the next round
 	for range 3 {
 		par := make([]*Unit, len(groups))
-		if err := checkAll(ctx, groups, all, par, cacheOpts, 8, 3); err != nil {
+		if err := checkAll(ctx, groups, all, par, cacheOpts, 8, 3, &kept); err != nil {
 			t.Fatal(err)
 		}
 		par, seq := withoutPlaces(par), withoutPlaces(seq)

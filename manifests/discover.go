@@ -33,18 +33,33 @@ type source struct {
 	display string // as problems show it
 	dir     string // display folder, for grouping
 	data    []byte
-	err     error // reading it failed
+	err     error  // reading it failed
+	pkg     string // its package clause's name; "" for none
 }
 
 func readSource(path, display, dir string) source {
 	data, err := os.ReadFile(path)
-	return source{display: display, dir: dir, data: data, err: err}
+	s := source{display: display, dir: dir, data: data, err: err}
+	s.pkg = packageName(s)
+	return s
 }
 
 // finder walks a root, following symbolic links.
 type finder struct {
 	sources []source
 	loops   []Problem
+	// With reads set (a Cache's load), files come through it: last holds
+	// the files the last load read, next those of this one.
+	reads      *reads
+	last, next map[string]readFile
+}
+
+// read reads one manifest file, through reads when set.
+func (f *finder) read(path, display, dir string) source {
+	if f.reads == nil {
+		return readSource(path, display, dir)
+	}
+	return f.reads.read(f.last, f.next, path, display, dir)
 }
 
 // find collects the manifest files under root. A root that is a file is
@@ -54,13 +69,16 @@ func (f *finder) find(root, display string) error {
 	if err != nil {
 		return fmt.Errorf("read manifests: %w", err)
 	}
-	if !info.IsDir() {
-		f.sources = append(f.sources, readSource(root, display, filepath.Dir(display)))
-		return nil
-	}
 	real, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return fmt.Errorf("read manifests: %w", err)
+	}
+	if f.reads != nil {
+		f.last, f.next = f.reads.start(real), map[string]readFile{}
+	}
+	if !info.IsDir() {
+		f.sources = append(f.sources, f.read(root, display, filepath.Dir(display)))
+		return nil
 	}
 	return f.dir(root, display, []string{real})
 }
@@ -106,7 +124,7 @@ func (f *finder) dir(path, display string, stack []string) error {
 				return err
 			}
 		case mode.IsRegular() && IsManifest(name):
-			f.sources = append(f.sources, readSource(p, d, display))
+			f.sources = append(f.sources, f.read(p, d, display))
 		}
 	}
 	return nil
@@ -124,7 +142,7 @@ func groupSources(sources []source) []group {
 	var out []group
 	byPkg := map[string]int{}
 	for _, s := range sources {
-		pkg := packageName(s)
+		pkg := s.pkg
 		if pkg == "" {
 			out = append(out, group{id: s.display, sources: []source{s}})
 			continue
