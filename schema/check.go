@@ -25,7 +25,8 @@ type Issue struct {
 // not safe for concurrent use: use one Checker per goroutine.
 type Checker struct {
 	ctx      *cue.Context
-	manifest cue.Value
+	quick    cue.Value // the schema without its rules (see rules.go)
+	manifest cue.Value // #Manifest, once compiled (see schema)
 }
 
 // File is one file of a unit: its name as problems show it, and its bytes.
@@ -57,7 +58,7 @@ type Result struct {
 // found wrong out of the syntax and validates again, a few rounds at most,
 // keeping what is new and not about a field it took out.
 func (c *Checker) Check(files []File) *Result {
-	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]string{}}
+	r := &report{seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]string{}}
 	syntax := make([]*ast.File, 0, len(files))
 	for _, f := range files {
 		x, err := parser.ParseFile(f.Name, f.Data)
@@ -70,7 +71,11 @@ func (c *Checker) Check(files []File) *Result {
 	if len(r.issues) > 0 {
 		return &Result{Issues: r.sorted(), Places: &Places{}}
 	}
+	if v, ok := c.checkValid(syntax); ok {
+		return &Result{Value: v, Places: &Places{files: files}}
+	}
 	r.syntax = syntax
+	r.schema = c.schema()
 	var first cue.Value
 	for round := 0; round < maxRounds; round++ {
 		user := c.build(syntax)
@@ -80,7 +85,7 @@ func (c *Checker) Check(files []File) *Result {
 			r.addErr(err)
 			break
 		}
-		v := c.manifest.Unify(user)
+		v := r.schema.Unify(user)
 		if round == 0 {
 			first = v
 		}
@@ -92,7 +97,7 @@ func (c *Checker) Check(files []File) *Result {
 		r.user = user
 		r.addErr(err)
 		if round == 0 {
-			r.walkUser(user, c.manifest, nil)
+			r.walkUser(user, r.schema, nil)
 		}
 		if len(r.issues) == before || !r.takeOut(syntax) {
 			break
@@ -104,6 +109,50 @@ func (c *Checker) Check(files []File) *Result {
 	}
 	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
 }
+
+// checkValid is Check's quick way for a valid unit of one file. It
+// evaluates the file with #Manifest embedded, in one evaluation, where
+// unifying #Manifest with the file's value (Check's rounds) evaluates the
+// file twice: the public API finalizes a value when it builds it, before
+// it can be unified with anything. And the #Manifest it embeds is the
+// schema's without its rules, which rulesHold checks in Go on the result
+// (see rules.go). It reports whether it found nothing wrong; a unit with
+// anything wrong takes the long way, which words and positions what is.
+func (c *Checker) checkValid(files []*ast.File) (cue.Value, bool) {
+	if len(files) != 1 {
+		return cue.Value{}, false
+	}
+	f := files[0]
+	for _, d := range f.Decls {
+		// The embedded #Manifest must name the schema's, not the file's.
+		if fld, ok := d.(*ast.Field); ok {
+			if id, ok := fld.Label.(*ast.Ident); ok && id.Name == manifestName {
+				return cue.Value{}, false
+			}
+		}
+	}
+	// #Manifest & {the file's fields}: an embedded definition would not
+	// close the file's struct.
+	head := 0
+	for head < len(f.Decls) {
+		switch f.Decls[head].(type) {
+		case *ast.Package, *ast.ImportDecl, *ast.Attribute, *ast.CommentGroup:
+			head++
+			continue
+		}
+		break
+	}
+	body := &ast.StructLit{Elts: f.Decls[head:]}
+	g := *f
+	g.Decls = append(slices.Clip(f.Decls[:head]), &ast.EmbedDecl{Expr: ast.NewBinExpr(token.AND, ast.NewIdent(manifestName), body)})
+	v := c.ctx.BuildFile(&g, cue.Scope(c.quick))
+	if v.Err() != nil || v.Validate(cue.Concrete(true)) != nil || !rulesHold(v) {
+		return cue.Value{}, false
+	}
+	return v, true
+}
+
+const manifestName = "#Manifest"
 
 // takeOut deletes the fields that issues were found in from the syntax and
 // remembers their paths, so that the next round neither stops at them nor
