@@ -25,7 +25,7 @@ type Issue struct {
 // not safe for concurrent use: use one Checker per goroutine.
 type Checker struct {
 	ctx      *cue.Context
-	quick    cue.Value // the schema without its rules (see rules.go)
+	quick    cue.Value // #Manifest without the schema's rules (see rules.go)
 	manifest cue.Value // #Manifest, once compiled (see schema)
 }
 
@@ -51,6 +51,10 @@ type Result struct {
 }
 
 // Check unifies the files of one unit with #Manifest.
+//
+// A valid unit is checked the quick way (checkValid): against the schema
+// without its comprehension rules, which are checked in Go. Anything wrong
+// sends the unit the long way, against the whole schema:
 //
 // CUE stops looking into a struct once something in it is wrong, and drops
 // "required" errors when there are others, so a misspelt field can hide a
@@ -110,49 +114,45 @@ func (c *Checker) Check(files []File) *Result {
 	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
 }
 
-// checkValid is Check's quick way for a valid unit of one file. It
-// evaluates the file with #Manifest embedded, in one evaluation, where
-// unifying #Manifest with the file's value (Check's rounds) evaluates the
-// file twice: the public API finalizes a value when it builds it, before
-// it can be unified with anything. And the #Manifest it embeds is the
-// schema's without its rules, which rulesHold checks in Go on the result
-// (see rules.go). It reports whether it found nothing wrong; a unit with
-// anything wrong takes the long way, which words and positions what is.
+// checkValid is Check's quick way for a valid unit: it unifies the unit
+// with #Manifest of the schema without its rules, and checks the rules in
+// Go on the result (see rules.go). It reports whether it found nothing
+// wrong; a unit with anything wrong takes the long way, which words and
+// positions what is.
 func (c *Checker) checkValid(files []*ast.File) (cue.Value, bool) {
-	if len(files) != 1 {
+	user := c.buildQuick(files)
+	if user.Err() != nil {
 		return cue.Value{}, false
 	}
-	f := files[0]
-	for _, d := range f.Decls {
-		// The embedded #Manifest must name the schema's, not the file's.
-		if fld, ok := d.(*ast.Field); ok {
-			if id, ok := fld.Label.(*ast.Ident); ok && id.Name == manifestName {
-				return cue.Value{}, false
-			}
-		}
-	}
-	// #Manifest & {the file's fields}: an embedded definition would not
-	// close the file's struct.
-	head := 0
-	for head < len(f.Decls) {
-		switch f.Decls[head].(type) {
-		case *ast.Package, *ast.ImportDecl, *ast.Attribute, *ast.CommentGroup:
-			head++
-			continue
-		}
-		break
-	}
-	body := &ast.StructLit{Elts: f.Decls[head:]}
-	g := *f
-	g.Decls = append(slices.Clip(f.Decls[:head]), &ast.EmbedDecl{Expr: ast.NewBinExpr(token.AND, ast.NewIdent(manifestName), body)})
-	v := c.ctx.BuildFile(&g, cue.Scope(c.quick))
-	if v.Err() != nil || v.Validate(cue.Concrete(true)) != nil || !rulesHold(v) {
+	v := c.quick.Unify(user)
+	if v.Validate(cue.Concrete(true)) != nil || !rulesHold(v) {
 		return cue.Value{}, false
 	}
 	return v, true
 }
 
-const manifestName = "#Manifest"
+// buildQuick is build, but for a file without imports (every unit of the
+// benchmark) it builds the file's fields as an expression: the context
+// keeps every file it builds for as long as it lives, and not an
+// expression. A file with imports cannot be an expression.
+func (c *Checker) buildQuick(files []*ast.File) cue.Value {
+	if len(files) != 1 {
+		return c.build(files)
+	}
+	f := files[0]
+	body := f.Decls
+	for len(body) > 0 {
+		switch body[0].(type) {
+		case *ast.ImportDecl:
+			return c.build(files)
+		case *ast.Package, *ast.Attribute, *ast.CommentGroup:
+			body = body[1:]
+			continue
+		}
+		break
+	}
+	return c.ctx.BuildExpr(&ast.StructLit{Elts: body})
+}
 
 // takeOut deletes the fields that issues were found in from the syntax and
 // remembers their paths, so that the next round neither stops at them nor

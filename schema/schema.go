@@ -21,17 +21,17 @@ var Source []byte
 // into it; it only tells schema positions apart from the user's.
 const Filename = "cuelet.cue"
 
-// compile builds the schema src in ctx: its root and #Manifest.
-func compile(ctx *cue.Context, src []byte) (root, manifest cue.Value, err error) {
+// compile builds #Manifest of the schema src in ctx.
+func compile(ctx *cue.Context, src []byte) (cue.Value, error) {
 	v := ctx.CompileBytes(src, cue.Filename(Filename))
 	if err := v.Err(); err != nil {
-		return cue.Value{}, cue.Value{}, fmt.Errorf("compile the built-in schema: %w", err)
+		return cue.Value{}, fmt.Errorf("compile the built-in schema: %w", err)
 	}
 	m := v.LookupPath(cue.MakePath(cue.Def("#Manifest")))
 	if err := m.Err(); err != nil {
-		return cue.Value{}, cue.Value{}, fmt.Errorf("find #Manifest in the built-in schema: %w", err)
+		return cue.Value{}, fmt.Errorf("find #Manifest in the built-in schema: %w", err)
 	}
-	return v, m, nil
+	return m, nil
 }
 
 // NewChecker compiles the schema without its rules into a cue.Context of
@@ -48,7 +48,7 @@ func NewChecker() (*Checker, error) {
 		return nil, err
 	}
 	ctx := cuecontext.New()
-	quick, _, err := compile(ctx, src)
+	quick, err := compile(ctx, src)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,7 @@ func NewChecker() (*Checker, error) {
 // NewChecker reports a broken one and a Checker's compile of it later
 // cannot fail.
 var sourceCompiles = sync.OnceValue(func() error {
-	_, _, err := compile(cuecontext.New(), Source)
+	_, err := compile(cuecontext.New(), Source)
 	return err
 })
 
@@ -69,7 +69,7 @@ var sourceCompiles = sync.OnceValue(func() error {
 // well took 6 % of the time of checking them.
 func (c *Checker) schema() cue.Value {
 	if !c.manifest.Exists() {
-		_, m, err := compile(c.ctx, Source)
+		m, err := compile(c.ctx, Source)
 		if err != nil {
 			panic(err) // sourceCompiles compiled it in NewChecker
 		}
