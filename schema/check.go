@@ -25,7 +25,8 @@ type Issue struct {
 // not safe for concurrent use: use one Checker per goroutine.
 type Checker struct {
 	ctx      *cue.Context
-	manifest cue.Value
+	quick    cue.Value // #Manifest without the schema's rules (see rules.go)
+	manifest cue.Value // #Manifest, once compiled (see schema)
 }
 
 // File is one file of a unit: its name as problems show it, and its bytes.
@@ -51,13 +52,17 @@ type Result struct {
 
 // Check unifies the files of one unit with #Manifest.
 //
+// A valid unit is checked the quick way (checkValid): against the schema
+// without its comprehension rules, which are checked in Go. Anything wrong
+// sends the unit the long way, against the whole schema:
+//
 // CUE stops looking into a struct once something in it is wrong, and drops
 // "required" errors when there are others, so a misspelt field can hide a
 // missing image. When a unit has errors, Check therefore takes the fields it
 // found wrong out of the syntax and validates again, a few rounds at most,
 // keeping what is new and not about a field it took out.
 func (c *Checker) Check(files []File) *Result {
-	r := &report{schema: c.manifest, seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]string{}}
+	r := &report{seen: map[string]bool{}, removable: map[token.Pos]string{}, checks: map[int]string{}}
 	syntax := make([]*ast.File, 0, len(files))
 	for _, f := range files {
 		x, err := parser.ParseFile(f.Name, f.Data)
@@ -70,7 +75,11 @@ func (c *Checker) Check(files []File) *Result {
 	if len(r.issues) > 0 {
 		return &Result{Issues: r.sorted(), Places: &Places{}}
 	}
+	if v, ok := c.checkValid(syntax); ok {
+		return &Result{Value: v, Places: &Places{files: files}}
+	}
 	r.syntax = syntax
+	r.schema = c.schema()
 	var first cue.Value
 	for round := 0; round < maxRounds; round++ {
 		user := c.build(syntax)
@@ -80,7 +89,7 @@ func (c *Checker) Check(files []File) *Result {
 			r.addErr(err)
 			break
 		}
-		v := c.manifest.Unify(user)
+		v := r.schema.Unify(user)
 		if round == 0 {
 			first = v
 		}
@@ -92,7 +101,7 @@ func (c *Checker) Check(files []File) *Result {
 		r.user = user
 		r.addErr(err)
 		if round == 0 {
-			r.walkUser(user, c.manifest, nil)
+			r.walkUser(user, r.schema, nil)
 		}
 		if len(r.issues) == before || !r.takeOut(syntax) {
 			break
@@ -103,6 +112,46 @@ func (c *Checker) Check(files []File) *Result {
 		return &Result{Value: first, Issues: r.sorted(), Places: &Places{files: files}}
 	}
 	return &Result{Value: first, Issues: r.sorted(), Places: &Places{m: r.places}}
+}
+
+// checkValid is Check's quick way for a valid unit: it unifies the unit
+// with #Manifest of the schema without its rules, and checks the rules in
+// Go on the result (see rules.go). It reports whether it found nothing
+// wrong; a unit with anything wrong takes the long way, which words and
+// positions what is.
+func (c *Checker) checkValid(files []*ast.File) (cue.Value, bool) {
+	user := c.buildQuick(files)
+	if user.Err() != nil {
+		return cue.Value{}, false
+	}
+	v := c.quick.Unify(user)
+	if v.Validate(cue.Concrete(true)) != nil || !rulesHold(v) {
+		return cue.Value{}, false
+	}
+	return v, true
+}
+
+// buildQuick is build, but for a file without imports (every unit of the
+// benchmark) it builds the file's fields as an expression: the context
+// keeps every file it builds for as long as it lives, and not an
+// expression. A file with imports cannot be an expression.
+func (c *Checker) buildQuick(files []*ast.File) cue.Value {
+	if len(files) != 1 {
+		return c.build(files)
+	}
+	f := files[0]
+	body := f.Decls
+	for len(body) > 0 {
+		switch body[0].(type) {
+		case *ast.ImportDecl:
+			return c.build(files)
+		case *ast.Package, *ast.Attribute, *ast.CommentGroup:
+			body = body[1:]
+			continue
+		}
+		break
+	}
+	return c.ctx.BuildExpr(&ast.StructLit{Elts: body})
 }
 
 // takeOut deletes the fields that issues were found in from the syntax and

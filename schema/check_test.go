@@ -37,6 +37,24 @@ func issues(t *testing.T, src string) []string {
 	return out
 }
 
+// quickAgrees checks that Check's quick way for valid units (the schema
+// without its rules, the rules in Go) accepts src exactly when the whole
+// schema does: passing a unit that breaks a rule would hide the problem.
+func quickAgrees(t *testing.T, src string, valid bool) {
+	t.Helper()
+	c, err := schema.NewChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := schema.QuickAccepts(c, src)
+	if err != nil {
+		return // a syntax error never gets that far
+	}
+	if ok != valid {
+		t.Errorf("the quick way accepts %v, the schema %v:\n%s", ok, valid, src)
+	}
+}
+
 func TestSchemaRules(t *testing.T) {
 	const img = `image: "busybox"`
 	tests := []struct {
@@ -194,6 +212,13 @@ func TestSchemaRules(t *testing.T) {
 		{"import_outside_the_standard_library_is_rejected_once", "import \"example.com/foo\"\n\npods: web: containers: app: image: foo.image\n", []string{
 			`1:8: : import "example.com/foo" is not available: a manifest may import only CUE's standard library`}},
 		{"import_of_the_standard_library_is_valid", "import \"strings\"\n\npods: web: containers: app: image: strings.ToLower(\"X\")\n", nil},
+		{"empty_endpoints_are_rejected", "services: db: {endpoints: [], ports: [{port: 5432}]}\n", []string{
+			`1:11: services.db: endpoints must not be empty`}},
+		{"volume_mount_in_a_pod_without_volumes_is_rejected", pod("containers: app: {" + img + ", volumeMounts: [{name: \"logs\", mountPath: \"/logs\"}]}"), []string{
+			`2:59: pods.web.containers.app.volumeMounts.0.name: the pod has no volume of this name`}},
+		{"top_level_let_and_hidden_fields_are_valid", "let img = \"x\"\n_name: \"web\"\npods: (_name): containers: app: image: img\n", nil},
+		{"file_defining_its_own_manifest_is_checked_against_the_schema", "#Manifest: {}\npods: web: containers: app: {}\n", []string{
+			`2:24: pods.web.containers.app.image: image is required`}},
 		{"problems_come_sorted_by_position", "services: web: {selector: app: \"web\", ports: [{port: 0}]}\n" + pod("replicas: 101\ncontainers: app: {}"), []string{
 			`1:54: services.web.ports.0.port: 0 is below the minimum 1`,
 			`3:11: pods.web.replicas: 101 is above the maximum 100`,
@@ -205,6 +230,7 @@ func TestSchemaRules(t *testing.T) {
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("source:\n%s\ngot:\n%s\nwant:\n%s", tt.src, strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
+			quickAgrees(t, tt.src, tt.want == nil)
 		})
 	}
 }
