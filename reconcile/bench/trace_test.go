@@ -185,21 +185,23 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 					b.Fatal(err)
 				}
 				tr.take()
+				procs := startProcTrace(b, p.ServicePID())
 				start := time.Now()
 				res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{sleepingPods("web", n, "app", "side")}})
 				applyTotal += time.Since(start)
 				if err != nil || res.Err() != nil || len(res.Actions) != n {
 					b.Fatalf("apply: %d actions, %v, %v", len(res.Actions), err, res.Err())
 				}
-				b.Logf("cuelet apply, %d at once: %s", conc, summary(tr.take()))
+				b.Logf("cuelet apply, %d at once: %s%s", conc, summary(tr.take()), procs.stop(b))
 
+				procs = startProcTrace(b, p.ServicePID())
 				start = time.Now()
 				rep, err := kube.PlayWithBody(conn, strings.NewReader(yaml), nil)
 				kubeTotal += time.Since(start)
 				if err != nil || len(rep.Pods) != n {
 					b.Fatalf("kube play: %v", err)
 				}
-				b.Logf("kube play: %s", summary(tr.take()))
+				b.Logf("kube play: %s%s", summary(tr.take()), procs.stop(b))
 			}
 			b.ReportMetric(float64(applyTotal.Milliseconds())/float64(b.N), "apply-ms/op")
 			b.ReportMetric(float64(kubeTotal.Milliseconds())/float64(b.N), "kubeplay-ms/op")
