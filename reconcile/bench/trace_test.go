@@ -159,7 +159,7 @@ func maxTime(a, b time.Time) time.Time {
 // apiTrace, with the reconciler running 1, 2, 4 (its default) and 8
 // podman operations at once: it logs every pass's calls, which shows what
 // podman does one at a time and what in parallel. The proxy adds a hop
-// to each call (cuelet makes about five per pod, kube play one in all),
+// to each call (cuelet makes six per pod, kube play one in all),
 // so its times are for comparing concurrencies, not for the ratio.
 func BenchmarkApply20PodsTraced(b *testing.B) {
 	p := service(b)
