@@ -977,6 +977,30 @@ func TestE2EPerPodFailuresDoNotStopOthers(t *testing.T) {
 	}
 }
 
+// A container podman refuses to make (here its name is taken) fails the
+// pod's create after the pod and its running infra container were made:
+// the pod goes again, so that no pass takes a half-made pod for a made one.
+func TestE2E_a_container_podman_refuses_leaves_no_half_made_pod(t *testing.T) {
+	e := newEnv(t)
+	e.podman("create", "--name", "web-app", podmantest.Image, "sleep", "1")
+	res, err := e.rec.Apply(e.ctx, desired(unit("a.cue", simplePod("web", 1))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) != 1 || res.Errors[0].Pod != "web" || !strings.Contains(res.Errors[0].Error(), `create container "web-app"`) {
+		t.Fatalf("errors: %v; want web's container create", res.Errors)
+	}
+	if got := sortedKeys(e.pods()); len(got) != 0 {
+		t.Errorf("pods: %v; want the half-made pod removed", got)
+	}
+	if out := e.podman("pod", "ps", "--quiet"); out != "" {
+		t.Errorf("podman pod ps: %q; want no pod", out)
+	}
+	if out := e.podman("ps", "--all", "--format", "{{.Names}}"); out != "web-app" {
+		t.Errorf("containers: %q; want only the hand-made web-app", out)
+	}
+}
+
 func TestE2EFailedRecreateKeepsTheRunningReplica(t *testing.T) {
 	e := newEnv(t)
 	web := simplePod("web", 1)

@@ -3,7 +3,8 @@
 # busybox-static). Prints Go's benchmark lines: apply-ms/op, kubeplay-ms/op
 # and ratio for 20 new pods; ns/op, writes/op and cold-ms for a no-op pass
 # over 100 pods. BENCH=Apply20PodsTraced -v logs every podman API call of
-# an apply and of kube play (see trace_test.go).
+# an apply and of kube play (see trace_test.go); PROCS=1 adds the programs
+# podman runs (netavark, runc, conmon), traced with strace (procs_test.go).
 set -eu
 # A fresh Debian machine has Go in /usr/local/go but not on PATH.
 export PATH="$PATH:/usr/local/go/bin"

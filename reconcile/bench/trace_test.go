@@ -159,7 +159,7 @@ func maxTime(a, b time.Time) time.Time {
 // apiTrace, with the reconciler running 1, 2, 4 (its default) and 8
 // podman operations at once: it logs every pass's calls, which shows what
 // podman does one at a time and what in parallel. The proxy adds a hop
-// to each call (cuelet makes about five per pod, kube play one in all),
+// to each call (cuelet makes six per pod, kube play one in all),
 // so its times are for comparing concurrencies, not for the ratio.
 func BenchmarkApply20PodsTraced(b *testing.B) {
 	p := service(b)
@@ -185,21 +185,23 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 					b.Fatal(err)
 				}
 				tr.take()
+				procs := startProcTrace(b, p.ServicePID())
 				start := time.Now()
 				res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{sleepingPods("web", n, "app", "side")}})
 				applyTotal += time.Since(start)
 				if err != nil || res.Err() != nil || len(res.Actions) != n {
 					b.Fatalf("apply: %d actions, %v, %v", len(res.Actions), err, res.Err())
 				}
-				b.Logf("cuelet apply, %d at once: %s", conc, summary(tr.take()))
+				b.Logf("cuelet apply, %d at once: %s%s", conc, summary(tr.take()), procs.stop(b))
 
+				procs = startProcTrace(b, p.ServicePID())
 				start = time.Now()
 				rep, err := kube.PlayWithBody(conn, strings.NewReader(yaml), nil)
 				kubeTotal += time.Since(start)
 				if err != nil || len(rep.Pods) != n {
 					b.Fatalf("kube play: %v", err)
 				}
-				b.Logf("kube play: %s", summary(tr.take()))
+				b.Logf("kube play: %s%s", summary(tr.take()), procs.stop(b))
 			}
 			b.ReportMetric(float64(applyTotal.Milliseconds())/float64(b.N), "apply-ms/op")
 			b.ReportMetric(float64(kubeTotal.Milliseconds())/float64(b.N), "kubeplay-ms/op")

@@ -508,8 +508,9 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 	return errors.Join(errs...)
 }
 
-// CreatePod creates the volumes, the pod with its infra container and the
-// containers, then starts the pod; the images must be there (PullImages).
+// CreatePod creates the volumes and the pod with its infra container,
+// starts the pod (its infra container), creates the containers and starts
+// the pod again (its containers); the images must be there (PullImages).
 // If any step fails the pod is removed again, so a retry starts from
 // nothing.
 func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error) {
@@ -569,6 +570,14 @@ func (c *Client) CreatePod(ctx context.Context, ps reconcile.PodSpec) (err error
 		}
 	}()
 
+	// The infra container first, alone: its start sets up the pod's
+	// network, which podman does for one pod at a time (one lock around
+	// netavark), so a pod joins that queue as soon as it can and its
+	// containers are made while it waits or after (docs/performance.md).
+	// The second start below starts the containers the pod has then.
+	if err := c.StartPod(ctx, ps.Name, nil); err != nil {
+		return fmt.Errorf("start infra container: %w", err)
+	}
 	stop := graceSeconds(ps.GracePeriod)
 	for _, ct := range ps.Containers {
 		s := containerSpec(ps.Name, ct)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,54 @@ func TestCalls_to_a_podman_that_never_answers_fail_after_their_deadline(t *testi
 				t.Errorf("%s against a hung podman has not returned after a minute", name)
 			}
 		})
+	}
+}
+
+// The network setup of a pod's infra container is what podman does one pod
+// at a time (netavark under one lock, docs/performance.md): CreatePod
+// starts the infra container before it makes the other containers, so
+// that a pod queues for it as early as it can while other pods' containers
+// are made meanwhile.
+func TestCreatePod_starts_the_infra_container_before_it_makes_the_others(t *testing.T) {
+	pm := podmantest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := podman.Dial(ctx, pm.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.StopTimeout = 0
+	ct := func(name string) reconcile.ContainerSpec {
+		return reconcile.ContainerSpec{Name: name, Image: podmantest.Image, PullPolicy: "Never",
+			Command: []string{"sleep", "1000000"}, RestartPolicy: "no"}
+	}
+	spec := reconcile.PodSpec{Name: "web", Containers: []reconcile.ContainerSpec{ct("web-app"), ct("web-side")}}
+	if err := c.CreatePod(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	nanos := func(format, name string) int64 {
+		t.Helper()
+		out, err := pm.Run(ctx, "inspect", "--format", format, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		if err != nil {
+			t.Fatalf("inspect %s %s: %q: %v", format, name, out, err)
+		}
+		return n
+	}
+	infra, err := pm.Run(ctx, "pod", "inspect", "--format", "{{.InfraContainerID}}", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	infraStarted := nanos("{{.State.StartedAt.UnixNano}}", strings.TrimSpace(infra))
+	for _, name := range []string{"web-app", "web-side"} {
+		if created := nanos("{{.Created.UnixNano}}", name); created < infraStarted {
+			t.Errorf("%s made %v before the infra container started; want after", name, time.Duration(infraStarted-created))
+		}
+		if started := nanos("{{.State.StartedAt.UnixNano}}", name); started < infraStarted {
+			t.Errorf("%s not started (or before the infra container)", name)
+		}
 	}
 }

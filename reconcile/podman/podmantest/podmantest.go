@@ -224,6 +224,10 @@ func (p *Podman) CrashService() error {
 // ResumeService thaws it; call it before Close.
 func (p *Podman) PauseService() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
 
+// ServicePID is the process ID of the podman service, for benchmarks that
+// follow what it runs (netavark, conmon, runc).
+func (p *Podman) ServicePID() int { return p.cmd.Process.Pid }
+
 // ResumeService undoes PauseService.
 func (p *Podman) ResumeService() error { return p.cmd.Process.Signal(syscall.SIGCONT) }
 
