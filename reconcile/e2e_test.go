@@ -7,6 +7,8 @@ package reconcile_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -877,6 +879,93 @@ func TestE2EAHalfMadePodWithoutInfraIsClearedAndAForeignOneIsNot(t *testing.T) {
 	}
 	if out := e.podman("pod", "ps", "--filter", "name=^db$", "--format", "{{.Name}} {{.Labels}}"); !strings.HasPrefix(out, "db ") {
 		t.Errorf("the hand-made pod db is gone: %q", out)
+	}
+}
+
+// A podman killed at the wrong time can leave a container in its database
+// whose storage is gone: inspect fails ("getting container from store:
+// container not known", seen in the chaos campaign) while the listing
+// shows it. That once failed every listing, so no pass did anything for
+// any pod; now the listing goes on, and the pod is made anew.
+func TestE2EAContainerWithoutStorageStopsNoPassAndItsPodIsMadeAnew(t *testing.T) {
+	e := newEnv(t)
+	d := desired(unit("a.cue", simplePod("web", 1), simplePod("db", 1)))
+	e.apply(d)
+	e.podman("stop", "--time", "0", "web-app", "db-app")
+	old := e.ids("web")
+	forgetStorage(t, e.pm.Dir, old[1])
+	if _, err := e.pm.Run(e.ctx, "inspect", "web-app"); err == nil {
+		t.Fatal("web-app can still be inspected; the test no longer breaks it")
+	}
+	// An agent that starts now: its client has inspected nothing yet.
+	client := newClient(t, e)
+	client.StopTimeout = 0
+	rec, err := reconcile.New(reconcile.Config{Podman: client, RunDir: e.runDir, Log: zerolog.New(zerolog.NewTestWriter(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec, e.client = rec, client
+
+	// The first pass starts db again, whatever web-app's state.
+	res, err := e.rec.Apply(e.ctx, d)
+	if err != nil {
+		t.Fatalf("a pass with one broken container: %v", err)
+	}
+	if got := e.pods()["db"].Containers[0].State; got != "running" {
+		t.Errorf("db-app is %s after the pass, want running", got)
+	}
+	for try := 0; try < 3 && (res.Err() != nil || len(res.Actions) > 0); try++ {
+		if res, err = e.rec.Apply(e.ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if now := e.ids("web"); now[1] == old[1] {
+		t.Errorf("web-app is the broken container still: %v", now)
+	}
+	if got := e.pods()["web"].Containers[0].State; got != "running" {
+		t.Errorf("web-app is %s, want running", got)
+	}
+	if got := e.plan(d); got != "" {
+		t.Errorf("plan after the repair:\n%s", got)
+	}
+}
+
+// forgetStorage removes container id from the containers/storage records
+// of the podman service in dir, leaving podman's own database alone.
+func forgetStorage(t *testing.T, dir, id string) {
+	t.Helper()
+	path := filepath.Join(dir, "root", "overlay-containers", "containers.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		t.Fatal(err)
+	}
+	kept := all[:0]
+	for _, c := range all {
+		if c["id"] != id {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == len(all) {
+		t.Fatalf("container %s not in %s", id, path)
+	}
+	if b, err = json.Marshal(kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The service reloads the records when the lock file says another
+	// process wrote them: it holds a token that each writer changes.
+	token := make([]byte, 64)
+	if _, err := rand.Read(token); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "containers.lock"), token, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

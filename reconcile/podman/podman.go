@@ -475,8 +475,16 @@ func (c *Client) inspectAll(ctx context.Context, ids []string) error {
 			defer func() { <-sem }()
 			data, err := containers.Inspect(ctx, id, nil)
 			if err != nil {
-				if !isNotFound(err) {
-					errs[i] = c.wrap(ctx, "inspect container "+id, err)
+				// Only a podman that does not answer fails the listing.
+				// One container podman cannot inspect (a podman killed
+				// while it made or removed one can leave it in its
+				// database but not in its storage: "getting container
+				// from store: container not known") must not stop every
+				// pass: it is listed without what inspect adds, and the
+				// pass repairs its pod (a start fails, the next pass
+				// makes the replica anew).
+				if err := c.wrap(ctx, "inspect container "+id, err); errors.Is(err, reconcile.ErrPodmanUnavailable) || ctx.Err() != nil {
+					errs[i] = err
 				}
 				return
 			}
