@@ -708,6 +708,34 @@ func crasher(name, policy string, code int) manifests.Pod {
 	}}}
 }
 
+// The exit time the listing gives is the last exit, to the nanosecond, even
+// when a container exits, starts and exits again within a second (the
+// crash-loop backoff runs from it; an e2e run once saw a restart 0.32 s
+// early). Events must drop the inspect cached from the exit before.
+func TestE2EListingTellsTheLastExitOfAContainerThatExitsTwiceInASecond(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	go e.client.WatchEvents(ctx, func() {})
+	e.apply(desired(unit("a.cue", crasher("job", "Never", 1))))
+	for round := range 6 {
+		waitState(t, e, "job-app", "exited")
+		ns, err := strconv.ParseInt(e.podman("inspect", "--format", "{{.State.FinishedAt.UnixNano}}", "job-app"), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := time.Unix(0, ns)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			c, ok := e.pods()["job"].Container("app")
+			if !ok || !c.FinishedAt.Equal(want) {
+				return fmt.Errorf("round %d: the listing says job-app exited at %v, podman at %v", round, c.FinishedAt, want)
+			}
+			return nil
+		})
+		e.podman("start", "job-app")
+	}
+}
+
 // A container that keeps exiting is restarted at once the first time and
 // after its backoff after that; the time is the test's, so that the 10 s
 // need not be waited out.

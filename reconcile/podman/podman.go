@@ -860,6 +860,16 @@ func (c *Client) Events(ctx context.Context, fn func(Event)) error {
 		}
 		if ChangesState(string(e.Action)) {
 			c.gen.Add(1)
+			if e.Type == "container" {
+				// Its inspect is stale. The listing's check (PID and
+				// start time, in whole seconds) misses a container that
+				// exits, starts and exits again within one second, and
+				// its exit time would then be the exit before: a
+				// crash-loop backoff counted from it ends early.
+				c.mu.Lock()
+				delete(c.inspects, e.Actor.ID)
+				c.mu.Unlock()
+			}
 		}
 		fn(Event{
 			Type: string(e.Type), Action: string(e.Action), ID: e.Actor.ID,
