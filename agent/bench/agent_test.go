@@ -7,14 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -364,7 +361,7 @@ func BenchmarkOneOf1000Units(b *testing.B) {
 	for i := range pods {
 		n.Write(fmt.Sprintf("near-%03d.cue", i), podUnit(fmt.Sprintf("near-%03d", i)))
 	}
-	calls := startCallLog(b, n.Podman.URL)
+	calls := podmantest.NewCallLog(b, n.Podman.URL)
 	start := time.Now()
 	a := n.Start(agenttest.Options{Args: []string{"--podman-url", calls.URL}})
 	a.WaitSynced(15*time.Minute, start, func(rep *agent.Report) error {
@@ -419,7 +416,7 @@ func BenchmarkOneOf1000Units(b *testing.B) {
 		at := n.Write(name+".cue", podUnit(name))
 		create := wait(at, agenttest.PodEvent(name, "create"))
 		up := wait(at, agenttest.ContainerEvent(name+"-app", "start"))
-		after := calls.since(at, podCalls)
+		after := since(calls, at, podCalls)
 		if len(after) == 0 {
 			b.Fatalf("iteration %d: podman's create event, but no image check or pod create after the write", i)
 		}
@@ -434,10 +431,10 @@ func BenchmarkOneOf1000Units(b *testing.B) {
 			}
 			return nil
 		})
-		first := after[0].at.Sub(at)
+		first := after[0].Start.Sub(at)
 		firsts, creates, writes = append(firsts, first), append(creates, create.Time.Sub(at)), append(writes, up.Time.Sub(at))
 		b.Logf("iteration %d: write→first call %v (%s), write→create %v, write→running %v",
-			i, ms(first), after[0].op, ms(create.Time.Sub(at)), ms(up.Time.Sub(at)))
+			i, ms(first), after[0].Op, ms(create.Time.Sub(at)), ms(up.Time.Sub(at)))
 	}
 	b.Logf("first call: %s; create: %s; running: %s", spread(firsts), spread(creates), spread(writes))
 	b.ReportMetric(median(firsts), "first-call-ms")
@@ -465,61 +462,11 @@ func spread(ds []time.Duration) string {
 		ms(slices.Min(ds)), median(ds), percentile(ds, 90), ms(slices.Max(ds)), len(ds))
 }
 
-// callLog is a socket in front of podman's that notes when each API call
-// arrives, to time the agent's first call after a write. Podman's events
-// tell only when podman has done something (a pod's create event comes
-// after its pods/create call has done its work).
-type callLog struct {
-	URL string
-
-	mu    sync.Mutex
-	calls []apiCall
-}
-
-type apiCall struct {
-	at time.Time
-	op string // method and path
-}
-
-// startCallLog listens on a socket of the benchmark's and forwards to
-// podman at target (unix://…) until the benchmark ends.
-func startCallLog(b *testing.B, target string) *callLog {
-	b.Helper()
-	sock := filepath.Join(b.TempDir(), "calls.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := &callLog{URL: "unix://" + sock}
-	podmanSock := strings.TrimPrefix(target, "unix://")
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "d"}) },
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", podmanSock)
-			},
-			MaxIdleConnsPerHost: 64,
-		},
-		FlushInterval: -1, // the event stream
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		l.calls = append(l.calls, apiCall{at: time.Now(), op: r.Method + " " + r.URL.Path})
-		l.mu.Unlock()
-		proxy.ServeHTTP(w, r)
-	})}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return l
-}
-
-// since is the calls that arrived at t or later and that match.
-func (l *callLog) since(t time.Time, match func(op string) bool) []apiCall {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []apiCall
-	for _, c := range l.calls {
-		if !c.at.Before(t) && match(c.op) {
+// since is the calls of l that came at t or later and that match.
+func since(l *podmantest.CallLog, t time.Time, match func(op string) bool) []podmantest.Call {
+	var out []podmantest.Call
+	for _, c := range l.Calls() {
+		if !c.Start.Before(t) && match(c.Op) {
 			out = append(out, c)
 		}
 	}

@@ -3,14 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,64 +15,8 @@ import (
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/reconcile"
 	"github.com/cuelet/cuelet/reconcile/podman"
+	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
-
-// apiTrace is a socket in front of podman's that records every API call
-// passing through it, to see where a pass's time goes: which calls, how
-// long each took, and how many were in flight at once.
-type apiTrace struct {
-	URL string
-
-	mu    sync.Mutex
-	calls []apiCall
-}
-
-type apiCall struct {
-	op         string // method and path, names and the API version left out
-	start, end time.Time
-}
-
-// startTrace listens on a socket in dir and forwards to podman at target
-// (unix://…) until the benchmark ends.
-func startTrace(b *testing.B, target string) *apiTrace {
-	b.Helper()
-	sock := filepath.Join(b.TempDir(), "trace.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	t := &apiTrace{URL: "unix://" + sock}
-	podmanSock := strings.TrimPrefix(target, "unix://")
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "d"}) },
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "unix", podmanSock)
-			},
-			MaxIdleConnsPerHost: 64,
-		},
-		FlushInterval: -1,
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		proxy.ServeHTTP(w, r)
-		t.mu.Lock()
-		t.calls = append(t.calls, apiCall{op: r.Method + " " + opPath(r.URL.Path), start: start, end: time.Now()})
-		t.mu.Unlock()
-	})}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return t
-}
-
-// take returns the calls recorded so far and forgets them.
-func (t *apiTrace) take() []apiCall {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := t.calls
-	t.calls = nil
-	return c
-}
 
 // opPath is an API path without its version and the names in it:
 // /v4.3.1/libpod/pods/web00/start is /libpod/pods/{name}/start.
@@ -100,25 +38,29 @@ func opPath(p string) string {
 
 // summary is one line per kind of call (count, total, median and longest
 // time) and the calls' span and peak concurrency.
-func summary(calls []apiCall) string {
+func summary(calls []podmantest.Call) string {
 	if len(calls) == 0 {
 		return "no calls"
 	}
 	byOp := map[string][]time.Duration{}
 	var ops []string
-	first, last := calls[0].start, calls[0].end
+	first, last := calls[0].Start, calls[0].Start
 	type edge struct {
 		at time.Time
 		d  int
 	}
 	var edges []edge
 	for _, c := range calls {
-		if _, ok := byOp[c.op]; !ok {
-			ops = append(ops, c.op)
+		if c.End.IsZero() {
+			continue // still in flight
 		}
-		byOp[c.op] = append(byOp[c.op], c.end.Sub(c.start))
-		first, last = minTime(first, c.start), maxTime(last, c.end)
-		edges = append(edges, edge{c.start, 1}, edge{c.end, -1})
+		op := strings.SplitN(c.Op, " ", 2)[0] + " " + opPath(strings.SplitN(c.Op, " ", 2)[1])
+		if _, ok := byOp[op]; !ok {
+			ops = append(ops, op)
+		}
+		byOp[op] = append(byOp[op], c.End.Sub(c.Start))
+		first, last = minTime(first, c.Start), maxTime(last, c.End)
+		edges = append(edges, edge{c.Start, 1}, edge{c.End, -1})
 	}
 	slices.SortFunc(edges, func(a, b edge) int { return a.at.Compare(b.at) })
 	inFlight, peak := 0, 0
@@ -156,7 +98,7 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // BenchmarkApply20PodsTraced is BenchmarkApply20PodsVsKubePlay through
-// apiTrace, with the reconciler running 1, 2, 4 (its default) and 8
+// podmantest.CallLog, with the reconciler running 1, 2, 4 (its default) and 8
 // podman operations at once: it logs every pass's calls, which shows what
 // podman does one at a time and what in parallel. The proxy adds a hop
 // to each call (cuelet makes six per pod, kube play one in all),
@@ -164,7 +106,7 @@ func maxTime(a, b time.Time) time.Time {
 func BenchmarkApply20PodsTraced(b *testing.B) {
 	p := service(b)
 	ctx := context.Background()
-	tr := startTrace(b, p.URL)
+	tr := podmantest.NewCallLog(b, p.URL)
 	client, err := podman.Dial(ctx, tr.URL)
 	if err != nil {
 		b.Fatal(err)
@@ -184,7 +126,7 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				tr.take()
+				tr.Take()
 				procs := startProcTrace(b, p.ServicePID())
 				start := time.Now()
 				res, err := rec.Apply(ctx, reconcile.Desired{Units: []*manifests.Unit{sleepingPods("web", n, "app", "side")}})
@@ -192,7 +134,7 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 				if err != nil || res.Err() != nil || len(res.Actions) != n {
 					b.Fatalf("apply: %d actions, %v, %v", len(res.Actions), err, res.Err())
 				}
-				b.Logf("cuelet apply, %d at once: %s%s", conc, summary(tr.take()), procs.stop(b))
+				b.Logf("cuelet apply, %d at once: %s%s", conc, summary(tr.Take()), procs.stop(b))
 
 				procs = startProcTrace(b, p.ServicePID())
 				start = time.Now()
@@ -201,7 +143,7 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 				if err != nil || len(rep.Pods) != n {
 					b.Fatalf("kube play: %v", err)
 				}
-				b.Logf("kube play: %s%s", summary(tr.take()), procs.stop(b))
+				b.Logf("kube play: %s%s", summary(tr.Take()), procs.stop(b))
 			}
 			b.ReportMetric(float64(applyTotal.Milliseconds())/float64(b.N), "apply-ms/op")
 			b.ReportMetric(float64(kubeTotal.Milliseconds())/float64(b.N), "kubeplay-ms/op")

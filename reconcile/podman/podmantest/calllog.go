@@ -1,0 +1,89 @@
+package podmantest
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// CallLog is a socket in front of a podman service's that records every
+// API call passing through it: benchmarks give a client its URL to see
+// when each call came, how long podman took over it and how many were in
+// flight. Podman's events tell only when podman has done something.
+type CallLog struct {
+	URL string // unix://…, for the client instead of the service's
+
+	mu    sync.Mutex
+	calls []Call
+	takes int // Take calls: an index into calls holds only within one
+}
+
+// Call is one API call.
+type Call struct {
+	Op    string    // method and path: "POST /v4.3.1/libpod/pods/create"
+	Start time.Time // when it came
+	End   time.Time // when podman's answer ended; zero while in flight (an event stream)
+}
+
+// NewCallLog listens on a socket of tb's and forwards to podman at target
+// (unix://…) until tb ends.
+func NewCallLog(tb testing.TB, target string) *CallLog {
+	tb.Helper()
+	sock := filepath.Join(tb.TempDir(), "calls.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l := &CallLog{URL: "unix://" + sock}
+	podmanSock := strings.TrimPrefix(target, "unix://")
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: "http", Host: "d"}) },
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", podmanSock)
+			},
+			MaxIdleConnsPerHost: 64,
+		},
+		FlushInterval: -1, // the event stream
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		i := len(l.calls)
+		l.calls = append(l.calls, Call{Op: r.Method + " " + r.URL.Path, Start: time.Now()})
+		takes := l.takes
+		l.mu.Unlock()
+		proxy.ServeHTTP(w, r)
+		l.mu.Lock()
+		if takes == l.takes { // not taken meanwhile
+			l.calls[i].End = time.Now()
+		}
+		l.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Close() })
+	return l
+}
+
+// Calls returns the calls recorded so far.
+func (l *CallLog) Calls() []Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Call(nil), l.calls...)
+}
+
+// Take returns the calls recorded so far and forgets them.
+func (l *CallLog) Take() []Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.calls
+	l.calls = nil
+	l.takes++
+	return c
+}
