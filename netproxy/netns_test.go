@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -142,47 +141,8 @@ func tcpReaches(ns netns.NsHandle, addr netip.AddrPort, want string) error {
 	})
 }
 
-// greeter listens on addr in ns (TCP and UDP) and greets with name.
-// It counts TCP connections and UDP datagrams it receives.
-type greeter struct {
-	tcp, udp atomic.Int64
-}
-
-func startGreeter(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string) *greeter {
+// startGreeter greets with name alone (testenv.StartGreeter).
+func startGreeter(t *testing.T, ns netns.NsHandle, addr netip.AddrPort, name string) *testenv.Greeter {
 	t.Helper()
-	g := &greeter{}
-	var ln net.Listener
-	var pc *net.UDPConn
-	testenv.MustInNS(t, ns, func() error {
-		var err error
-		if ln, err = net.Listen("tcp4", addr.String()); err != nil {
-			return err
-		}
-		pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-		return err
-	})
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			g.tcp.Add(1)
-			c.Write([]byte(name))
-			c.Close()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			g.udp.Add(1)
-			pc.WriteToUDPAddrPort([]byte(name), from)
-		}
-	}()
-	return g
+	return testenv.StartGreeter(t, ns, addr, func(netip.Addr) string { return name })
 }

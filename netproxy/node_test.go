@@ -29,7 +29,7 @@ import (
 type testNode struct {
 	node, pod, upstream netns.NsHandle
 	cidr                netip.Prefix
-	leaked              *greeter
+	leaked              *testenv.Greeter
 	n                   *Node
 }
 
@@ -99,7 +99,7 @@ func (tn *testNode) at(i, port int) netip.AddrPort {
 // nothingLeaked fails the test when the upstream saw traffic.
 func (tn *testNode) nothingLeaked(t *testing.T) {
 	t.Helper()
-	if n, m := tn.leaked.tcp.Load(), tn.leaked.udp.Load(); n != 0 || m != 0 {
+	if n, m := tn.leaked.TCP.Load(), tn.leaked.UDP.Load(); n != 0 || m != 0 {
 		t.Fatalf("the upstream received %d TCP connections and %d datagrams for the portal range", n, m)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -182,48 +181,11 @@ func setAddrUp(name string, a netip.Addr) error {
 	return netlink.LinkSetUp(link)
 }
 
-// greeter listens on addr in ns (TCP and UDP) and answers each connection
-// and datagram with its name and the client's address, "name from ip".
-type greeter struct{ tcp, udp atomic.Int64 }
-
-func startGreeter(t testing.TB, ns netns.NsHandle, addr netip.AddrPort, name string) *greeter {
+// startGreeter answers "name from ip", the client's address as the
+// backend sees it (testenv.StartGreeter).
+func startGreeter(t testing.TB, ns netns.NsHandle, addr netip.AddrPort, name string) *testenv.Greeter {
 	t.Helper()
-	g := &greeter{}
-	var ln net.Listener
-	var pc *net.UDPConn
-	testenv.MustInNS(t, ns, func() error {
-		var err error
-		if ln, err = net.Listen("tcp4", addr.String()); err != nil {
-			return err
-		}
-		pc, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-		return err
-	})
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			g.tcp.Add(1)
-			from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-			c.Write([]byte(name + " from " + from.String()))
-			c.Close()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := pc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			g.udp.Add(1)
-			pc.WriteToUDPAddrPort([]byte(name+" from "+from.Addr().String()), from)
-		}
-	}()
-	return g
+	return testenv.StartGreeter(t, ns, addr, func(from netip.Addr) string { return name + " from " + from.String() })
 }
 
 // tcpGreeting connects from ns (from the address src, if valid) and
