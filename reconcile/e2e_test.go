@@ -846,12 +846,17 @@ func TestE2EAContainerThatCannotStartIsMadeAnewThePassAfter(t *testing.T) {
 	// runc, then its conmon and its runc init die.
 	e.podman("stop", "--time", "0", "web-app")
 	e.podman("init", "web-app")
+	// Both PIDs first: runc init may go with its conmon (ESRCH then).
+	var pids []int
 	for _, f := range []string{"{{.State.ConmonPid}}", "{{.State.Pid}}"} {
 		pid, err := strconv.Atoi(e.podman("inspect", "--format", f, "web-app"))
 		if err != nil || pid <= 0 {
 			t.Fatalf("inspect %s: %d %v", f, pid, err)
 		}
-		if err := killPID(pid); err != nil {
+		pids = append(pids, pid)
+	}
+	for _, pid := range pids {
+		if err := killPID(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
 			t.Fatal(err)
 		}
 	}
