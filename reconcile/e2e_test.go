@@ -843,31 +843,43 @@ func TestE2EAContainerThatCannotStartIsMadeAnewThePassAfter(t *testing.T) {
 	e.apply(d)
 
 	// Break web-app as a killed podman does: created and initialized in
-	// runc, then its conmon and its runc init die.
-	e.podman("stop", "--time", "0", "web-app")
-	e.podman("init", "web-app")
-	// Both PIDs first: runc init may go with its conmon (ESRCH then).
-	var pids []int
-	for _, f := range []string{"{{.State.ConmonPid}}", "{{.State.Pid}}"} {
-		pid, err := strconv.Atoi(e.podman("inspect", "--format", f, "web-app"))
-		if err != nil || pid <= 0 {
-			t.Fatalf("inspect %s: %d %v", f, pid, err)
+	// runc, then its conmon and its runc init die. Whether podman then
+	// fails the start depends on whether it synced the runtime's state
+	// first (if so it initializes the container again and the start goes
+	// through), so the test breaks it until a start fails, as the chaos
+	// campaign's podman did.
+	old := e.ids("web")
+	var res reconcile.Result
+	for try := 0; ; try++ {
+		if try == 10 {
+			t.Fatal("10 starts of the broken container went through; the test no longer breaks it")
 		}
-		pids = append(pids, pid)
-	}
-	for _, pid := range pids {
-		if err := killPID(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+		e.podman("stop", "--time", "0", "web-app")
+		e.podman("init", "web-app")
+		// Both PIDs first: runc init may go with its conmon (ESRCH then).
+		var pids []int
+		for _, f := range []string{"{{.State.ConmonPid}}", "{{.State.Pid}}"} {
+			pid, err := strconv.Atoi(e.podman("inspect", "--format", f, "web-app"))
+			if err != nil || pid <= 0 {
+				t.Fatalf("inspect %s: %d %v", f, pid, err)
+			}
+			pids = append(pids, pid)
+		}
+		for _, pid := range pids {
+			if err := killPID(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		if res, err = e.rec.Apply(e.ctx, d); err != nil {
 			t.Fatal(err)
 		}
-	}
-	old := e.ids("web")
-
-	res, err := e.rec.Apply(e.ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Err() == nil {
-		t.Fatal("the start of the broken container went through; the test no longer breaks it")
+		if res.Err() != nil {
+			break
+		}
+		if got := e.ids("web"); got[0] != old[0] || got[1] != old[1] {
+			t.Fatalf("a start that went through made web anew: %v, was %v", got, old)
+		}
 	}
 	if got, want := e.plan(d), "~ pod web (container app not started)"; got != want {
 		t.Errorf("plan, which does not know of the failed start:\n%s\nwant:\n%s", got, want)
