@@ -185,15 +185,22 @@ func median(ds []time.Duration) float64 {
 // the window as a share of one core ("cpu-%", goal < 1), and the sync
 // passes it ran meanwhile (the resync ticker: every 30 s). Run it with
 // -benchtime=1x: one iteration takes minutes.
-func BenchmarkIdle100Pods(b *testing.B) {
-	window := 60 * time.Second
-	if v := os.Getenv("CUELET_BENCH_IDLE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("CUELET_BENCH_IDLE: %v", err)
-		}
-		window = d
+// idleWindow is how long the agent is watched at rest: 60 s, or
+// $CUELET_BENCH_IDLE.
+func idleWindow(b *testing.B) time.Duration {
+	v := os.Getenv("CUELET_BENCH_IDLE")
+	if v == "" {
+		return 60 * time.Second
 	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		b.Fatalf("CUELET_BENCH_IDLE: %v", err)
+	}
+	return d
+}
+
+func BenchmarkIdle100Pods(b *testing.B) {
+	window := idleWindow(b)
 	n := agenttest.NewNode(b)
 	for u := range 4 {
 		var unit strings.Builder
@@ -336,14 +343,7 @@ func farUnit(name string) string {
 // $CUELET_BENCH_PROFILE set to a folder, the agent's heap profile at rest
 // is saved there (agent-heap-at-rest.pprof).
 func BenchmarkOneOf1000Units(b *testing.B) {
-	window := 60 * time.Second
-	if v := os.Getenv("CUELET_BENCH_IDLE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("CUELET_BENCH_IDLE: %v", err)
-		}
-		window = d
-	}
+	window := idleWindow(b)
 	// CUELET_BENCH_PODS: how many of the 1,000 units run a pod here, for
 	// a quicker run on a busy machine (making 100 pods took nine minutes
 	// at load 40).

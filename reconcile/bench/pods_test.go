@@ -125,14 +125,7 @@ func newReconciler(b *testing.B, client *podman.Client, runDir string) *reconcil
 func BenchmarkApply20PodsVsKubePlay(b *testing.B) {
 	p := service(b)
 	ctx := context.Background()
-	client, err := podman.Dial(ctx, p.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := bindings.NewConnection(ctx, p.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, conn := dial(b, ctx, p.URL)
 	const n = 20
 	yaml := kubeYAML("kube", n)
 	var applyTotal, kubeTotal time.Duration
@@ -264,4 +257,19 @@ func BenchmarkNoopPass100Pods(b *testing.B) {
 		pass(b, watched)
 		b.ReportMetric(float64(watched.Lists()-lists)/float64(b.N), "lists/op")
 	})
+}
+
+// dial makes cuelet's client and the bindings' connection (for kube play)
+// to podman at url.
+func dial(b *testing.B, ctx context.Context, url string) (*podman.Client, context.Context) {
+	b.Helper()
+	client, err := podman.Dial(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := bindings.NewConnection(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return client, conn
 }

@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containers/podman/v4/pkg/bindings"
 	"github.com/containers/podman/v4/pkg/bindings/kube"
 	"github.com/rs/zerolog"
 
 	"github.com/cuelet/cuelet/manifests"
 	"github.com/cuelet/cuelet/reconcile"
-	"github.com/cuelet/cuelet/reconcile/podman"
 	"github.com/cuelet/cuelet/reconcile/podman/podmantest"
 )
 
@@ -107,14 +105,7 @@ func BenchmarkApply20PodsTraced(b *testing.B) {
 	p := service(b)
 	ctx := context.Background()
 	tr := podmantest.NewCallLog(b, p.URL)
-	client, err := podman.Dial(ctx, tr.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, err := bindings.NewConnection(ctx, tr.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, conn := dial(b, ctx, tr.URL)
 	const n = 20
 	yaml := kubeYAML("kube", n)
 	for _, conc := range []int{1, 2, 4, 8} {
