@@ -2,6 +2,7 @@ package podmantest
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -53,22 +54,58 @@ func NewCallLog(tb testing.TB, target string) *CallLog {
 		},
 		FlushInterval: -1, // the event stream
 	}
+	// A call ends when podman's answer has been read to its end, before
+	// the proxy writes its last bytes: a client holding the whole answer
+	// then never finds its call still in flight. The handler's return ends
+	// a call that never got an answer (podman unreachable).
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		end := resp.Request.Context().Value(endKey{}).(func())
+		resp.Body = &endOnEOF{ReadCloser: resp.Body, end: end}
+		return nil
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.mu.Lock()
-		i := len(l.calls)
-		l.calls = append(l.calls, Call{Op: r.Method + " " + r.URL.Path, Start: time.Now()})
-		takes := l.takes
-		l.mu.Unlock()
-		proxy.ServeHTTP(w, r)
-		l.mu.Lock()
-		if takes == l.takes { // not taken meanwhile
-			l.calls[i].End = time.Now()
-		}
-		l.mu.Unlock()
+		end := l.begin(r.Method + " " + r.URL.Path)
+		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), endKey{}, end)))
+		end()
 	})}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
 	return l
+}
+
+// begin records a call that comes now and returns what ends it, once.
+func (l *CallLog) begin(op string) (end func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := len(l.calls)
+	l.calls = append(l.calls, Call{Op: op, Start: time.Now()})
+	takes := l.takes
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if takes == l.takes { // not taken meanwhile
+				l.calls[i].End = time.Now()
+			}
+		})
+	}
+}
+
+type endKey struct{}
+
+// endOnEOF ends its call when the body it wraps has been read through.
+type endOnEOF struct {
+	io.ReadCloser
+	end func()
+}
+
+func (b *endOnEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.end()
+	}
+	return n, err
 }
 
 // Calls returns the calls recorded so far.

@@ -2,6 +2,7 @@ package podmantest_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -39,5 +40,28 @@ func TestCallLogForwardsEveryCallAndTimesIt(t *testing.T) {
 	}
 	if rest := l.Calls(); len(rest) != 0 {
 		t.Errorf("after Take: %+v, want none", rest)
+	}
+}
+
+// A client can read podman's whole answer before the log's handler
+// returns; the call must be ended by then, or a caller that takes the log
+// right after its last call finds that call still in flight.
+func TestCallLogEndsACallBeforeItsCallerHasTheAnswer(t *testing.T) {
+	p := podmantest.New(t)
+	l := podmantest.NewCallLog(t, p.URL)
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", strings.TrimPrefix(l.URL, "unix://"))
+	}}}
+	for i := range 200 {
+		resp, err := client.Get("http://d/_ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		calls := l.Take()
+		if len(calls) != 1 || calls[0].End.IsZero() {
+			t.Fatalf("call %d taken right after its answer: %+v, want one ended call", i, calls)
+		}
 	}
 }
