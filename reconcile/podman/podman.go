@@ -101,6 +101,7 @@ type Client struct {
 
 	connMu sync.Mutex
 	conn   context.Context // holds the bindings' connection once made; never used for deadlines
+	away   atomic.Bool     // the last call found nothing answering at url
 
 	writes atomic.Int64
 	lists  atomic.Int64
@@ -175,8 +176,10 @@ func (c *Client) connect(ctx context.Context) (context.Context, error) {
 	}
 	conn, err := bindings.NewConnection(ctx, c.url)
 	if err != nil {
+		c.away.Store(isConnError(err))
 		return nil, &UnavailableError{URL: c.url, Err: unwrapConnect(err)}
 	}
+	c.away.Store(false)
 	// The bindings keep the context they were given for their own use;
 	// detach it from ctx so that the end of ctx does not end the client.
 	c.conn = context.WithoutCancel(conn)
@@ -247,6 +250,9 @@ func (c *Client) call(ctx context.Context, d time.Duration) (_ context.Context, 
 	} else {
 		ctx, cancel = context.WithTimeoutCause(ctx, d, &UnavailableError{URL: c.url, Err: fmt.Errorf("no answer within %s", d)})
 	}
+	if err := c.stillAway(ctx); err != nil {
+		return nil, cancel, err
+	}
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return nil, cancel, err
@@ -254,10 +260,30 @@ func (c *Client) call(ctx context.Context, d time.Duration) (_ context.Context, 
 	return callCtx{ctx, conn}, cancel, nil
 }
 
+// stillAway is an *UnavailableError when the last call found podman's
+// socket without a listener and it still has none. The bindings try each
+// request three times, sleeping 0.6 s in all, whatever the error; one
+// connect(2) instead keeps a pass against an absent podman at
+// milliseconds, so that the portals it serves follow their manifests
+// within SPEC §3's 2 s. URLs other than unix:// go through the bindings.
+func (c *Client) stillAway(ctx context.Context) error {
+	path, ok := strings.CutPrefix(c.url, "unix://")
+	if !ok || !c.away.Load() {
+		return nil
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+	if err != nil {
+		return &UnavailableError{URL: c.url, Err: err}
+	}
+	conn.Close()
+	return nil
+}
+
 // wrap turns a connection failure, or a call that ran out of its own
 // deadline (see call), into an *UnavailableError and names the
 // operation; ctx is the call's.
 func (c *Client) wrap(ctx context.Context, op string, err error) error {
+	c.away.Store(err != nil && isConnError(err))
 	if err == nil {
 		return nil
 	}
