@@ -515,8 +515,7 @@ func (n *Node) keepLast(rep *Report) *Report {
 func (n *Node) observe(ctx context.Context, rep *Report) []reconcile.ObservedPod {
 	if rep.PodmanDown {
 		// The reconciler found podman away a moment ago; asking again
-		// would only add the bindings' retries (0.6 s) before the proxy
-		// gets its update.
+		// would only delay the proxy's update.
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		return n.lastHave
