@@ -60,9 +60,8 @@ type Options struct {
 // GitOptions are the git source's settings of Run.
 type GitOptions struct {
 	Source gitsource.Config
-	// Period between fetches; SIGHUP on Reload fetches at once.
+	// Period between fetches; SIGHUP (Options.Reload) fetches at once.
 	Period time.Duration
-	Reload <-chan os.Signal
 }
 
 // ProxyMode is how the portals are served (--proxy-mode, SPEC §8).
@@ -174,6 +173,10 @@ func Run(ctx context.Context, o Options) error {
 		names = server
 		components = append(components, serve)
 	}
+	var fetch func(context.Context)
+	if git != nil {
+		fetch = git.FetchNow // SIGHUP fetches before its pass
+	}
 	pm := podman.New(o.PodmanURL)
 	a := New(Config{
 		ManifestDir:    o.ManifestDir,
@@ -182,6 +185,7 @@ func Run(ctx context.Context, o Options) error {
 		MetricsAddress: o.MetricsAddress,
 		Resync:         o.Resync,
 		Reload:         o.Reload,
+		Fetch:          fetch,
 		Registry:       registry,
 		Components:     components,
 		Source:         git.Status,
@@ -264,7 +268,7 @@ func startGit(ctx context.Context, o *Options, reg prometheus.Registerer) (*GitS
 	if err != nil {
 		return nil, err
 	}
-	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Reload: o.Git.Reload, Registerer: reg, Log: o.Log})
+	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Registerer: reg, Log: o.Log})
 	fctx, cancel := context.WithTimeout(ctx, max(o.Git.Period, time.Minute))
 	defer cancel()
 	gs.Sync(fctx)
