@@ -53,6 +53,10 @@ type Options struct {
 	// Git makes a git repository the manifest directory (SPEC §12):
 	// ManifestDir is then the folder it publishes. nil: ManifestDir as is.
 	Git *GitOptions
+	// GitPath is the folder of the repository that ManifestDir holds,
+	// with --git-url (NodeConfig.GitPath): run sets it from Git, plan
+	// and apply, which read a one-shot fetch, are given it.
+	GitPath string
 
 	Log zerolog.Logger
 }
@@ -100,6 +104,7 @@ func (o *Options) nodeConfig(pm Podman) NodeConfig {
 		StateDir:    o.StateDir,
 		RunDir:      o.RunDir,
 		Podman:      pm,
+		GitPath:     o.GitPath,
 		Log:         o.Log,
 	}
 }
@@ -272,7 +277,7 @@ func startGit(ctx context.Context, o *Options, reg prometheus.Registerer) (*GitS
 	fctx, cancel := context.WithTimeout(ctx, max(o.Git.Period, time.Minute))
 	defer cancel()
 	gs.Sync(fctx)
-	o.ManifestDir = gs.ManifestDir()
+	o.ManifestDir, o.GitPath = gs.ManifestDir(), o.Git.Source.Path
 	o.Log = o.Log.Hook(gs.Hook())
 	return gs, nil
 }
