@@ -56,6 +56,11 @@ type Config struct {
 	StuckAfter time.Duration
 	// Reload delivers SIGHUP.
 	Reload <-chan os.Signal
+	// Fetch, with --git-url, brings the git source up to date
+	// (GitSource.FetchNow) before SIGHUP's pass, so that the pass reads
+	// the revision SIGHUP fetched (SPEC §12), not the one before it.
+	// nil: SIGHUP only reads everything again.
+	Fetch func(ctx context.Context)
 	// Registry gets the agent's metrics and is served on MetricsAddress;
 	// nil makes a new one. Other components (the proxy) register on it too.
 	Registry *prometheus.Registry
@@ -364,6 +369,10 @@ func (a *Agent) logChanges(rep *Report) {
 }
 
 // reloads turns SIGHUP into a sync bracketed by RELOADING=1 and READY=1.
+// With a git source the fetch comes first, and only then the pass is
+// asked for: one pass, on the fetched revision, sends READY=1. A pass
+// that other triggers start while the fetch runs reads the old revision
+// and does not end the reload.
 func (a *Agent) reloads(ctx context.Context, readAll func()) error {
 	for {
 		select {
@@ -372,9 +381,18 @@ func (a *Agent) reloads(ctx context.Context, readAll func()) error {
 		case <-a.cfg.Reload:
 			a.cfg.Log.Info().Str("action", "reload").Msg("SIGHUP: reading everything again")
 			a.notify.Reloading()
+			kick := a.runner.Kick
+			if a.cfg.Fetch != nil {
+				a.cfg.Fetch(ctx)
+				// The fetched revision is whole: no burst to wait out
+				// (as for a periodic fetch's, see GitSource.OnPublish).
+				kick = a.runner.KickNow
+			}
+			// Only now: a pass that starts during the fetch must not
+			// take the reload's READY=1 or its full read.
 			a.reloadPending.Store(true)
 			readAll()
-			a.runner.Kick()
+			kick()
 		}
 	}
 }

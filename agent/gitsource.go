@@ -2,8 +2,8 @@ package agent
 
 import (
 	"context"
-	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +15,9 @@ import (
 // GitConfig is what the git source component needs (SPEC §12).
 type GitConfig struct {
 	Source *gitsource.Source
-	// Period between fetches; SIGHUP on Reload fetches at once.
+	// Period between fetches; FetchNow (the agent's SIGHUP) fetches at
+	// once.
 	Period time.Duration
-	Reload <-chan os.Signal
 	// Registerer gets cuelet_git_fetch_errors_total and
 	// cuelet_source_info; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -32,6 +32,12 @@ type GitSource struct {
 	cfg         GitConfig
 	fetchErrors prometheus.Counter
 	info        *prometheus.GaugeVec
+	// now carries FetchNow's requests to Run's loop; each is closed when
+	// its fetch is done.
+	now chan chan struct{}
+	// quiet is set while FetchNow's fetch runs: the revision it publishes
+	// kicks no pass, since FetchNow's caller runs one right after.
+	quiet atomic.Bool
 
 	mu      sync.Mutex
 	lastErr string // the last fetch's error, "" when it worked
@@ -42,6 +48,7 @@ type GitSource struct {
 func NewGitSource(cfg GitConfig) *GitSource {
 	g := &GitSource{
 		cfg: cfg,
+		now: make(chan chan struct{}),
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cuelet_git_fetch_errors_total", Help: "Git fetches that failed; the last revision stays live.",
 		}),
@@ -62,7 +69,11 @@ func NewGitSource(cfg GitConfig) *GitSource {
 // swap. Call it before Run; a nil GitSource ignores it.
 func (g *GitSource) OnPublish(fn func()) {
 	if g != nil {
-		g.cfg.Source.OnPublish(func(gitsource.Revision) { fn() })
+		g.cfg.Source.OnPublish(func(gitsource.Revision) {
+			if !g.quiet.Load() {
+				fn()
+			}
+		})
 	}
 }
 
@@ -80,7 +91,7 @@ func (g *GitSource) Status() *SourceStatus {
 	return &SourceStatus{Revision: g.cfg.Source.Revision(), FetchError: g.lastErr}
 }
 
-// Run fetches every period and on SIGHUP until ctx is done; a nil
+// Run fetches every period and on FetchNow until ctx is done; a nil
 // GitSource (no --git-url) returns at once.
 func (g *GitSource) Run(ctx context.Context) error {
 	if g == nil {
@@ -89,15 +100,42 @@ func (g *GitSource) Run(ctx context.Context) error {
 	t := time.NewTicker(g.cfg.Period)
 	defer t.Stop()
 	for {
+		var done chan struct{}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-g.cfg.Reload:
+		case done = <-g.now:
 			g.cfg.Log.Info().Str("action", "git").Msg("SIGHUP: fetching at once")
+			g.quiet.Store(true)
 		}
 		g.Sync(ctx)
+		if done != nil {
+			g.quiet.Store(false)
+			close(done)
+		}
 		t.Reset(g.cfg.Period) // a SIGHUP fetch restarts the period
+	}
+}
+
+// FetchNow fetches at once and returns when the fetch is done, or ctx is;
+// it is the agent's SIGHUP (Config.Fetch). The fetch runs in Run's loop,
+// so that it never overlaps a periodic one, and its new revision kicks no
+// pass: the caller's pass, right after, reads it. Run must be running; a
+// nil GitSource returns at once.
+func (g *GitSource) FetchNow(ctx context.Context) {
+	if g == nil {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case g.now <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 

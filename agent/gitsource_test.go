@@ -6,8 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -107,12 +111,94 @@ func TestGitSource_a_new_revision_kicks_the_pass_an_unchanged_ref_does_not(t *te
 	}
 }
 
+// treeSyncer is a pass that reads web.cue from the manifest folder, as the
+// node's loader would, and records what each pass read.
+type treeSyncer struct {
+	dir   string
+	mu    sync.Mutex
+	reads []string
+}
+
+func (s *treeSyncer) Sync(context.Context) *Report {
+	b, err := os.ReadFile(filepath.Join(s.dir, "web.cue"))
+	if err != nil {
+		b = []byte(err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads = append(s.reads, strings.TrimSpace(string(b)))
+	return &Report{}
+}
+
+func (s *treeSyncer) passes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reads)
+}
+
+// SPEC §12: SIGHUP fetches at once. The reload's pass, the one that sends
+// READY=1, reads the commit waiting on the remote, and no pass after the
+// signal reads the tree of the revision before it.
+func TestAgent_SIGHUP_with_git_fetches_first_then_passes_on_the_new_revision(t *testing.T) {
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "first", map[string]string{"web.cue": "first"})
+	src, err := gitsource.New(gitsource.Config{URL: up.Bare, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGitSource(GitConfig{Source: src, Period: time.Hour, Log: zerolog.Nop()})
+	g.Sync(context.Background())
+	s := &treeSyncer{dir: g.ManifestDir()}
+	ch := listenNotify(t)
+	hup := make(chan os.Signal, 1)
+	// A debounce shorter than any fetch: a remote across a network takes
+	// longer than the agent's 40 ms, a bare repository on this disk may
+	// not, and the pass must wait for the fetch either way.
+	startAgent(t, Config{
+		ManifestDir: g.ManifestDir(), KeepFile: keepCue, Quiet: time.Microsecond, Reload: hup, Fetch: g.FetchNow,
+		Source: g.Status, Components: []func(context.Context) error{g.Run},
+	}, s, nil, func(a *Agent) { g.OnPublish(a.KickNow) })
+	nextNotify(t, ch) // STATUS=
+	if got := nextNotify(t, ch); got != "READY=1" {
+		t.Fatalf("got %q, want READY=1 after the first pass", got)
+	}
+
+	second := up.Commit(t, "second", map[string]string{"web.cue": "second"})
+	hup <- syscall.SIGHUP
+	if got := nextNotify(t, ch); !strings.HasPrefix(got, "RELOADING=1") {
+		t.Fatalf("got %q, want RELOADING=1", got)
+	}
+	for {
+		got := nextNotify(t, ch)
+		if got == "READY=1" {
+			break
+		}
+		if !strings.HasPrefix(got, "STATUS=") {
+			t.Fatalf("got %q during the reload, want STATUS= or READY=1", got)
+		}
+	}
+	passes := s.passes()
+	if len(passes) < 2 || passes[0] != "first" {
+		t.Fatalf("passes read %q, want the first revision, then the reload's pass", passes)
+	}
+	for i, read := range passes[1:] {
+		if read != "second" {
+			t.Errorf("pass %d after SIGHUP read %q, want the fetched revision's \"second\" (all passes: %q)", i+1, read, passes)
+		}
+	}
+	if h := src.Revision().Hash; h != second {
+		t.Errorf("revision after SIGHUP %s, want %s", h, second)
+	}
+	t.Logf("passes after SIGHUP, up to READY=1: %d", len(passes)-1)
+}
+
 func TestGitSource_nil_is_no_source(t *testing.T) {
 	var g *GitSource
 	if g.Status() != nil {
 		t.Fatal("a nil GitSource reported a status")
 	}
 	g.OnPublish(func() {}) // no --git-url: nothing to wire
+	g.FetchNow(context.Background())
 	if err := g.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,12 @@ type NodeConfig struct {
 	// as podman has them. A pass may wait minutes for a rollout; the agent
 	// shows this report until its first pass is done.
 	Progress func(*Report)
-	Log      zerolog.Logger
+	// GitPath is --git-path when ManifestDir holds a folder of a git
+	// repository (--git-url): reports and plans name units and files by
+	// their path in the repository (InRepository). "" with --manifests,
+	// or for the repository's root, where the paths are the same.
+	GitPath string
+	Log     zerolog.Logger
 }
 
 // Node brings this node to the desired state: manifests (with last known
@@ -329,6 +334,10 @@ func (n *Node) reconcileDesired(d *desired, alloc portal.Allocation) reconcile.D
 // problem of one part: a podman that is away still leaves portals and
 // proxies serving from the last view, a bad unit still lets others apply.
 func (n *Node) Sync(ctx context.Context) *Report {
+	return n.inRepository(n.pass(ctx))
+}
+
+func (n *Node) pass(ctx context.Context) *Report {
 	rep := &Report{}
 	d, saveErrs, err := n.loadRecorded(ctx)
 	if err != nil {
@@ -468,7 +477,7 @@ func (n *Node) serveCurrent(ctx context.Context, d *desired, alloc portal.Alloca
 	n.serving = &servingView{d: d, alloc: alloc, replicas: replicas}
 	n.drainMu.Unlock()
 	if n.cfg.Progress != nil {
-		n.cfg.Progress(pre)
+		n.cfg.Progress(n.inRepository(pre))
 	}
 }
 

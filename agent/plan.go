@@ -136,7 +136,7 @@ func (n *Node) Plan(ctx context.Context) (*PlanResult, error) {
 		return nil, err
 	}
 	res.Actions = append(res.Actions, servicePlan(before, d.services, alloc)...)
-	return res, nil
+	return n.planInRepository(res), nil
 }
 
 var actionNames = map[reconcile.Kind]string{

@@ -53,6 +53,10 @@ type Options struct {
 	// Git makes a git repository the manifest directory (SPEC §12):
 	// ManifestDir is then the folder it publishes. nil: ManifestDir as is.
 	Git *GitOptions
+	// GitPath is the folder of the repository that ManifestDir holds,
+	// with --git-url (NodeConfig.GitPath): run sets it from Git, plan
+	// and apply, which read a one-shot fetch, are given it.
+	GitPath string
 
 	Log zerolog.Logger
 }
@@ -60,9 +64,8 @@ type Options struct {
 // GitOptions are the git source's settings of Run.
 type GitOptions struct {
 	Source gitsource.Config
-	// Period between fetches; SIGHUP on Reload fetches at once.
+	// Period between fetches; SIGHUP (Options.Reload) fetches at once.
 	Period time.Duration
-	Reload <-chan os.Signal
 }
 
 // ProxyMode is how the portals are served (--proxy-mode, SPEC §8).
@@ -101,6 +104,7 @@ func (o *Options) nodeConfig(pm Podman) NodeConfig {
 		StateDir:    o.StateDir,
 		RunDir:      o.RunDir,
 		Podman:      pm,
+		GitPath:     o.GitPath,
 		Log:         o.Log,
 	}
 }
@@ -174,6 +178,10 @@ func Run(ctx context.Context, o Options) error {
 		names = server
 		components = append(components, serve)
 	}
+	var fetch func(context.Context)
+	if git != nil {
+		fetch = git.FetchNow // SIGHUP fetches before its pass
+	}
 	pm := podman.New(o.PodmanURL)
 	a := New(Config{
 		ManifestDir:    o.ManifestDir,
@@ -182,6 +190,7 @@ func Run(ctx context.Context, o Options) error {
 		MetricsAddress: o.MetricsAddress,
 		Resync:         o.Resync,
 		Reload:         o.Reload,
+		Fetch:          fetch,
 		Registry:       registry,
 		Components:     components,
 		Source:         git.Status,
@@ -264,11 +273,11 @@ func startGit(ctx context.Context, o *Options, reg prometheus.Registerer) (*GitS
 	if err != nil {
 		return nil, err
 	}
-	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Reload: o.Git.Reload, Registerer: reg, Log: o.Log})
+	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Registerer: reg, Log: o.Log})
 	fctx, cancel := context.WithTimeout(ctx, max(o.Git.Period, time.Minute))
 	defer cancel()
 	gs.Sync(fctx)
-	o.ManifestDir = gs.ManifestDir()
+	o.ManifestDir, o.GitPath = gs.ManifestDir(), o.Git.Source.Path
 	o.Log = o.Log.Hook(gs.Hook())
 	return gs, nil
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +83,7 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fetch := make(chan os.Signal, 1)
-	gs := agent.NewGitSource(agent.GitConfig{Source: src, Period: time.Hour, Reload: fetch, Log: log})
+	gs := agent.NewGitSource(agent.GitConfig{Source: src, Period: time.Hour, Log: log})
 	gs.Sync(ctx)
 	pm := podman.New(n.Podman.URL)
 	rec := &recorder{Podman: pm}
@@ -164,11 +162,15 @@ func BenchmarkGitCommitToPodman(b *testing.B) {
 		head := strings.TrimSpace(up.Git(b, "rev-parse", "HEAD"))
 
 		start := time.Now()
-		fetch <- syscall.SIGHUP
+		// A fetch as the period makes it: its new revision kicks the
+		// pass (in kick mode), as SIGHUP's does not (its own pass follows).
+		fetched := make(chan struct{})
+		go func() { gs.Sync(ctx); close(fetched) }()
 		call := rec.waitWrite(b, start, pod)
 		pass := rec.last("pass", call)
 		list := rec.first("list", pass)
 		settled(call, head)
+		<-fetched
 		passes := rec.count("pass", start, time.Now())
 		t := src.LastTimes()
 		if t.Started.Before(start) || t.Swapped().After(call) {

@@ -28,9 +28,6 @@ portals are served only while 'cuelet run' runs.`,
 		if err != nil {
 			return err
 		}
-		for _, u := range rep.Units {
-			f.Git.inRepo(u.Problems)
-		}
 		for _, a := range rep.Actions {
 			fmt.Fprintln(env.Stdout, a)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -101,15 +100,12 @@ func (g *GitFlags) repoPaths(dir string, units []*manifests.Unit) {
 		return
 	}
 	root := g.Path
-	if root == "" {
-		root = "."
-	}
 	repo := func(p string) string {
 		if rel, ok := strings.CutPrefix(p, dir+string(filepath.Separator)); ok {
-			return path.Join(root, filepath.ToSlash(rel))
+			return agent.InRepository(root, rel)
 		}
 		if pkg, ok := strings.CutPrefix(p, dir+":"); ok { // a package unit in the root
-			return root + ":" + pkg
+			return agent.InRepository(root, ".:"+pkg)
 		}
 		return p
 	}
@@ -126,18 +122,6 @@ func (g *GitFlags) repoPaths(dir string, units []*manifests.Unit) {
 		for i, p := range u.Problems {
 			u.Problems[i].File = repo(p.File)
 		}
-	}
-}
-
-// inRepo names the problems the agent found by their path in the
-// repository, as validate and export name them: the agent names them
-// relative to its manifest folder, which with --git-url is --git-path.
-func (g *GitFlags) inRepo(problems []manifests.Problem) {
-	if g.URL == "" || g.Path == "" {
-		return
-	}
-	for i, p := range problems {
-		problems[i].File = path.Join(g.Path, filepath.ToSlash(p.File))
 	}
 }
 
@@ -161,7 +145,9 @@ func (a *AgentFlags) oneShotOptions(ctx context.Context, log zerolog.Logger) (o 
 	}
 	dir, _, cleanup, err := a.Git.fetchOnce(ctx)
 	if dir != "" {
-		o.ManifestDir = dir
+		// Units and files are then named by their path in the
+		// repository, as validate and the agent name them.
+		o.ManifestDir, o.GitPath = dir, a.Git.Path
 	}
 	return o, cleanup, err
 }

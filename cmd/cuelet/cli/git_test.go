@@ -3,7 +3,9 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,5 +134,45 @@ func TestPlan_with_git_names_files_as_validate_does(t *testing.T) {
 	out, _, _ := cuelet(t, append(append([]string{"plan", "--json"}, git...), agentFlags...)...)
 	if !strings.Contains(out, `"file": "nodes/a/web.cue"`) {
 		t.Errorf("plan --json names the file otherwise:\n%s", out)
+	}
+}
+
+// TestPlan_with_git_names_units_by_their_path_in_the_repository: plan
+// --json with --git-path names each action's unit as export and validate
+// do, and as the agent's status does (agent's
+// TestNode_with_a_git_path_reports_units_by_their_path_in_the_repository),
+// not by its place in the temporary checkout ("web.cue", ".:node").
+func TestPlan_with_git_names_units_by_their_path_in_the_repository(t *testing.T) {
+	p := podmantest.New(t)
+	up := gittest.New(t, t.TempDir())
+	up.Commit(t, "two nodes", gitNodeA)
+	for _, c := range []struct {
+		gitPath string
+		want    []string // the units of the actions, sorted, once each
+	}{
+		{"nodes/a", []string{"nodes/a/web.cue", "nodes/a:node"}},
+		{"", []string{"nodes/a/web.cue", "nodes/a:node", "nodes/b/db.cue"}},
+	} {
+		out, stderr, code := cuelet(t, "plan", "--json", "--git-url", up.Bare, "--git-path", c.gitPath,
+			"--podman-url", p.URL, "--state-dir", t.TempDir(), "--run-dir", t.TempDir())
+		if code != 2 {
+			t.Fatalf("plan --git-path %q: exit %d, want 2 (changes pending)\n%s", c.gitPath, code, stderr)
+		}
+		var plan struct {
+			Actions []struct{ Unit string }
+		}
+		if err := json.Unmarshal([]byte(out), &plan); err != nil {
+			t.Fatalf("plan --json: %v\n%s", err, out)
+		}
+		var units []string
+		for _, a := range plan.Actions {
+			if !slices.Contains(units, a.Unit) {
+				units = append(units, a.Unit)
+			}
+		}
+		slices.Sort(units)
+		if !slices.Equal(units, c.want) {
+			t.Errorf("plan --json --git-path %q names the units %q, want %q", c.gitPath, units, c.want)
+		}
 	}
 }

@@ -39,10 +39,6 @@ cannot be reached.`,
 		if err != nil {
 			return err
 		}
-		f.Git.inRepo(res.Problems)
-		for _, u := range res.Invalid {
-			f.Git.inRepo(u.Problems)
-		}
 		invalid := len(res.Invalid) > 0
 		if asJSON {
 			if err := printPlanJSON(env.Stdout, res); err != nil {

@@ -33,12 +33,6 @@ serving.`,
 		if o.Git, err = f.Git.agentConfig(f.StateDir); err != nil {
 			return err
 		}
-		if o.Git != nil {
-			gitHup := make(chan os.Signal, 1) // SIGHUP fetches too (SPEC §12)
-			signal.Notify(gitHup, syscall.SIGHUP)
-			defer signal.Stop(gitHup)
-			o.Git.Reload = gitHup
-		}
 		o.Version = versionString()
 		return agent.Run(ctx, o)
 	})
