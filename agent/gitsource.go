@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,10 @@ type GitConfig struct {
 	// Period between fetches; FetchNow (the agent's SIGHUP) fetches at
 	// once.
 	Period time.Duration
+	// FetchTimeout bounds each fetch (0: the period, and at least a
+	// minute): a remote that accepts and never answers fails its fetch,
+	// and the next one, or SIGHUP's, runs.
+	FetchTimeout time.Duration
 	// Registerer gets cuelet_git_fetch_errors_total and
 	// cuelet_source_info; nil registers nothing.
 	Registerer prometheus.Registerer
@@ -139,13 +144,26 @@ func (g *GitSource) FetchNow(ctx context.Context) {
 	}
 }
 
+// FetchTimeout is the deadline of a fetch with period between fetches:
+// the period, and at least a minute (a first clone of a big repository).
+func FetchTimeout(period time.Duration) time.Duration { return max(period, time.Minute) }
+
 // Sync fetches once. A failure keeps the live revision and is logged when
 // it differs from the last fetch's outcome: a remote that is down for an
 // hour gives two lines, not one per period.
 func (g *GitSource) Sync(ctx context.Context) {
-	rev, changed, err := g.cfg.Source.Sync(ctx)
+	d := g.cfg.FetchTimeout
+	if d <= 0 {
+		d = FetchTimeout(g.cfg.Period)
+	}
+	fctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("no answer from the remote within %s", d))
+	defer cancel()
+	rev, changed, err := g.cfg.Source.Sync(fctx)
 	if ctx.Err() != nil {
 		return // stopping: a fetch cut short says nothing about the remote
+	}
+	if fctx.Err() != nil {
+		err = fmt.Errorf("git fetch: %w", context.Cause(fctx))
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()

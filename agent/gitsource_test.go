@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +192,45 @@ func TestAgent_SIGHUP_with_git_fetches_first_then_passes_on_the_new_revision(t *
 		t.Errorf("revision after SIGHUP %s, want %s", h, second)
 	}
 	t.Logf("passes after SIGHUP, up to READY=1: %d", len(passes)-1)
+}
+
+// A remote that accepts the connection and never answers (a proxy, a
+// hung git server) must not hold the git source forever: no later fetch
+// would run, and SIGHUP, which waits for its fetch, would never end.
+func TestGitSource_a_fetch_from_a_remote_that_never_answers_fails_after_its_deadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang })}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(hang)
+		srv.Close()
+	})
+	src, err := gitsource.New(gitsource.Config{URL: "http://" + ln.Addr().String() + "/repo.git", Dir: filepath.Join(t.TempDir(), "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	g := NewGitSource(GitConfig{Source: src, Period: time.Second, FetchTimeout: 200 * time.Millisecond, Log: zerolog.New(&logs)})
+	done := make(chan struct{})
+	go func() {
+		g.Sync(context.Background())
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a fetch from a remote that never answers still runs after 30 s; want it failed after its 200ms deadline")
+	}
+	if st := g.Status(); !strings.Contains(st.FetchError, "200ms") {
+		t.Errorf("Status after the hung fetch: %+v, want a fetch error naming the deadline", st)
+	}
+	if !strings.Contains(logs.String(), "git fetch failed") {
+		t.Errorf("log: %s; want the failed fetch", logs.String())
+	}
 }
 
 func TestGitSource_nil_is_no_source(t *testing.T) {

@@ -274,9 +274,7 @@ func startGit(ctx context.Context, o *Options, reg prometheus.Registerer) (*GitS
 		return nil, err
 	}
 	gs := NewGitSource(GitConfig{Source: src, Period: o.Git.Period, Registerer: reg, Log: o.Log})
-	fctx, cancel := context.WithTimeout(ctx, max(o.Git.Period, time.Minute))
-	defer cancel()
-	gs.Sync(fctx)
+	gs.Sync(ctx) // bounded by its FetchTimeout
 	o.ManifestDir, o.GitPath = gs.ManifestDir(), o.Git.Source.Path
 	o.Log = o.Log.Hook(gs.Hook())
 	return gs, nil

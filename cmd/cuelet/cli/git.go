@@ -81,7 +81,15 @@ func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Rev
 	cleanup = func() { os.RemoveAll(tmp) }
 	src, err := gitsource.New(g.config(tmp))
 	if err == nil {
-		rev, _, err = src.Sync(ctx)
+		// A remote that never answers fails a CI job as it fails the
+		// agent's fetch, instead of holding it until the job's limit.
+		d := agent.FetchTimeout(g.Period)
+		fctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("no answer from the remote within %s", d))
+		rev, _, err = src.Sync(fctx)
+		if fctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("git fetch: %w", context.Cause(fctx))
+		}
+		cancel()
 	}
 	if err != nil {
 		cleanup()
