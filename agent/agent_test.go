@@ -374,17 +374,18 @@ func TestAgent_stuck_pass_stops_watchdog_pings_and_fails_healthz(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "100000") // a ping every 50 ms
 	addr := freeAddr(t)
 	s := &blockingSyncer{release: make(chan struct{})}
-	startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr, StuckAfter: 500 * time.Millisecond}, s, nil)
+	r := startAgent(t, Config{ManifestDir: t.TempDir(), MetricsAddress: addr, StuckAfter: 500 * time.Millisecond}, s, nil)
 	if got := nextNotify(t, ch); got != "WATCHDOG=1" {
 		t.Fatalf("got %q, want a watchdog ping while the first pass is young", got)
 	}
 	testenv.Eventually(t, 5*time.Second, testenv.True("/healthz answers 503", func() bool { return get(t, "http://"+addr+"/healthz") == http.StatusServiceUnavailable }))
-	// Pings in flight when the pass became stuck may still come; after
-	// that, none for several intervals.
-	time.Sleep(100 * time.Millisecond)
-	for len(ch) > 0 {
-		<-ch
-	}
+	// Pings in flight when the pass became stuck may still come. The
+	// watchdog runs on one goroutine and notes the stuck loop in the call
+	// after its last ping, so once it has, every ping it sent is in the
+	// socket; a marker sent after that comes after them all. From there,
+	// none for several intervals.
+	testenv.Eventually(t, 5*time.Second, testenv.True("the watchdog saw the stuck loop", r.agent.stuckLogged.Load))
+	flushNotify(t, ch)
 	select {
 	case got := <-ch:
 		t.Fatalf("got %q from an agent whose pass is stuck", got)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,6 +33,24 @@ func listenNotify(t *testing.T) <-chan string {
 		}
 	}()
 	return out
+}
+
+// flushNotify sends a marker to the NOTIFY_SOCKET of listenNotify and
+// drops what ch holds up to it: everything sent to the socket before the
+// call. A datagram socket queues in the order datagrams arrive.
+func flushNotify(t *testing.T, ch <-chan string) {
+	t.Helper()
+	const marker = "TEST-FLUSH=1"
+	c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(marker)); err != nil {
+		t.Fatal(err)
+	}
+	for nextNotify(t, ch) != marker {
+	}
 }
 
 func nextNotify(t *testing.T, ch <-chan string) string {

@@ -136,10 +136,15 @@ func TestKilledContainerWithRestartAlwaysIsBackWithin5s(t *testing.T) {
 	if _, err := n.Podman.Run(ctxFor(t, time.Minute), "kill", "web-app"); err != nil {
 		t.Fatal(err)
 	}
-	back := waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "start"))
-	t.Logf("killed container running again %v after the kill", back.Time.Sub(at).Round(time.Millisecond))
-	if d := back.Time.Sub(at); d > 5*time.Second {
-		t.Errorf("killed container back after %v; SPEC §7 allows 5s", d)
+	// The 5 s run from the exit, which is podman's kill event: the time
+	// before it is the podman CLI starting, which takes a second on a
+	// loaded machine and is none of the agent's doing.
+	killed := waitEvent(t, n, at, changeWithin, agenttest.ContainerEvent("web-app", "kill"))
+	back := waitEvent(t, n, killed.Time, changeWithin, agenttest.ContainerEvent("web-app", "start"))
+	t.Logf("killed container running again %v after the kill (%v after the test ran podman kill)",
+		back.Time.Sub(killed.Time).Round(time.Millisecond), back.Time.Sub(at).Round(time.Millisecond))
+	if d := back.Time.Sub(killed.Time); d > 5*time.Second {
+		t.Errorf("killed container back after %v; SPEC §9 allows 5s", d)
 	}
 	waitRunning(t, n, changeWithin, "web")
 	if now := n.Pods()["web"].Containers[0].ID; now != id {

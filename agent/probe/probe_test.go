@@ -190,7 +190,12 @@ func TestInitialDelayHoldsTheFirstProbe(t *testing.T) {
 			first.CompareAndSwap(0, int64(time.Since(start)))
 		},
 	})
-	testenv.Eventually(t, within, testenv.True("ready", w.Ready))
+	// Wait for the callback itself: the worker reports Ready before it
+	// calls OnChange, so Ready alone may come before first is set.
+	testenv.Eventually(t, within, testenv.True("OnChange called", func() bool { return first.Load() != 0 }))
+	if !w.Ready() {
+		t.Fatal("OnChange called but the worker is not ready")
+	}
 	if d := time.Duration(first.Load()); d < 200*time.Millisecond {
 		t.Fatalf("ready after %v, before the initial delay of 200ms", d)
 	}
@@ -219,7 +224,12 @@ func TestTCPProbeFollowsARealListener(t *testing.T) {
 	})
 	testenv.Eventually(t, within, testenv.True("ready while listening", w.Ready))
 	ln.Close()
-	testenv.Eventually(t, within, testenv.True("not ready once the listener is gone", func() bool { return !w.Ready() }))
+	// Wait for the second transition, not for Ready: the worker flips
+	// Ready before it calls OnChange.
+	testenv.Eventually(t, within, testenv.True("a second transition once the listener is gone", func() bool { return len(rec.transitions()) >= 2 }))
+	if w.Ready() {
+		t.Fatal("ready once the listener is gone")
+	}
 	if got := rec.transitions(); len(got) != 2 || !got[0].ready || got[1].ready {
 		t.Fatalf("transitions = %v, want ready then not ready", got)
 	}
