@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strings"
 
@@ -30,15 +31,111 @@ type Port struct {
 type zone struct {
 	suffix   string // "svc.<domain>." in lower case
 	services map[string]*Service
+	// addrs holds, by name in lower-case wire format, the address of
+	// every name whose A query lookup answers with exactly one A record:
+	// answerA's table, made from lookup so that both give one answer.
+	addrs map[string][4]byte
 }
 
 func newZone(domain string, services []Service) *zone {
-	z := &zone{suffix: "svc." + mdns.Fqdn(strings.ToLower(domain)), services: make(map[string]*Service, len(services))}
+	z := &zone{
+		suffix:   "svc." + mdns.Fqdn(strings.ToLower(domain)),
+		services: make(map[string]*Service, len(services)),
+		addrs:    make(map[string][4]byte, 2*len(services)),
+	}
 	for i := range services {
 		s := services[i]
 		z.services[strings.ToLower(s.Name)] = &s
 	}
+	var wire [256]byte
+	for _, s := range z.services {
+		for _, name := range []string{z.fqdn(s), mdns.Fqdn(strings.ToLower(s.Name))} {
+			v, ans, extra := z.lookup(mdns.Question{Name: name, Qtype: mdns.TypeA, Qclass: mdns.ClassINET})
+			a, ok := onlyA(v, ans, extra)
+			if !ok {
+				continue
+			}
+			n, err := mdns.PackDomainName(name, wire[:], 0, nil, false)
+			if err != nil {
+				continue
+			}
+			z.addrs[string(wire[:n])] = a
+		}
+	}
 	return z
+}
+
+// onlyA is the address of an answer made of one IPv4 A record alone.
+func onlyA(v verdict, ans, extra []mdns.RR) ([4]byte, bool) {
+	if v != answer || len(ans) != 1 || len(extra) != 0 {
+		return [4]byte{}, false
+	}
+	a, ok := ans[0].(*mdns.A)
+	if !ok {
+		return [4]byte{}, false
+	}
+	ip := a.A.To4()
+	if ip == nil {
+		return [4]byte{}, false
+	}
+	return [4]byte(ip), true
+}
+
+// answerA is the wire answer to req, appended to out, when req is the
+// plainest query for a name of addrs: a query (not a response), opcode
+// QUERY, one question of type A and class IN, no other record (so no
+// EDNS), the name without compression; ok is false for every other
+// packet, which ServeDNS then answers. The answer is what ServeDNS gives
+// for it: the question as asked, an authoritative A record whose owner
+// points at the question's name (so it keeps the client's spelling), RD
+// and CD copied, RA set. It stays under 512 bytes, as the name is at most
+// 255.
+func (z *zone) answerA(req, out []byte) (_ []byte, ok bool) {
+	// ID, flags, QDCOUNT 1, ANCOUNT, NSCOUNT, ARCOUNT 0.
+	if len(req) < headerLen+1+4 || req[2]&0xf8 != 0 || // QR 0, opcode 0
+		req[4] != 0 || req[5] != 1 || req[6]|req[7]|req[8]|req[9]|req[10]|req[11] != 0 {
+		return out, false
+	}
+	var name [255]byte
+	off, n := headerLen, 0
+	for {
+		l := int(req[off])
+		if l == 0 {
+			name[n] = 0
+			n++
+			off++
+			break
+		}
+		if l > 63 || off+1+l >= len(req) || n+1+l >= len(name) {
+			return out, false // a pointer, a bad label, too long
+		}
+		name[n] = byte(l)
+		for i, c := range req[off+1 : off+1+l] {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			name[n+1+i] = c
+		}
+		n += 1 + l
+		off += 1 + l
+	}
+	if off+4 != len(req) || binary.BigEndian.Uint16(req[off:]) != mdns.TypeA || binary.BigEndian.Uint16(req[off+2:]) != mdns.ClassINET {
+		return out, false
+	}
+	a, found := z.addrs[string(name[:n])]
+	if !found {
+		return out, false
+	}
+	out = append(out, req[0], req[1],
+		0x84|req[2]&0x01, // QR, AA, the client's RD
+		0x80|req[3]&0x10, // RA, the client's CD
+		0, 1, 0, 1, 0, 0, 0, 0)
+	out = append(out, req[headerLen:off+4]...)
+	out = append(out, 0xc0, headerLen, // a pointer to the question's name
+		byte(mdns.TypeA>>8), byte(mdns.TypeA), byte(mdns.ClassINET>>8), byte(mdns.ClassINET))
+	out = binary.BigEndian.AppendUint32(out, TTL)
+	out = append(out, 0, 4, a[0], a[1], a[2], a[3])
+	return out, true
 }
 
 // verdict is what the zone says of a question.
