@@ -14,11 +14,12 @@ import (
 
 // serveUDP answers the queries that come to pc until ctx is done, then
 // closes pc. It reads the socket itself instead of through miekg's
-// server, which starts a goroutine per packet and allocates about 15
-// times per query before the handler runs (the read session, the client's
-// address, the unpacked message): under load that made a GC cycle every
-// few hundred queries, and each cycle's pauses went into the tail
-// latency. An A query for a service (the common query: resolvers in pods
+// server, which allocates about 15 times per query before the handler
+// runs (the read session, the client's address, the unpacked message) and
+// starts a goroutine per packet, whose answers then queue for the
+// socket's write lock: under the benchmark's 64-client load that was a GC
+// cycle every ~1,500 queries, with pauses that went into the p99 (see
+// docs/performance.md). An A query for a service (the common query: resolvers in pods
 // ask for A, most without EDNS) is answered in the read loop from the
 // zone's precomputed address, with no allocation; every other packet goes
 // to a goroutine of its own that unpacks it with miekg and answers it as
