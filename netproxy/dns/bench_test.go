@@ -349,55 +349,64 @@ func BenchmarkServeDNSAnswer(b *testing.B) {
 		b.Fatal(err)
 	}
 	s.Update(benchServices())
-	var wires [][]byte
-	for i := range 1000 {
-		m := new(mdns.Msg)
-		m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), mdns.TypeA)
-		w, err := m.Pack()
-		if err != nil {
-			b.Fatal(err)
-		}
-		wires = append(wires, w)
-	}
-	w := &packWriter{}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		r := new(mdns.Msg)
-		if err := r.Unpack(wires[i%len(wires)]); err != nil {
-			b.Fatal(err)
-		}
-		s.ServeDNS(w, r)
-		i++
-	}
-	if w.n != i || w.last == 0 {
-		b.Fatalf("%d answers of %d queries, last %d bytes", w.n, i, w.last)
+	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
+			var wires [][]byte
+			for i := range 1000 {
+				m := new(mdns.Msg)
+				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
+				w, err := m.Pack()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wires = append(wires, w)
+			}
+			w := &packWriter{}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := new(mdns.Msg)
+				if err := r.Unpack(wires[i%len(wires)]); err != nil {
+					b.Fatal(err)
+				}
+				s.ServeDNS(w, r)
+				i++
+			}
+			if w.n != i || w.last == 0 {
+				b.Fatalf("%d answers of %d queries, last %d bytes", w.n, i, w.last)
+			}
+		})
 	}
 }
 
-// BenchmarkAnswerA is the read loop's answer to an A query for a service
-// (see serveUDP), the counterpart of BenchmarkServeDNSAnswer.
-func BenchmarkAnswerA(b *testing.B) {
+// BenchmarkAnswerPlain is the read loop's answer to an A or AAAA query
+// for a service (see serveUDP), the counterpart of
+// BenchmarkServeDNSAnswer.
+func BenchmarkAnswerPlain(b *testing.B) {
 	z := newZone("cluster.local", benchServices())
-	var wires [][]byte
-	for i := range 1000 {
-		m := new(mdns.Msg)
-		m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), mdns.TypeA)
-		w, err := m.Pack()
-		if err != nil {
-			b.Fatal(err)
-		}
-		wires = append(wires, w)
-	}
-	out := make([]byte, 0, mdns.MinMsgSize)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		ans, ok := z.answerA(wires[i%len(wires)], out[:0])
-		if !ok || len(ans) == 0 {
-			b.Fatalf("no answer to %d", i)
-		}
-		i++
+	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
+			var wires [][]byte
+			for i := range 1000 {
+				m := new(mdns.Msg)
+				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
+				w, err := m.Pack()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wires = append(wires, w)
+			}
+			out := make([]byte, 0, mdns.MinMsgSize)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ans, _, _, ok := z.answerPlain(wires[i%len(wires)], out[:0])
+				if !ok || len(ans) == 0 {
+					b.Fatalf("no answer to %d", i)
+				}
+				i++
+			}
+		})
 	}
 }
 

@@ -19,9 +19,9 @@ import (
 // starts a goroutine per packet, whose answers then queue for the
 // socket's write lock: under the benchmark's 64-client load that was a GC
 // cycle every ~1,500 queries, with pauses that went into the p99 (see
-// docs/performance.md). An A query for a service (the common query: resolvers in pods
-// ask for A, most without EDNS) is answered in the read loop from the
-// zone's precomputed address, with no allocation; every other packet goes
+// docs/performance.md). An A or AAAA query for a service (the common query: resolvers
+// in pods ask for both, most without EDNS) is answered in the read loop
+// from what the zone computed when it was built, with no allocation; every other packet goes
 // to a goroutine of its own that unpacks it with miekg and answers it as
 // miekg's server would.
 func (s *Server) serveUDP(ctx context.Context, pc *net.UDPConn) error {
@@ -40,8 +40,8 @@ func (s *Server) serveUDP(ctx context.Context, pc *net.UDPConn) error {
 			pc.Close()
 			return fmt.Errorf("dns: read udp: %w", err)
 		}
-		if ans, ok := s.zone.Load().answerA(buf[:n], out[:0]); ok {
-			s.countType(mdns.TypeA, resultAnswer)
+		if ans, qtype, res, ok := s.zone.Load().answerPlain(buf[:n], out[:0]); ok {
+			s.countType(qtype, res)
 			pc.WriteToUDPAddrPort(ans, from) // a client gone is not our error
 			continue
 		}

@@ -12,7 +12,7 @@ import (
 
 // The read loop's answer without miekg must be the one ServeDNS gives, and
 // must be given for the common query, or the fast path is dead code.
-func TestAnswerAIsWhatServeDNSAnswers(t *testing.T) {
+func TestAnswerPlainIsWhatServeDNSAnswers(t *testing.T) {
 	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,12 @@ func TestAnswerAIsWhatServeDNSAnswers(t *testing.T) {
 		{name: "web.svc.cluster.local.", qtype: mdns.TypeA, edit: func(m *mdns.Msg) { m.RecursionDesired = false }, fast: true},
 		{name: "web.svc.cluster.local.", qtype: mdns.TypeA, edit: func(m *mdns.Msg) { m.CheckingDisabled, m.AuthenticatedData = true, true }, fast: true},
 		{name: "web.svc.cluster.local.", qtype: mdns.TypeA, edit: func(m *mdns.Msg) { m.SetEdns0(1232, false) }},
-		{name: "web.svc.cluster.local.", qtype: mdns.TypeAAAA},
+		{name: "web.svc.cluster.local.", qtype: mdns.TypeAAAA, fast: true},
+		{name: "Web.", qtype: mdns.TypeAAAA, fast: true},
+		{name: "web.svc.cluster.local.", qtype: mdns.TypeAAAA, edit: func(m *mdns.Msg) { m.RecursionDesired, m.CheckingDisabled = false, true }, fast: true},
+		{name: "web.svc.cluster.local.", qtype: mdns.TypeAAAA, edit: func(m *mdns.Msg) { m.SetEdns0(1232, false) }},
+		{name: "nope.svc.cluster.local.", qtype: mdns.TypeAAAA},
+		{name: "web.svc.cluster.local.", qtype: mdns.TypeTXT},
 		{name: "web.svc.cluster.local.", qtype: mdns.TypeANY},
 		{name: "web.svc.cluster.local.", qtype: mdns.TypeSRV},
 		{name: "_http._tcp.web.svc.cluster.local.", qtype: mdns.TypeA},
@@ -52,7 +57,7 @@ func TestAnswerAIsWhatServeDNSAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fast, ok := s.zone.Load().answerA(wire, nil)
+			fast, _, _, ok := s.zone.Load().answerPlain(wire, nil)
 			if ok != tc.fast {
 				t.Fatalf("answered in the read loop: %v, want %v", ok, tc.fast)
 			}
