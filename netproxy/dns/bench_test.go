@@ -2,19 +2,25 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -42,18 +48,85 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// With CUELET_DNS_BENCH_PROFILE=DIR as well, the server writes a CPU, a
+// mutex, a block and an allocation profile of itself to DIR when it is
+// stopped (SIGTERM), and prints its queries, allocations per query and GC
+// pauses on stderr: the load generator's own -cpuprofile would profile
+// the wrong process.
 func benchServer(addr string) int {
-	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop(), Registerer: reg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	s.Update(benchServices())
-	if err := s.Run(context.Background(), netip.MustParseAddrPort(addr)); err != nil {
+	if v := os.Getenv("CUELET_DNS_BENCH_SOCKETS"); v != "" {
+		fmt.Sscan(v, &s.udpSockets)
+	}
+	dir := os.Getenv("CUELET_DNS_BENCH_PROFILE")
+	if dir != "" {
+		finish, err := startProfiles(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() {
+			if err := finish(reg); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+	}
+	if err := s.Run(ctx, netip.MustParseAddrPort(addr)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// startProfiles starts the server's profiles; finish writes them to dir
+// and prints the allocations and GC pauses per query.
+func startProfiles(dir string) (finish func(prometheus.Gatherer) error, err error) {
+	cpu, err := os.Create(filepath.Join(dir, "server-cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return nil, err
+	}
+	runtime.SetMutexProfileFraction(5)
+	runtime.SetBlockProfileRate(10_000) // one sample per 10 µs blocked
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	return func(g prometheus.Gatherer) error {
+		pprof.StopCPUProfile()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		var errs []error
+		for _, name := range []string{"mutex", "block", "allocs"} {
+			f, err := os.Create(filepath.Join(dir, "server-"+name+".pprof"))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, pprof.Lookup(name).WriteTo(f, 0), f.Close())
+		}
+		var queries float64
+		mfs, err := g.Gather()
+		errs = append(errs, err)
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				queries += m.GetCounter().GetValue()
+			}
+		}
+		q := max(queries, 1)
+		fmt.Fprintf(os.Stderr, "dns bench server: %.0f queries, %.1f allocs and %.0f B per query, %d GCs, pauses %s total, %s max of the last 256\n",
+			queries, float64(after.Mallocs-before.Mallocs)/q, float64(after.TotalAlloc-before.TotalAlloc)/q,
+			after.NumGC-before.NumGC, time.Duration(after.PauseTotalNs-before.PauseTotalNs), time.Duration(slices.Max(after.PauseNs[:])))
+		return errors.Join(append(errs, cpu.Close())...)
+	}, nil
 }
 
 // BenchmarkServerUDP is a load generator against two servers of the same
@@ -128,7 +201,8 @@ func startCuelet(b *testing.B) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		cmd.Process.Kill()
+		// SIGTERM, so that it writes its profiles (see benchServer).
+		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
 	waitAnswer(b, addr)
@@ -264,3 +338,111 @@ func waitAnswer(b *testing.B, addr string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// BenchmarkServeDNSAnswer is the work of one local answer past the socket:
+// the request unpacked (as miekg's server does), looked up, the answer
+// packed. Run with -benchmem: allocations per query are what the server
+// leaves to its GC under load.
+func BenchmarkServeDNSAnswer(b *testing.B) {
+	s, err := New(Config{Domain: "cluster.local", Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Update(benchServices())
+	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
+			var wires [][]byte
+			for i := range 1000 {
+				m := new(mdns.Msg)
+				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
+				w, err := m.Pack()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wires = append(wires, w)
+			}
+			w := &packWriter{}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := new(mdns.Msg)
+				if err := r.Unpack(wires[i%len(wires)]); err != nil {
+					b.Fatal(err)
+				}
+				s.ServeDNS(w, r)
+				i++
+			}
+			if w.n != i || w.last == 0 {
+				b.Fatalf("%d answers of %d queries, last %d bytes", w.n, i, w.last)
+			}
+		})
+	}
+}
+
+// BenchmarkAnswerPlain is the read loop's answer to an A or AAAA query
+// for a service (see serveUDP), the counterpart of
+// BenchmarkServeDNSAnswer.
+func BenchmarkAnswerPlain(b *testing.B) {
+	z := newZone("cluster.local", benchServices())
+	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
+		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
+			var wires [][]byte
+			for i := range 1000 {
+				m := new(mdns.Msg)
+				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
+				w, err := m.Pack()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wires = append(wires, w)
+			}
+			out := make([]byte, 0, mdns.MinMsgSize)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ans, _, _, ok := z.answerPlain(wires[i%len(wires)], out[:0])
+				if !ok || len(ans) == 0 {
+					b.Fatalf("no answer to %d", i)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// packWriter is a UDP ResponseWriter that packs what it is given, as
+// miekg's writer does, and keeps the last answer's bytes when keep is set.
+type packWriter struct {
+	n, last int
+	keep    bool
+	wire    []byte
+}
+
+// The addresses are made once, as a socket's are.
+var (
+	benchLocal  = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
+	benchRemote = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
+)
+
+func (w *packWriter) LocalAddr() net.Addr  { return benchLocal }
+func (w *packWriter) RemoteAddr() net.Addr { return benchRemote }
+func (w *packWriter) WriteMsg(m *mdns.Msg) error {
+	buf, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
+}
+func (w *packWriter) Write(buf []byte) (int, error) {
+	w.n++
+	w.last = len(buf)
+	if w.keep {
+		w.wire = slices.Clone(buf)
+	}
+	return len(buf), nil
+}
+func (w *packWriter) Close() error        { return nil }
+func (w *packWriter) TsigStatus() error   { return nil }
+func (w *packWriter) TsigTimersOnly(bool) {}
+func (w *packWriter) Hijack()             {}

@@ -47,6 +47,9 @@ type Server struct {
 	// use, so that /metrics shows only the series that happened.
 	counters [len(typeNames)][numResults]atomic.Pointer[prometheus.Counter]
 	log      zerolog.Logger
+	// udpSockets is the number of UDP sockets Run opens; 0 is GOMAXPROCS
+	// (the benchmark varies it).
+	udpSockets int
 }
 
 // Results counted in cuelet_dns_queries_total.
@@ -110,13 +113,16 @@ func (s *Server) Update(services []Service) {
 // (CoreDNS's multisocket does the same).
 func (s *Server) Run(ctx context.Context, addr netip.AddrPort) error {
 	lc := net.ListenConfig{Control: freebind}
-	var pcs []net.PacketConn
+	var pcs []*net.UDPConn
 	closeAll := func() {
 		for _, pc := range pcs {
 			pc.Close()
 		}
 	}
 	n := runtime.GOMAXPROCS(0)
+	if s.udpSockets > 0 {
+		n = s.udpSockets
+	}
 	for range n {
 		ulc := lc
 		if n > 1 {
@@ -127,7 +133,7 @@ func (s *Server) Run(ctx context.Context, addr netip.AddrPort) error {
 			closeAll()
 			return fmt.Errorf("dns: listen udp %s: %w", addr, err)
 		}
-		pcs = append(pcs, pc)
+		pcs = append(pcs, pc.(*net.UDPConn))
 	}
 	l, err := lc.Listen(ctx, "tcp4", addr.String())
 	if err != nil {
@@ -139,43 +145,38 @@ func (s *Server) Run(ctx context.Context, addr netip.AddrPort) error {
 }
 
 // Serve answers on pc (UDP) and l (TCP) until ctx is done, and closes them.
-func (s *Server) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
-	return s.serve(ctx, []net.PacketConn{pc}, l)
+func (s *Server) Serve(ctx context.Context, pc *net.UDPConn, l net.Listener) error {
+	return s.serve(ctx, []*net.UDPConn{pc}, l)
 }
 
-// serve answers on every socket of pcs (UDP) and on l (TCP) until ctx is
-// done, and closes them.
-func (s *Server) serve(ctx context.Context, pcs []net.PacketConn, l net.Listener) error {
+// serve answers on every socket of pcs (UDP, see serveUDP) and on l (TCP,
+// miekg's server) until ctx is done, and closes them.
+func (s *Server) serve(ctx context.Context, pcs []*net.UDPConn, l net.Listener) error {
 	g, gctx := errgroup.WithContext(ctx)
-	srvs := []*mdns.Server{{Listener: l, Handler: s}}
 	for _, pc := range pcs {
-		srvs = append(srvs, &mdns.Server{PacketConn: pc, Handler: s})
+		g.Go(func() error { return s.serveUDP(gctx, pc) })
 	}
-	for _, srv := range srvs {
-		var started atomic.Bool
-		srv.NotifyStartedFunc = func() { started.Store(true) }
-		g.Go(func() error {
-			if err := srv.ActivateAndServe(); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("dns: serve: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			if !started.Load() {
-				// It failed at once (reported above), or never began:
-				// close the socket it would have closed.
-				if srv.PacketConn != nil {
-					return closeIf(srv.PacketConn, true)
-				}
-				return closeIf(srv.Listener, true)
-			}
-			// A fresh bounded context: ctx is already done.
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			return srv.ShutdownContext(sctx)
-		})
-	}
+	srv := &mdns.Server{Listener: l, Handler: s}
+	var started atomic.Bool
+	srv.NotifyStartedFunc = func() { started.Store(true) }
+	g.Go(func() error {
+		if err := srv.ActivateAndServe(); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("dns: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		if !started.Load() {
+			// It failed at once (reported above), or never began:
+			// close the socket it would have closed.
+			return closeIf(srv.Listener, true)
+		}
+		// A fresh bounded context: ctx is already done.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return srv.ShutdownContext(sctx)
+	})
 	return g.Wait()
 }
 
@@ -280,11 +281,17 @@ var queryTypes = map[uint16]int{
 }
 
 func (s *Server) count(r *mdns.Msg, res result) {
-	t := len(typeNames) - 1
+	qtype := uint16(mdns.TypeNone)
 	if len(r.Question) > 0 {
-		if i, ok := queryTypes[r.Question[0].Qtype]; ok {
-			t = i
-		}
+		qtype = r.Question[0].Qtype
+	}
+	s.countType(qtype, res)
+}
+
+func (s *Server) countType(qtype uint16, res result) {
+	t := len(typeNames) - 1
+	if i, ok := queryTypes[qtype]; ok {
+		t = i
 	}
 	slot := &s.counters[t][res]
 	c := slot.Load()

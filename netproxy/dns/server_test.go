@@ -55,9 +55,9 @@ func serve(t *testing.T, upstreams ...string) *served {
 	return &served{srv: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String(), reg: reg}
 }
 
-func loopback(t testing.TB) (net.PacketConn, net.Listener) {
+func loopback(t testing.TB) (*net.UDPConn, net.Listener) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
