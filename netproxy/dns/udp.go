@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -28,7 +29,7 @@ func (s *Server) serveUDP(ctx context.Context, pc *net.UDPConn) error {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer waitAtMost(&wg, time.Second)
 	buf := make([]byte, mdns.MaxMsgSize)
 	out := make([]byte, 0, mdns.MinMsgSize)
 	for {
@@ -47,6 +48,22 @@ func (s *Server) serveUDP(ctx context.Context, pc *net.UDPConn) error {
 		}
 		pkt := bytes.Clone(buf[:n])
 		wg.Go(func() { s.serveUDPPacket(pc, pkt, from) })
+	}
+}
+
+// waitAtMost waits for wg, but no longer than d: a query forwarded to an
+// upstream that does not answer may take seconds, and SIGTERM must stop
+// the agent within 10 s (SPEC §3); its late answer then fails to write on
+// the closed socket, as miekg's server's did after its 1 s shutdown.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
 	}
 }
 

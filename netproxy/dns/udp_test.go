@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"reflect"
 	"testing"
@@ -124,5 +125,58 @@ func TestUDPPacketsMiekgRejectsAreRejectedTheSameWay(t *testing.T) {
 		if !r.Response || r.Rcode != tc.rcode {
 			t.Errorf("%s: answered %s, want %s", tc.what, mdns.RcodeToString[r.Rcode], mdns.RcodeToString[tc.rcode])
 		}
+	}
+}
+
+// A query forwarded to an upstream that never answers must not hold the
+// server's stop: SIGTERM stops the agent within 10 s (SPEC §3), and an
+// exchange may last ForwardTimeout per upstream.
+func TestStopDoesNotWaitForAForwardedQueryWithoutAnswer(t *testing.T) {
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	s, err := New(Config{
+		Domain:         "cluster.local",
+		Upstreams:      func() []string { return []string{silent.LocalAddr().String()} },
+		ForwardTimeout: time.Minute,
+		Logger:         zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, l := loopback(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, l) }()
+
+	m := new(mdns.Msg)
+	m.SetQuestion("example.test.", mdns.TypeA)
+	q, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	// The forward is in flight once the silent upstream has it.
+	silent.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := silent.ReadFrom(make([]byte, 512)); err != nil {
+		t.Fatalf("the upstream never got the forwarded query: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still waits 10 s after its stop for a forward of a minute")
 	}
 }
