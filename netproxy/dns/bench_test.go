@@ -378,16 +378,7 @@ func BenchmarkServeDNSAnswer(b *testing.B) {
 	s.Update(benchServices())
 	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
-			var wires [][]byte
-			for i := range 1000 {
-				m := new(mdns.Msg)
-				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
-				w, err := m.Pack()
-				if err != nil {
-					b.Fatal(err)
-				}
-				wires = append(wires, w)
-			}
+			wires := benchQueries(b, qtype)
 			w := &packWriter{}
 			b.ReportAllocs()
 			i := 0
@@ -406,6 +397,21 @@ func BenchmarkServeDNSAnswer(b *testing.B) {
 	}
 }
 
+// benchQueries packs a query of qtype for each of benchServices' names.
+func benchQueries(b *testing.B, qtype uint16) [][]byte {
+	var wires [][]byte
+	for i := range 1000 {
+		m := new(mdns.Msg)
+		m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
+		w, err := m.Pack()
+		if err != nil {
+			b.Fatal(err)
+		}
+		wires = append(wires, w)
+	}
+	return wires
+}
+
 // BenchmarkAnswerPlain is the read loop's answer to an A or AAAA query
 // for a service (see serveUDP), the counterpart of
 // BenchmarkServeDNSAnswer.
@@ -413,16 +419,7 @@ func BenchmarkAnswerPlain(b *testing.B) {
 	z := newZone("cluster.local", benchServices())
 	for _, qtype := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
 		b.Run(mdns.TypeToString[qtype], func(b *testing.B) {
-			var wires [][]byte
-			for i := range 1000 {
-				m := new(mdns.Msg)
-				m.SetQuestion(fmt.Sprintf("svc-%04d.svc.cluster.local.", i), qtype)
-				w, err := m.Pack()
-				if err != nil {
-					b.Fatal(err)
-				}
-				wires = append(wires, w)
-			}
+			wires := benchQueries(b, qtype)
 			out := make([]byte, 0, mdns.MinMsgSize)
 			b.ReportAllocs()
 			i := 0

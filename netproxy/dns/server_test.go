@@ -25,17 +25,26 @@ type served struct {
 	srv      *Server
 	udp, tcp string
 	reg      *prometheus.Registry
+	// stop stops the server and returns what Serve returned; the test's
+	// cleanup calls it too.
+	stop func() error
 }
 
 // serve starts a server on 127.0.0.1 (UDP and TCP, ports of the kernel's
 // choice) for the rest of the test.
 func serve(t *testing.T, upstreams ...string) *served {
 	t.Helper()
+	return serveWith(t, 500*time.Millisecond, upstreams...)
+}
+
+// serveWith is serve with forward as the ForwardTimeout.
+func serveWith(t *testing.T, forward time.Duration, upstreams ...string) *served {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{
 		Domain:         "cluster.local",
 		Upstreams:      func() []string { return upstreams },
-		ForwardTimeout: 500 * time.Millisecond,
+		ForwardTimeout: forward,
 		Registerer:     reg,
 		Logger:         zerolog.Nop(),
 	})
@@ -46,13 +55,16 @@ func serve(t *testing.T, upstreams ...string) *served {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, pc, l) }()
-	t.Cleanup(func() {
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &served{srv: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String(), reg: reg}
+	return &served{srv: s, udp: pc.LocalAddr().String(), tcp: l.Addr().String(), reg: reg, stop: stop}
 }
 
 func loopback(t testing.TB) (*net.UDPConn, net.Listener) {

@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"context"
 	"net"
 	"reflect"
 	"testing"
@@ -137,19 +136,7 @@ func TestStopDoesNotWaitForAForwardedQueryWithoutAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { silent.Close() })
-	s, err := New(Config{
-		Domain:         "cluster.local",
-		Upstreams:      func() []string { return []string{silent.LocalAddr().String()} },
-		ForwardTimeout: time.Minute,
-		Logger:         zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, l := loopback(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, l) }()
+	s := serveWith(t, time.Minute, silent.LocalAddr().String())
 
 	m := new(mdns.Msg)
 	m.SetQuestion("example.test.", mdns.TypeA)
@@ -157,7 +144,7 @@ func TestStopDoesNotWaitForAForwardedQueryWithoutAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := net.Dial("udp4", pc.LocalAddr().String())
+	client, err := net.Dial("udp4", s.udp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +157,10 @@ func TestStopDoesNotWaitForAForwardedQueryWithoutAnswer(t *testing.T) {
 	if _, _, err := silent.ReadFrom(make([]byte, 512)); err != nil {
 		t.Fatalf("the upstream never got the forwarded query: %v", err)
 	}
-	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop() }()
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil {
 			t.Errorf("serve: %v", err)
 		}
