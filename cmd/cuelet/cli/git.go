@@ -65,6 +65,10 @@ func (g *GitFlags) config(dir string) gitsource.Config {
 	}
 }
 
+// fetchTimeout is the deadline of a one-shot fetch, the agent's (a
+// variable for the test of a remote that never answers).
+var fetchTimeout = agent.FetchTimeout
+
 // fetchOnce reads the repository into a temporary folder for a one-shot
 // command (validate, plan, apply, export), so that CI can check a branch. dir is
 // "" without --git-url; cleanup removes the folder.
@@ -83,7 +87,7 @@ func (g *GitFlags) fetchOnce(ctx context.Context) (dir string, rev gitsource.Rev
 	if err == nil {
 		// A remote that never answers fails a CI job as it fails the
 		// agent's fetch, instead of holding it until the job's limit.
-		d := agent.FetchTimeout(g.Period)
+		d := fetchTimeout(g.Period)
 		fctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("no answer from the remote within %s", d))
 		rev, _, err = src.Sync(fctx)
 		if fctx.Err() != nil && ctx.Err() == nil {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cuelet/cuelet/cmd/cuelet/cli"
 	"github.com/cuelet/cuelet/manifests/gitsource/gittest"
@@ -102,6 +105,40 @@ func TestExport_reads_a_branch_of_a_git_repository_as_validate_does(t *testing.T
 	}
 	if left, _ := os.ReadDir(tmp); len(left) > 0 {
 		t.Errorf("the one-shot fetches left %d entries in TMPDIR: %v", len(left), left)
+	}
+}
+
+// A CI job that validates a branch must fail when the remote accepts the
+// connection and never answers, not wait for the job's own limit.
+func TestValidate_with_git_fails_when_the_remote_never_answers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hang := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang })}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		close(hang)
+		srv.Close()
+	})
+	defer cli.SetFetchTimeout(200 * time.Millisecond)()
+	type result struct {
+		stderr string
+		code   int
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, stderr, code := cuelet(t, "validate", "--git-url", "http://"+ln.Addr().String()+"/repo.git")
+		done <- result{stderr, code}
+	}()
+	select {
+	case r := <-done:
+		if r.code == 0 || !strings.Contains(r.stderr, "no answer from the remote within 200ms") {
+			t.Errorf("validate against a remote that never answers: exit %d, stderr %q; want a failure naming the deadline", r.code, r.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("validate against a remote that never answers still runs after 30 s; want it failed after its 200ms deadline")
 	}
 }
 
