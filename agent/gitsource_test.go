@@ -3,8 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,18 +196,8 @@ func TestAgent_SIGHUP_with_git_fetches_first_then_passes_on_the_new_revision(t *
 // hung git server) must not hold the git source forever: no later fetch
 // would run, and SIGHUP, which waits for its fetch, would never end.
 func TestGitSource_a_fetch_from_a_remote_that_never_answers_fails_after_its_deadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hang := make(chan struct{})
-	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang })}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		close(hang)
-		srv.Close()
-	})
-	src, err := gitsource.New(gitsource.Config{URL: "http://" + ln.Addr().String() + "/repo.git", Dir: filepath.Join(t.TempDir(), "state")})
+	remote := gittest.SilentRemote(t)
+	src, err := gitsource.New(gitsource.Config{URL: remote, Dir: filepath.Join(t.TempDir(), "state")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -111,17 +109,7 @@ func TestExport_reads_a_branch_of_a_git_repository_as_validate_does(t *testing.T
 // A CI job that validates a branch must fail when the remote accepts the
 // connection and never answers, not wait for the job's own limit.
 func TestValidate_with_git_fails_when_the_remote_never_answers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hang := make(chan struct{})
-	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang })}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		close(hang)
-		srv.Close()
-	})
+	remote := gittest.SilentRemote(t)
 	defer cli.SetFetchTimeout(200 * time.Millisecond)()
 	type result struct {
 		stderr string
@@ -129,7 +117,7 @@ func TestValidate_with_git_fails_when_the_remote_never_answers(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		_, stderr, code := cuelet(t, "validate", "--git-url", "http://"+ln.Addr().String()+"/repo.git")
+		_, stderr, code := cuelet(t, "validate", "--git-url", remote)
 		done <- result{stderr, code}
 	}()
 	select {

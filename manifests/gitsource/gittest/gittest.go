@@ -4,6 +4,8 @@
 package gittest
 
 import (
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,4 +81,23 @@ func (u *Upstream) Run(tb testing.TB, dir string, args ...string) string {
 		tb.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// SilentRemote is the URL of a git remote over HTTP on 127.0.0.1 that
+// accepts every request and never answers (a hung server or proxy), for
+// tb's life.
+func SilentRemote(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hang := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang })}
+	go srv.Serve(ln)
+	tb.Cleanup(func() {
+		close(hang)
+		srv.Close()
+	})
+	return "http://" + ln.Addr().String() + "/repo.git"
 }
